@@ -1,0 +1,11 @@
+"""The Celery application: background work (bulk assignment, vendor delivery, pulls, nightly tasks)."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+
+app = Celery("feesync")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

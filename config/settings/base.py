@@ -161,6 +161,9 @@ AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)
 AXES_LOCKOUT_PARAMETERS = ["username"]
 AXES_RESET_ON_SUCCESS = True
+# Lock by username only: many parents sign in from one school or district address (NAT),
+# so locking an IP would lock out every family behind it.
+SILENCED_SYSTEM_CHECKS = ["axes.W006"]
 
 # Demo data password (seed_demo); DESIGN.md command contract.
 DEMO_PASSWORD = env("DEMO_PASSWORD", default="feesync-demo")
@@ -171,5 +174,5 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }

@@ -1,0 +1,195 @@
+"""Reads of the ledger: balances, totals, and the invariant check behind `ledger_check`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.db import connection
+from django.db.models import Count, QuerySet, Sum
+from django.db.models.functions import Coalesce
+
+from apps.students.models import Student
+
+from .models import ZERO, Allocation, Fee, LedgerEntry
+
+DEBITS = tuple(sorted(LedgerEntry.DEBIT_KINDS))
+CREDITS = tuple(sorted(LedgerEntry.CREDIT_KINDS))
+
+
+def student_fees(*, student: Student) -> QuerySet[Fee]:
+    return student.fees.select_related("category", "merchant_account").order_by(
+        "status", "-fee_date", "-id"
+    )
+
+
+def student_balance(*, student: Student) -> Decimal:
+    return Fee.objects.filter(student=student).aggregate(s=Coalesce(Sum("balance"), ZERO))["s"]
+
+
+@dataclass
+class Breach:
+    check: str
+    detail: str
+
+
+@dataclass
+class LedgerReport:
+    counts: dict[str, int] = field(default_factory=dict)
+    totals: dict[str, str] = field(default_factory=dict)
+    breaches: list[Breach] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.breaches
+
+
+# Each check is one set-based SQL query that returns the offending rows (at most LIMIT), so
+# the whole ledger is verified in a handful of scans however large it is.
+LIMIT = 50
+_IN = lambda kinds: "(" + ", ".join(f"'{k}'" for k in kinds) + ")"  # noqa: E731
+
+CHECKS: list[tuple[str, str, str]] = [
+    (
+        "fee_balance",
+        "fee {0}: stored balance {1} but its entries say {2}",
+        f"""
+        WITH deb AS (
+            SELECT e.fee_id, SUM(e.amount) AS debits FROM fees_ledgerentry e
+            WHERE e.kind IN {_IN(DEBITS)} AND e.fee_id IS NOT NULL GROUP BY e.fee_id
+        ), alloc AS (
+            SELECT d.fee_id, SUM(a.amount) AS settled FROM fees_allocation a
+            JOIN fees_ledgerentry d ON d.id = a.debit_id GROUP BY d.fee_id
+        )
+        SELECT f.id, f.balance, COALESCE(deb.debits, 0) - COALESCE(alloc.settled, 0)
+        FROM fees_fee f LEFT JOIN deb ON deb.fee_id = f.id LEFT JOIN alloc ON alloc.fee_id = f.id
+        WHERE f.balance <> COALESCE(deb.debits, 0) - COALESCE(alloc.settled, 0)
+        ORDER BY f.id LIMIT {LIMIT}
+        """,
+    ),
+    (
+        "fee_amount",
+        "fee {0}: stored amount {1} but its charge and adjustments say {2}",
+        """
+        WITH adj AS (
+            SELECT e.fee_id, SUM(CASE WHEN e.kind = 'credit_adjustment' THEN -e.amount
+                                      ELSE e.amount END) AS amount
+            FROM fees_ledgerentry e
+            WHERE e.kind IN ('charge', 'debit_adjustment', 'credit_adjustment')
+            GROUP BY e.fee_id
+        )
+        SELECT f.id, f.amount, COALESCE(adj.amount, 0)
+        FROM fees_fee f LEFT JOIN adj ON adj.fee_id = f.id
+        WHERE f.amount <> COALESCE(adj.amount, 0) ORDER BY f.id LIMIT 50
+        """,
+    ),
+    (
+        "one_charge",
+        "fee {0}: has {1} charge entries (exactly one expected)",
+        """
+        SELECT f.id, COUNT(e.id) FROM fees_fee f
+        LEFT JOIN fees_ledgerentry e ON e.fee_id = f.id AND e.kind = 'charge'
+        GROUP BY f.id HAVING COUNT(e.id) <> 1 ORDER BY f.id LIMIT 50
+        """,
+    ),
+    (
+        "debit_over_allocated",
+        "entry {0}: debit of {1} has {2} allocated to it",
+        f"""
+        SELECT d.id, d.amount, SUM(a.amount) FROM fees_ledgerentry d
+        JOIN fees_allocation a ON a.debit_id = d.id
+        GROUP BY d.id, d.amount HAVING SUM(a.amount) > d.amount ORDER BY d.id LIMIT {LIMIT}
+        """,
+    ),
+    (
+        "credit_over_allocated",
+        "entry {0}: credit of {1} has allocated {2}",
+        f"""
+        SELECT c.id, c.amount, SUM(a.amount) FROM fees_ledgerentry c
+        JOIN fees_allocation a ON a.credit_id = c.id
+        GROUP BY c.id, c.amount HAVING SUM(a.amount) > c.amount ORDER BY c.id LIMIT {LIMIT}
+        """,
+    ),
+    (
+        "allocation_direction",
+        "allocation {0}: from a {1} entry to a {2} entry (credit to debit expected)",
+        f"""
+        SELECT a.id, c.kind, d.kind FROM fees_allocation a
+        JOIN fees_ledgerentry c ON c.id = a.credit_id JOIN fees_ledgerentry d ON d.id = a.debit_id
+        WHERE c.kind NOT IN {_IN(CREDITS)} OR d.kind NOT IN {_IN(DEBITS)}
+           OR c.student_id <> d.student_id
+        ORDER BY a.id LIMIT {LIMIT}
+        """,
+    ),
+    (
+        "given_back_too_much",
+        "entry {0}: credit of {1} has {2} refunded or reversed",
+        f"""
+        SELECT c.id, c.amount, SUM(r.amount) FROM fees_ledgerentry c
+        JOIN fees_ledgerentry r ON r.reverses_id = c.id
+        GROUP BY c.id, c.amount HAVING SUM(r.amount) > c.amount ORDER BY c.id LIMIT {LIMIT}
+        """,
+    ),
+    (
+        "external_once",
+        "{0} transaction {1} is recorded {2} times",
+        f"""
+        SELECT external_source, external_id, COUNT(*) FROM fees_ledgerentry
+        WHERE external_id <> '' GROUP BY external_source, external_id HAVING COUNT(*) > 1
+        LIMIT {LIMIT}
+        """,
+    ),
+    (
+        "negative_amounts",
+        "{0} {1}: amount {2} is not allowed (must be positive)",
+        f"""
+        SELECT 'entry', id, amount FROM fees_ledgerentry WHERE amount <= 0
+        UNION ALL SELECT 'allocation', id, amount FROM fees_allocation WHERE amount <= 0
+        UNION ALL SELECT 'fee', id, amount FROM fees_fee WHERE amount < 0 OR balance < 0
+        LIMIT {LIMIT}
+        """,
+    ),
+    (
+        "status",
+        "fee {0}: status {1} with balance {2}",
+        f"""
+        SELECT id, status, balance FROM fees_fee
+        WHERE (status = 'open' AND balance = 0) OR (status <> 'open' AND balance <> 0)
+        ORDER BY id LIMIT {LIMIT}
+        """,
+    ),
+]
+
+
+def _money(value: object) -> str:
+    return f"{Decimal(str(value)):.2f}" if value is not None else "0.00"
+
+
+def ledger_report() -> LedgerReport:
+    """Recompute every balance from the entries and check every invariant of DESIGN.md."""
+    report = LedgerReport()
+    with connection.cursor() as cursor:
+        for name, template, sql in CHECKS:
+            cursor.execute(sql)
+            for row in cursor.fetchall():
+                shown = [_money(v) if isinstance(v, Decimal) else v for v in row]
+                report.breaches.append(Breach(name, template.format(*shown)))
+    report.counts = {
+        "fees": Fee.objects.count(),
+        "entries": LedgerEntry.objects.count(),
+        "allocations": Allocation.objects.count(),
+        "breaches": len(report.breaches),
+    }
+    fee_totals = Fee.objects.aggregate(
+        amount=Coalesce(Sum("amount"), ZERO), balance=Coalesce(Sum("balance"), ZERO)
+    )
+    report.totals = {"fees_amount": _money(fee_totals["amount"]),
+                     "fees_balance": _money(fee_totals["balance"])}
+    for kind, total, n in (
+        LedgerEntry.objects.values_list("kind")
+        .annotate(t=Sum("amount"), n=Count("id"))
+        .values_list("kind", "t", "n")
+    ):
+        report.totals[kind] = _money(total)
+        report.counts[f"{kind}_entries"] = n
+    return report

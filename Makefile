@@ -1,0 +1,54 @@
+# FeeSync: the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The suite runs on PostgreSQL (DESIGN.md); override DATABASE_URL to point elsewhere.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/feesync
+PORT ?= 8000
+
+.PHONY: run test bench lint format install migrate demo clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+demo: migrate
+	$(PY) manage.py seed_demo
+
+## make run: the whole product on http://127.0.0.1:8000 with nothing else installed
+## (SQLite + the embedded filesystem broker unless DATABASE_URL/CELERY_BROKER_URL are set).
+run: demo
+	@echo
+	@echo "  FeeSync is starting on http://127.0.0.1:$(PORT)/"
+	@echo "    staff site:     http://127.0.0.1:$(PORT)/admin/   (admin, clerk, support)"
+	@echo "    parent portal:  http://127.0.0.1:$(PORT)/portal/  (parent1, parent2, ...)"
+	@echo "    password:       $${DEMO_PASSWORD:-feesync-demo}"
+	@echo
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PORT=$(PORT) honcho start
+
+## make test: the whole suite, on PostgreSQL.
+test: install
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} $(PY) -m pytest $(PYTEST_ARGS)
+
+## make bench: every benchmark under bench/, figures printed and written to bench/results.json.
+bench: install
+	$(PY) -m bench.run
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf var .pytest_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""The Celery application: background work (bulk assignment, vendor delivery, pulls, nightly tasks)."""
+"""The Celery application: bulk assignment, vendor delivery, pulls and nightly tasks."""
 
 import os
 

@@ -75,7 +75,10 @@ class Fee(models.Model):
         VOIDED = "voided", "Voided"
 
     reference = models.CharField(
-        max_length=20, unique=True, default=new_fee_reference, editable=False,
+        max_length=20,
+        unique=True,
+        default=new_fee_reference,
+        editable=False,
         help_text="FeeSync's fee reference; vendors know the fee by it.",
     )
     student = models.ForeignKey(Student, on_delete=models.PROTECT, related_name="fees")
@@ -174,14 +177,19 @@ class LedgerEntry(models.Model):
     reason = models.CharField(max_length=300, blank=True)
     source = models.CharField(max_length=12, choices=Source.choices, default=Source.STAFF)
     external_source = models.CharField(
-        max_length=60, blank=True,
+        max_length=60,
+        blank=True,
         help_text="Who sent this entry from outside, e.g. 'integration:3'.",
     )
     external_id = models.CharField(
         max_length=100, blank=True, help_text="That sender's own transaction id."
     )
     reverses = models.ForeignKey(
-        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="reversed_by",
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="reversed_by",
         help_text="For a refund or reversal: the credit it gives back.",
     )
     created_by = models.ForeignKey(

@@ -12,10 +12,10 @@ nothing is written when it does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from decimal import ROUND_UNNECESSARY, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -80,19 +80,17 @@ def to_money(value: Any, *, label: str = "Amount", allow_zero: bool = False) -> 
         raise LedgerError(f"{label} “{value}” is not a number.") from None
     if not amount.is_finite():
         raise LedgerError(f"{label} “{value}” is not a number.")
-    try:
-        amount = amount.quantize(CENT, rounding=ROUND_UNNECESSARY)
-    except InvalidOperation:
+    if abs(amount) < MAX_AMOUNT and amount != amount.quantize(CENT):
         raise LedgerError(
             f"{label} {value} has more than two decimal places; money is kept to the cent."
-        ) from None
+        )
     if amount < 0:
         raise LedgerError(f"{label} cannot be negative.")
     if amount == 0 and not allow_zero:
         raise LedgerError(f"{label} must be more than $0.00.")
     if amount > MAX_AMOUNT:
         raise LedgerError(f"{label} is larger than FeeSync can hold.")
-    return amount
+    return amount.quantize(CENT)
 
 
 def _require(text: str, label: str) -> str:
@@ -128,8 +126,12 @@ def _post(*, fee: Fee, kind: str, amount: Decimal, origin: Origin, **extra: Any)
     try:
         with transaction.atomic():
             return LedgerEntry.objects.create(
-                student_id=fee.student_id, fee=fee, kind=kind, amount=amount,
-                **origin.entry_fields(), **extra,
+                student_id=fee.student_id,
+                fee=fee,
+                kind=kind,
+                amount=amount,
+                **origin.entry_fields(),
+                **extra,
             )
     except IntegrityError as exc:
         # Two pulls racing on the same vendor transaction: the other one recorded it first.
@@ -201,8 +203,14 @@ def _status_for(fee: Fee, totals: dict[str, Decimal]) -> str:
     return Fee.Status.PAID
 
 
-def _settle(fee: Fee, *, reason: str, balance_delta: Decimal, amount_delta: Decimal = ZERO,
-            lock_amount: bool = False) -> Fee:
+def _settle(
+    fee: Fee,
+    *,
+    reason: str,
+    balance_delta: Decimal,
+    amount_delta: Decimal = ZERO,
+    lock_amount: bool = False,
+) -> Fee:
     """Save the fee's new totals and status, raise its version, tell the sync engine."""
     fee.balance += balance_delta
     fee.amount += amount_delta
@@ -210,14 +218,23 @@ def _settle(fee: Fee, *, reason: str, balance_delta: Decimal, amount_delta: Deci
     fee.version += 1
     if lock_amount:
         fee.amount_locked = True
-    fee.save(update_fields=["balance", "amount", "status", "version", "amount_locked",
-                            "updated_at"])
+    fee.save(
+        update_fields=["balance", "amount", "status", "version", "amount_locked", "updated_at"]
+    )
     fee_changed.send(sender=Fee, fee_ids=[fee.pk], reason=reason)
     return fee
 
 
-def _credit(*, fee: Fee, kind: str, amount: Decimal, origin: Origin, reason_label: str,
-            lock_amount: bool = False, **extra: Any) -> LedgerEntry:
+def _credit(
+    *,
+    fee: Fee,
+    kind: str,
+    amount: Decimal,
+    origin: Origin,
+    reason_label: str,
+    lock_amount: bool = False,
+    **extra: Any,
+) -> LedgerEntry:
     entry = _post(fee=fee, kind=kind, amount=amount, origin=origin, **extra)
     _apply(entry, fee, amount)
     _settle(fee, reason=reason_label, balance_delta=-amount, lock_amount=lock_amount)
@@ -248,12 +265,23 @@ def fee_create(
     if due_date and due_date < fee_date:
         raise LedgerError("The due date cannot be before the fee date.")
     fee = Fee.objects.create(
-        student=student, category=category, merchant_account=merchant_account,
-        assignment=assignment, description=description, amount=amount, balance=amount,
-        fee_date=fee_date, due_date=due_date, created_by=origin.entry_fields()["created_by"],
+        student=student,
+        category=category,
+        merchant_account=merchant_account,
+        assignment=assignment,
+        description=description,
+        amount=amount,
+        balance=amount,
+        fee_date=fee_date,
+        due_date=due_date,
+        created_by=origin.entry_fields()["created_by"],
     )
     LedgerEntry.objects.create(
-        student=student, fee=fee, kind=Kind.CHARGE, amount=amount, reason=description,
+        student=student,
+        fee=fee,
+        kind=Kind.CHARGE,
+        amount=amount,
+        reason=description,
         **origin.entry_fields(),
     )
     fee_changed.send(sender=Fee, fee_ids=[fee.pk], reason="created")
@@ -359,24 +387,33 @@ def payment_take(
     by_vendor = origin.source == LedgerEntry.Source.VENDOR
     try:
         entry = _credit(
-            fee=fee, kind=Kind.PAYMENT, amount=amount, origin=origin, reason_label="paid",
-            lock_amount=by_vendor, method=method, check_number=check_number, reason=note,
+            fee=fee,
+            kind=Kind.PAYMENT,
+            amount=amount,
+            origin=origin,
+            reason_label="paid",
+            lock_amount=by_vendor,
+            method=method,
+            check_number=check_number,
+            reason=note,
         )
     except _AlreadyRecorded:
         return _existing_external(origin)  # type: ignore[return-value]
     if closed and fee.balance > 0:
         settle_origin = Origin(user=origin.user, source=origin.source)
         _credit(
-            fee=fee, kind=Kind.SETTLEMENT, amount=fee.balance, origin=settle_origin,
-            reason_label="closed", reason="Closed at the vendor: settled for the amount paid.",
+            fee=fee,
+            kind=Kind.SETTLEMENT,
+            amount=fee.balance,
+            origin=settle_origin,
+            reason_label="closed",
+            reason="Closed at the vendor: settled for the amount paid.",
         )
     return entry
 
 
 @transaction.atomic
-def fee_waive(
-    *, fee: Fee, reason: str, origin: Origin, amount: Any | None = None
-) -> LedgerEntry:
+def fee_waive(*, fee: Fee, reason: str, origin: Origin, amount: Any | None = None) -> LedgerEntry:
     """Waive all (default) or part of what is still owed on a fee."""
     reason = _require(reason, "A reason for the waiver")
     fee = _lock(fee)
@@ -391,8 +428,14 @@ def fee_waive(
     if amount > fee.balance:
         raise LedgerError(f"${amount} is more than is owed on this fee (${fee.balance}).")
     try:
-        return _credit(fee=fee, kind=Kind.WAIVER, amount=amount, origin=origin,
-                       reason_label="waived", reason=reason)
+        return _credit(
+            fee=fee,
+            kind=Kind.WAIVER,
+            amount=amount,
+            origin=origin,
+            reason_label="waived",
+            reason=reason,
+        )
     except _AlreadyRecorded:
         return _existing_external(origin)  # type: ignore[return-value]
 
@@ -411,8 +454,14 @@ def fee_void(*, fee: Fee, reason: str, origin: Origin) -> LedgerEntry:
         )
     if fee.balance == 0:
         raise LedgerError("Nothing is owed on this fee, so there is nothing to void.")
-    return _credit(fee=fee, kind=Kind.VOID, amount=fee.balance, origin=origin,
-                   reason_label="voided", reason=reason)
+    return _credit(
+        fee=fee,
+        kind=Kind.VOID,
+        amount=fee.balance,
+        origin=origin,
+        reason_label="voided",
+        reason=reason,
+    )
 
 
 # --- money back ------------------------------------------------------------------------------
@@ -429,8 +478,15 @@ def _given_back_on(credit: LedgerEntry, fee: Fee) -> tuple[Decimal, Decimal]:
     return applied, back
 
 
-def _give_back(*, credit: LedgerEntry, kind: str, amount: Any | None, reason: str,
-               origin: Origin, fee: Fee | None) -> LedgerEntry:
+def _give_back(
+    *,
+    credit: LedgerEntry,
+    kind: str,
+    amount: Any | None,
+    reason: str,
+    origin: Origin,
+    fee: Fee | None,
+) -> LedgerEntry:
     fee = _lock(fee or credit.fee)  # type: ignore[arg-type]
     if (existing := _existing_external(origin)) is not None:
         return existing
@@ -438,15 +494,18 @@ def _give_back(*, credit: LedgerEntry, kind: str, amount: Any | None, reason: st
     left = applied - back
     amount = left if amount in (None, "") else to_money(amount)
     if left <= 0:
-        raise LedgerError(f"This {credit.get_kind_display().lower()} was already given back in full.")
+        raise LedgerError(
+            f"This {credit.get_kind_display().lower()} was already given back in full."
+        )
     if amount > left:
         raise LedgerError(
             f"${amount} is more than is left of this {credit.get_kind_display().lower()} "
             f"on this fee (${left})."
         )
     try:
-        entry = _post(fee=fee, kind=kind, amount=amount, origin=origin, reason=reason,
-                      reverses=credit)
+        entry = _post(
+            fee=fee, kind=kind, amount=amount, origin=origin, reason=reason, reverses=credit
+        )
     except _AlreadyRecorded:
         return _existing_external(origin)  # type: ignore[return-value]
     _settle(fee, reason="refunded" if kind == Kind.REFUND else "reversed", balance_delta=amount)
@@ -455,28 +514,38 @@ def _give_back(*, credit: LedgerEntry, kind: str, amount: Any | None, reason: st
 
 @transaction.atomic
 def payment_refund(
-    *, payment: LedgerEntry, reason: str, origin: Origin, amount: Any | None = None,
+    *,
+    payment: LedgerEntry,
+    reason: str,
+    origin: Origin,
+    amount: Any | None = None,
     fee: Fee | None = None,
 ) -> LedgerEntry:
     """Give back all (default) or part of a payment; what it paid is owed again."""
     reason = _require(reason, "A reason for the refund")
     if payment.kind != Kind.PAYMENT:
         raise LedgerError("Only a payment can be refunded.")
-    return _give_back(credit=payment, kind=Kind.REFUND, amount=amount, reason=reason,
-                      origin=origin, fee=fee)
+    return _give_back(
+        credit=payment, kind=Kind.REFUND, amount=amount, reason=reason, origin=origin, fee=fee
+    )
 
 
 @transaction.atomic
 def credit_reverse(
-    *, credit: LedgerEntry, reason: str, origin: Origin, amount: Any | None = None,
+    *,
+    credit: LedgerEntry,
+    reason: str,
+    origin: Origin,
+    amount: Any | None = None,
     fee: Fee | None = None,
 ) -> LedgerEntry:
     """Undo a payment entered in error, or restore a waived amount, by a reversing entry."""
     reason = _require(reason, "A reason for the reversal")
     if credit.kind not in (Kind.PAYMENT, Kind.WAIVER):
         raise LedgerError("Only a payment or a waiver can be reversed.")
-    return _give_back(credit=credit, kind=Kind.REVERSAL, amount=amount, reason=reason,
-                      origin=origin, fee=fee)
+    return _give_back(
+        credit=credit, kind=Kind.REVERSAL, amount=amount, reason=reason, origin=origin, fee=fee
+    )
 
 
 # --- fees for lists of students -----------------------------------------------------------------
@@ -501,8 +570,13 @@ def assignment_create(
     if due_date and due_date < fee_date:
         raise LedgerError("The due date cannot be before the fee date.")
     return FeeAssignment.objects.create(
-        student_list=student_list, category=category, merchant_account=merchant_account,
-        description=description, amount=amount, fee_date=fee_date, due_date=due_date,
+        student_list=student_list,
+        category=category,
+        merchant_account=merchant_account,
+        description=description,
+        amount=amount,
+        fee_date=fee_date,
+        due_date=due_date,
         created_by=origin.entry_fields()["created_by"],
     )
 
@@ -529,11 +603,16 @@ def fees_create_bulk(
         fees = Fee.objects.bulk_create(
             [
                 Fee(
-                    student_id=sid, category_id=assignment.category_id,
-                    merchant_account_id=assignment.merchant_account_id, assignment=assignment,
-                    description=assignment.description, amount=assignment.amount,
-                    balance=assignment.amount, fee_date=assignment.fee_date,
-                    due_date=assignment.due_date, created_by=user,
+                    student_id=sid,
+                    category_id=assignment.category_id,
+                    merchant_account_id=assignment.merchant_account_id,
+                    assignment=assignment,
+                    description=assignment.description,
+                    amount=assignment.amount,
+                    balance=assignment.amount,
+                    fee_date=assignment.fee_date,
+                    due_date=assignment.due_date,
+                    created_by=user,
                 )
                 for sid in todo
             ],
@@ -542,8 +621,12 @@ def fees_create_bulk(
         LedgerEntry.objects.bulk_create(
             [
                 LedgerEntry(
-                    student_id=f.student_id, fee_id=f.pk, kind=Kind.CHARGE, amount=f.amount,
-                    reason=f.description, **origin.entry_fields(),
+                    student_id=f.student_id,
+                    fee_id=f.pk,
+                    kind=Kind.CHARGE,
+                    amount=f.amount,
+                    reason=f.description,
+                    **origin.entry_fields(),
                 )
                 for f in fees
             ],
@@ -590,8 +673,14 @@ def fees_void_bulk(*, fee_ids: Sequence[int], reason: str, origin: Origin) -> in
                 by_fee.setdefault(fee_id, []).append((debit_id, amount - applied))
         voids = LedgerEntry.objects.bulk_create(
             [
-                LedgerEntry(student_id=f.student_id, fee_id=f.pk, kind=Kind.VOID,
-                            amount=f.balance, reason=reason, **origin.entry_fields())
+                LedgerEntry(
+                    student_id=f.student_id,
+                    fee_id=f.pk,
+                    kind=Kind.VOID,
+                    amount=f.balance,
+                    reason=reason,
+                    **origin.entry_fields(),
+                )
                 for f in fees
             ],
             batch_size=BATCH,
@@ -620,9 +709,10 @@ def bulk_job_start(*, assignment: FeeAssignment, action: str, origin: Origin) ->
 
     if action not in BulkJob.Action.values:
         raise LedgerError(f"Unknown bulk action “{action}”.")
-    if action == BulkJob.Action.ASSIGN and not student_list_students(
-        student_list=assignment.student_list
-    ).exists():
+    if (
+        action == BulkJob.Action.ASSIGN
+        and not student_list_students(student_list=assignment.student_list).exists()
+    ):
         raise LedgerError(
             f"The list “{assignment.student_list}” has no students today, so there is "
             "nobody to assign this fee to."
@@ -658,17 +748,22 @@ def bulk_job_run(*, job: BulkJob) -> BulkJob:
         if job.action == BulkJob.Action.ASSIGN:
             ids = list(
                 student_list_students(student_list=assignment.student_list)
-                .order_by("pk").values_list("pk", flat=True)
+                .order_by("pk")
+                .values_list("pk", flat=True)
             )
             step = lambda chunk: fees_create_bulk(  # noqa: E731
                 assignment=assignment, student_ids=chunk, origin=origin
             )
         else:
             inactive = job.action == BulkJob.Action.REMOVE_INACTIVE_UNPAID
-            ids = list(unpaid_fees(assignment, inactive_only=inactive)
-                       .order_by("pk").values_list("pk", flat=True))
+            ids = list(
+                unpaid_fees(assignment, inactive_only=inactive)
+                .order_by("pk")
+                .values_list("pk", flat=True)
+            )
             step = lambda chunk: fees_void_bulk(  # noqa: E731
-                fee_ids=chunk, origin=origin,
+                fee_ids=chunk,
+                origin=origin,
                 reason=f"Removed from students who had not paid ({job.get_action_display()}).",
             )
         BulkJob.objects.filter(pk=job.pk).update(total=len(ids), done=0, changed=0)
@@ -692,17 +787,20 @@ def bulk_job_run(*, job: BulkJob) -> BulkJob:
 
 @transaction.atomic
 def student_list_from_assignment(*, assignment: FeeAssignment, name: str) -> Any:
-    """"Create a student list of all students assigned this fee" (a fixed list)."""
+    """ "Create a student list of all students assigned this fee" (a fixed list)."""
     from apps.students.models import StudentList
 
     name = _require(name, "A name for the new list")
     if StudentList.objects.filter(name=name).exists():
         raise LedgerError(f"A student list named “{name}” already exists.")
-    student_list = StudentList.objects.create(name=name, kind=StudentList.Kind.FIXED,
-                                              status=StudentList.Status.ANY)
+    student_list = StudentList.objects.create(
+        name=name, kind=StudentList.Kind.FIXED, status=StudentList.Status.ANY
+    )
     student_ids = (
-        Fee.objects.filter(assignment=assignment).exclude(status=Fee.Status.VOIDED)
-        .values_list("student_id", flat=True).distinct()
+        Fee.objects.filter(assignment=assignment)
+        .exclude(status=Fee.Status.VOIDED)
+        .values_list("student_id", flat=True)
+        .distinct()
     )
     through = StudentList.students.through
     through.objects.bulk_create(
@@ -719,11 +817,12 @@ def fees_follow_activity(*, student: Student, activity_id: int, origin: Origin) 
     created = 0
     for assignment in FeeAssignment.objects.filter(student_list__activity_id=activity_id):
         # The list may also filter on school, grade or status: charge only if they match.
-        if student_list_students(student_list=assignment.student_list).filter(
-            pk=student.pk
-        ).exists():
+        if (
+            student_list_students(student_list=assignment.student_list)
+            .filter(pk=student.pk)
+            .exists()
+        ):
             created += fees_create_bulk(
                 assignment=assignment, student_ids=[student.pk], origin=origin
             )
     return created
-

@@ -72,7 +72,11 @@ class Activity(models.Model):
 
     name = models.CharField(max_length=120)
     school = models.ForeignKey(
-        School, on_delete=models.PROTECT, null=True, blank=True, related_name="activities",
+        School,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="activities",
         help_text="Leave empty for a district-wide activity.",
     )
     is_sport = models.BooleanField(default=False)

@@ -80,9 +80,7 @@ TEMPLATES = [
 
 # SQLite in WAL mode by default so the web process, the worker and beat can share it.
 DATABASES = {
-    "default": env.db(
-        "DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'feesync.sqlite3'}"
-    ),
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'feesync.sqlite3'}"),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {})

@@ -1,4 +1,5 @@
-"""Development: `make run`. SQLite and the filesystem broker unless the environment says otherwise."""
+"""Development (`make run`): SQLite and the filesystem broker unless the environment
+says otherwise."""
 
 from .base import *  # noqa: F403
 from .base import env

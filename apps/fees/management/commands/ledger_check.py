@@ -17,9 +17,17 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         report = ledger_report()
         if options["json"]:
-            self.stdout.write(json.dumps(
-                {"ok": report.ok, "counts": report.counts, "totals": report.totals,
-                 "breaches": [asdict(b) for b in report.breaches]}, indent=2))
+            self.stdout.write(
+                json.dumps(
+                    {
+                        "ok": report.ok,
+                        "counts": report.counts,
+                        "totals": report.totals,
+                        "breaches": [asdict(b) for b in report.breaches],
+                    },
+                    indent=2,
+                )
+            )
         else:
             self.stdout.write(
                 f"Checked {report.counts['fees']} fees, {report.counts['entries']} entries, "
@@ -30,5 +38,6 @@ class Command(BaseCommand):
             if report.ok:
                 self.stdout.write(self.style.SUCCESS("The ledger is consistent."))
         if not report.ok:
-            raise CommandError(f"{len(report.breaches)} ledger invariant breach(es) found.",
-                               returncode=1)
+            raise CommandError(
+                f"{len(report.breaches)} ledger invariant breach(es) found.", returncode=1
+            )

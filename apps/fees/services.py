@@ -34,7 +34,8 @@ from .models import ZERO, Allocation, BulkJob, Fee, FeeAssignment, LedgerEntry
 
 #: Sent inside the transaction of every change a vendor must see.
 #: kwargs: `fee_ids` (list[int]), `reason` (str: created, changed, paid, waived, refunded,
-#: voided, reversed, closed).
+#: voided, reversed, closed), `external_source` (who outside FeeSync caused it, e.g.
+#: "integration:3", or ""; that integration already knows and need not be told back).
 fee_changed = Signal()
 
 Kind = LedgerEntry.Kind
@@ -208,6 +209,7 @@ def _settle(
     *,
     reason: str,
     balance_delta: Decimal,
+    origin: Origin,
     amount_delta: Decimal = ZERO,
     lock_amount: bool = False,
 ) -> Fee:
@@ -221,7 +223,9 @@ def _settle(
     fee.save(
         update_fields=["balance", "amount", "status", "version", "amount_locked", "updated_at"]
     )
-    fee_changed.send(sender=Fee, fee_ids=[fee.pk], reason=reason)
+    fee_changed.send(
+        sender=Fee, fee_ids=[fee.pk], reason=reason, external_source=origin.external_source
+    )
     return fee
 
 
@@ -237,7 +241,7 @@ def _credit(
 ) -> LedgerEntry:
     entry = _post(fee=fee, kind=kind, amount=amount, origin=origin, **extra)
     _apply(entry, fee, amount)
-    _settle(fee, reason=reason_label, balance_delta=-amount, lock_amount=lock_amount)
+    _settle(fee, origin=origin, reason=reason_label, balance_delta=-amount, lock_amount=lock_amount)
     return entry
 
 
@@ -284,7 +288,9 @@ def fee_create(
         reason=description,
         **origin.entry_fields(),
     )
-    fee_changed.send(sender=Fee, fee_ids=[fee.pk], reason="created")
+    fee_changed.send(
+        sender=Fee, fee_ids=[fee.pk], reason="created", external_source=origin.external_source
+    )
     return fee
 
 
@@ -319,7 +325,9 @@ def fee_change(
     if changed:
         fee.version += 1
         fee.save(update_fields=["version"])
-        fee_changed.send(sender=Fee, fee_ids=[fee.pk], reason="changed")
+        fee_changed.send(
+            sender=Fee, fee_ids=[fee.pk], reason="changed", external_source=origin.external_source
+        )
     return fee
 
 
@@ -335,7 +343,7 @@ def _change_amount(fee: Fee, new_amount: Decimal, origin: Origin, reason: str) -
     why = reason or f"Amount changed from ${fee.amount} to ${new_amount}"
     if delta > 0:
         _post(fee=fee, kind=Kind.DEBIT_ADJUSTMENT, amount=delta, origin=origin, reason=why)
-        _settle(fee, reason="changed", balance_delta=delta, amount_delta=delta)
+        _settle(fee, origin=origin, reason="changed", balance_delta=delta, amount_delta=delta)
         return
     cut = -delta
     if cut > fee.balance:
@@ -347,7 +355,7 @@ def _change_amount(fee: Fee, new_amount: Decimal, origin: Origin, reason: str) -
         raise LedgerError("A fee cannot be lowered to $0.00; void it instead.")
     entry = _post(fee=fee, kind=Kind.CREDIT_ADJUSTMENT, amount=cut, origin=origin, reason=why)
     _apply(entry, fee, cut)
-    _settle(fee, reason="changed", balance_delta=-cut, amount_delta=-cut)
+    _settle(fee, origin=origin, reason="changed", balance_delta=-cut, amount_delta=-cut)
 
 
 # --- money in -------------------------------------------------------------------------------
@@ -508,7 +516,12 @@ def _give_back(
         )
     except _AlreadyRecorded:
         return _existing_external(origin)  # type: ignore[return-value]
-    _settle(fee, reason="refunded" if kind == Kind.REFUND else "reversed", balance_delta=amount)
+    _settle(
+        fee,
+        origin=origin,
+        reason="refunded" if kind == Kind.REFUND else "reversed",
+        balance_delta=amount,
+    )
     return entry
 
 
@@ -632,7 +645,12 @@ def fees_create_bulk(
             ],
             batch_size=BATCH,
         )
-        fee_changed.send(sender=Fee, fee_ids=[f.pk for f in fees], reason="created")
+        fee_changed.send(
+            sender=Fee,
+            fee_ids=[f.pk for f in fees],
+            reason="created",
+            external_source=origin.external_source,
+        )
         return len(fees)
 
 
@@ -699,7 +717,12 @@ def fees_void_bulk(*, fee_ids: Sequence[int], reason: str, origin: Origin) -> in
             fee.version += 1
         Allocation.objects.bulk_create(allocations, batch_size=BATCH)
         Fee.objects.bulk_update(fees, ["balance", "status", "version"], batch_size=BATCH)
-        fee_changed.send(sender=Fee, fee_ids=[f.pk for f in fees], reason="voided")
+        fee_changed.send(
+            sender=Fee,
+            fee_ids=[f.pk for f in fees],
+            reason="voided",
+            external_source=origin.external_source,
+        )
         return len(fees)
 
 

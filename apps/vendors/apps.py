@@ -1,6 +1,53 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate, post_save
 
 
 class VendorsConfig(AppConfig):
     name = "apps.vendors"
     verbose_name = "Payments"
+
+    def ready(self) -> None:
+        from auditlog.registry import auditlog
+
+        from . import receivers  # noqa: F401  (connects the signal receivers)
+        from .models import Integration, MerchantAccountMapping
+
+        # Setup changes are audited; the credentials only ever as masked ciphertext.
+        if not auditlog.contains(Integration):
+            auditlog.register(
+                Integration,
+                mask_fields=["credentials_encrypted"],
+                exclude_fields=[
+                    "updated_at",
+                    "payment_cursor",
+                    "payments_pulled_at",
+                    "last_error",
+                    "last_error_at",
+                    "consecutive_failures",
+                    "backoff_until",
+                ],
+                m2m_fields={"categories"},
+            )
+            auditlog.register(MerchantAccountMapping)
+
+        post_save.connect(
+            _schedule_new_integration,
+            sender=Integration,
+            dispatch_uid="vendors.schedule_new_integration",
+        )
+        post_migrate.connect(
+            _sync_all_schedules, sender=self, dispatch_uid="vendors.sync_all_schedules"
+        )
+
+
+def _schedule_new_integration(sender, instance, created, raw=False, **kwargs):
+    if created and not raw:
+        from .schedules import schedules_sync
+
+        schedules_sync(integration=instance)
+
+
+def _sync_all_schedules(sender, **kwargs):
+    from .schedules import schedules_sync
+
+    schedules_sync()

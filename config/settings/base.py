@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.fees",
     "apps.vendors",
+    "apps.portal",
 ]
 
 MIDDLEWARE = [
@@ -150,8 +151,16 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = 30 * 60
 CELERY_TASK_TIME_LIMIT = 35 * 60
 CELERY_TIMEZONE = TIME_ZONE
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULER = env(
+    "CELERY_BEAT_SCHEDULER", default="django_celery_beat.schedulers:DatabaseScheduler"
+)
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# The outbox sweeper is the one system-wide schedule; integration tasks have beat rows of
+# their own (apps/vendors/schedules.py).
+FEESYNC_SWEEP_SECONDS = env.float("FEESYNC_SWEEP_SECONDS", default=60)
+CELERY_BEAT_SCHEDULE = {
+    "sweep-outbox": {"task": "apps.vendors.tasks.sweep_outbox", "schedule": FEESYNC_SWEEP_SECONDS},
+}
 
 # --- Security --------------------------------------------------------------------------
 # django-axes: lock after repeated failures, per username (https://django-axes.readthedocs.io/)
@@ -163,8 +172,28 @@ AXES_RESET_ON_SUCCESS = True
 # so locking an IP would lock out every family behind it.
 SILENCED_SYSTEM_CHECKS = ["axes.W006"]
 
+# Vendor credentials are encrypted with these Fernet keys, newest first (apps/vendors/crypto.py).
+# Without the variable a key derived from SECRET_KEY is used (development only; production
+# requires the variable).
+FEESYNC_CREDENTIAL_KEYS = env.list("FEESYNC_CREDENTIAL_KEYS", default=[])
+
+# The sync engine (apps/vendors/engine.py).
+FEESYNC_DELIVERY_MAX_ATTEMPTS = env.int("FEESYNC_DELIVERY_MAX_ATTEMPTS", default=12)
+FEESYNC_DELIVERY_LEASE_SECONDS = env.int("FEESYNC_DELIVERY_LEASE_SECONDS", default=120)
+FEESYNC_BACKOFF_BASE_SECONDS = env.float("FEESYNC_BACKOFF_BASE_SECONDS", default=5)
+FEESYNC_BACKOFF_CAP_SECONDS = env.float("FEESYNC_BACKOFF_CAP_SECONDS", default=1800)
+FEESYNC_STUDENT_PULL_BUDGET_SECONDS = env.float("FEESYNC_STUDENT_PULL_BUDGET_SECONDS", default=3)
+
 # Demo data password (seed_demo); DESIGN.md command contract.
 DEMO_PASSWORD = env("DEMO_PASSWORD", default="feesync-demo")
+
+if not FEESYNC_CREDENTIAL_KEYS:
+    import base64
+    import hashlib
+
+    FEESYNC_CREDENTIAL_KEYS = [
+        base64.urlsafe_b64encode(hashlib.sha256(f"feesync:{SECRET_KEY}".encode()).digest()).decode()
+    ]
 
 LOGGING = {
     "version": 1,

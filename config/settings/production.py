@@ -9,6 +9,8 @@ from .base import env
 DEBUG = False
 SECRET_KEY = env("DJANGO_SECRET_KEY")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
+# Vendor credentials must be encrypted with keys of their own, never one derived from SECRET_KEY.
+FEESYNC_CREDENTIAL_KEYS = env.list("FEESYNC_CREDENTIAL_KEYS")
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)

@@ -7,7 +7,14 @@ DEBUG = False
 SECRET_KEY = "test-only-secret-key"  # noqa: S105
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="memory://")
+# Eager by default; the sync tests switch to a real worker on this broker (tests/sync).
+CELERY_BROKER_URL = env("CELERY_TEST_BROKER_URL", default="redis://127.0.0.1:6379/15")
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 4 * 3600}
+# Short delays so outage scenarios play out in seconds.
+FEESYNC_BACKOFF_BASE_SECONDS = 0.2
+FEESYNC_BACKOFF_CAP_SECONDS = 1.0
+FEESYNC_DELIVERY_LEASE_SECONDS = 4
+FEESYNC_DELIVERY_MAX_ATTEMPTS = 1000
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
 CELERY_TASK_EAGER_PROPAGATES = True
 STORAGES = {

@@ -1,0 +1,607 @@
+"""The sync engine: outbox, delivery, payment pulls and validation, for any vendor.
+
+Nothing here names a vendor: every call to one goes through the integration's adapter
+(`apps.vendors.adapters`). Money changes go through `apps.fees.services` only.
+
+Delivery in one paragraph: a committed change to a fee has an `OutboxItem` (written in the
+same transaction by `outbox_enqueue`). `deliver` claims due items with
+`SELECT ... FOR UPDATE SKIP LOCKED`, leases them (so a second worker, or a redelivered task,
+does not send them at the same moment), pushes the fees' *current* state in batches, and
+removes an item only when the vendor holds at least the version that made it. A failure
+backs the whole integration off (capped exponential backoff with jitter) and counts an
+attempt on each item; after `FEESYNC_DELIVERY_MAX_ATTEMPTS` an item is parked for staff with
+its last error, never dropped. The sweeper re-triggers delivery every minute, so a backlog
+drains by itself when the vendor is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, QuerySet
+from django.utils import timezone
+
+from apps.fees.models import Fee, LedgerEntry
+from apps.fees.services import (
+    LedgerError,
+    Origin,
+    credit_reverse,
+    fee_waive,
+    payment_refund,
+    payment_take,
+)
+
+from .adapters import get_adapter_class
+from .adapters.base import (
+    AdapterConfig,
+    FeeRecord,
+    PushResult,
+    VendorAdapter,
+    VendorError,
+    VendorPayment,
+)
+from .models import Discrepancy, Integration, OutboxItem, SyncedFee
+
+log = logging.getLogger(__name__)
+
+
+# --- adapters and scope --------------------------------------------------------------------------
+
+
+def adapter_for(integration: Integration) -> VendorAdapter:
+    cls = get_adapter_class(integration.vendor_kind)
+    return cls(
+        AdapterConfig(
+            base_url=integration.service_url,
+            credentials=integration.credentials,
+            timeout=float(integration.timeout_seconds),
+        )
+    )
+
+
+def fees_in_scope(integration: Integration) -> QuerySet[Fee]:
+    """The fees this integration manages: dated on or after its import-after date, in its
+    selected categories (none selected = all). No date set: none yet."""
+    if integration.import_after is None:
+        return Fee.objects.none()
+    qs = Fee.objects.filter(fee_date__gte=integration.import_after)
+    category_ids = list(integration.categories.values_list("pk", flat=True))
+    if category_ids:
+        qs = qs.filter(category_id__in=category_ids)
+    return qs
+
+
+def _backoff(attempt: int) -> float:
+    base = settings.FEESYNC_BACKOFF_BASE_SECONDS
+    cap = settings.FEESYNC_BACKOFF_CAP_SECONDS
+    # "Full jitter" halves the herd of retries without ever exceeding the cap
+    # (https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/).
+    return min(cap, base * 2 ** max(0, attempt - 1)) * random.uniform(0.5, 1.0)  # noqa: S311
+
+
+# --- the outbox ----------------------------------------------------------------------------------
+
+
+def outbox_enqueue(*, integration: Integration, fee_ids: Iterable[int]) -> int:
+    """Mark fees as needing delivery to `integration` (in the caller's transaction) and
+    trigger delivery once that transaction commits. Fees out of scope are ignored."""
+    now = timezone.now()
+    ids = list(fee_ids)
+    scope = fees_in_scope(integration)
+    rows = [
+        OutboxItem(
+            integration=integration,
+            fee_id=pk,
+            version=version,
+            state=OutboxItem.State.PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            last_error="",
+            updated_at=now,
+        )
+        for start in range(0, len(ids), 5000)
+        for pk, version in scope.filter(pk__in=ids[start : start + 5000]).values_list(
+            "pk", "version"
+        )
+    ]
+    if not rows:
+        return 0
+    OutboxItem.objects.bulk_create(
+        rows,
+        batch_size=2000,
+        update_conflicts=True,
+        unique_fields=["integration", "fee"],
+        update_fields=["version", "state", "attempts", "next_attempt_at", "updated_at"],
+    )
+    integration_id = integration.pk
+    transaction.on_commit(lambda: _trigger_delivery(integration_id))
+    return len(rows)
+
+
+def _trigger_delivery(integration_id: int) -> None:
+    from .tasks import deliver_outbox
+
+    try:
+        deliver_outbox.delay(integration_id)
+    except Exception:  # The broker being down must not fail the clerk's request.
+        log.exception(
+            "Could not queue delivery for integration %s; the sweeper will.", integration_id
+        )
+
+
+@dataclass
+class DeliveryReport:
+    sent: int = 0
+    acknowledged: int = 0
+    rejected: int = 0
+    failed: int = 0
+    error: str = ""
+    skipped_backoff: bool = False
+
+
+def _claim(integration: Integration, limit: int) -> list[OutboxItem]:
+    now = timezone.now()
+    lease = timedelta(seconds=settings.FEESYNC_DELIVERY_LEASE_SECONDS)
+    with transaction.atomic():
+        items = list(
+            OutboxItem.objects.select_for_update(skip_locked=True)
+            .filter(
+                integration=integration, state=OutboxItem.State.PENDING, next_attempt_at__lte=now
+            )
+            .order_by("next_attempt_at", "id")[:limit]
+        )
+        if items:
+            OutboxItem.objects.filter(pk__in=[i.pk for i in items]).update(
+                next_attempt_at=now + lease
+            )
+    return items
+
+
+def fee_records(integration: Integration, fee_ids: Sequence[int]) -> dict[int, FeeRecord]:
+    """The fees as the vendor must hold them now, keyed by fee id."""
+    mids = {
+        m.merchant_account_id: m.vendor_merchant_id
+        for m in integration.account_mappings.all()
+        if m.vendor_merchant_id
+    }
+    fees = Fee.objects.filter(pk__in=fee_ids).select_related(
+        "student__school", "category", "merchant_account"
+    )
+    return {
+        fee.pk: FeeRecord(
+            fee_ref=fee.reference,
+            version=fee.version,
+            student_id=fee.student.student_number,
+            student_name=fee.student.full_name,
+            school_code=fee.student.school.code,
+            category_code=fee.category.code,
+            merchant_id=mids.get(fee.merchant_account_id, fee.merchant_account.merchant_id),
+            description=fee.description,
+            amount=fee.amount,
+            amount_due=fee.balance,
+            fee_date=fee.fee_date,
+            due_date=fee.due_date,
+            active=fee.status == Fee.Status.OPEN,
+        )
+        for fee in fees
+    }
+
+
+def deliver(*, integration_id: int, budget_seconds: float = 50.0) -> DeliveryReport:
+    """Send what is due in the integration's outbox, batch by batch, until it is empty,
+    the vendor fails, or the time budget is spent. Safe to run concurrently and twice."""
+    report = DeliveryReport()
+    integration = Integration.objects.get(pk=integration_id)
+    if not integration.enabled:
+        return report
+    if integration.backoff_until and integration.backoff_until > timezone.now():
+        report.skipped_backoff = True
+        return report
+    adapter = adapter_for(integration)
+    deadline = time.monotonic() + budget_seconds
+    while time.monotonic() < deadline:
+        items = _claim(integration, adapter.push_batch_size)
+        if not items:
+            break
+        records = fee_records(integration, [i.fee_id for i in items])
+        try:
+            result = adapter.push_fees(list(records.values()))
+        except VendorError as exc:
+            _delivery_failed(integration, items, exc)
+            report.failed += len(items)
+            report.error = exc.message
+            break
+        report.sent += len(items)
+        acked, rejected = _delivery_acknowledged(integration, items, records, result)
+        report.acknowledged += acked
+        report.rejected += rejected
+    return report
+
+
+def _delivery_acknowledged(
+    integration: Integration,
+    items: list[OutboxItem],
+    records: dict[int, FeeRecord],
+    result: PushResult,
+) -> tuple[int, int]:
+    now = timezone.now()
+    acked_items = [
+        i
+        for i in items
+        if records.get(i.fee_id) and records[i.fee_id].fee_ref in result.acknowledged
+    ]
+    with transaction.atomic():
+        SyncedFee.objects.bulk_create(
+            [
+                SyncedFee(
+                    integration=integration,
+                    fee_id=i.fee_id,
+                    acknowledged_at=now,
+                    acknowledged_version=result.acknowledged[records[i.fee_id].fee_ref],
+                )
+                for i in acked_items
+            ],
+            update_conflicts=True,
+            unique_fields=["integration", "fee"],
+            update_fields=["acknowledged_version", "acknowledged_at"],
+        )
+        # Remove an item only if the vendor holds at least the version that made it: a
+        # change committed while this batch was in flight has raised the item's version
+        # and keeps it (the row lock makes that check race-free).
+        by_version: dict[int, list[int]] = {}
+        for i in acked_items:
+            by_version.setdefault(result.acknowledged[records[i.fee_id].fee_ref], []).append(i.pk)
+        for version, ids in by_version.items():
+            OutboxItem.objects.filter(pk__in=ids, version__lte=version).delete()
+        OutboxItem.objects.filter(pk__in=[i.pk for i in acked_items]).update(
+            next_attempt_at=now, attempts=0
+        )
+        rejected = [
+            i
+            for i in items
+            if records.get(i.fee_id) and records[i.fee_id].fee_ref in result.rejected
+        ]
+        for item in rejected:
+            ref = records[item.fee_id].fee_ref
+            reason = result.rejected[ref]
+            OutboxItem.objects.filter(pk=item.pk).update(
+                state=OutboxItem.State.PARKED, last_error=f"Refused by the vendor: {reason}"
+            )
+            discrepancy_record(
+                integration=integration,
+                kind=Discrepancy.Kind.REJECTED_FEE,
+                fee_id=item.fee_id,
+                fee_ref=ref,
+                detail=f"{integration.vendor_name} refused this fee: {reason}",
+            )
+        # A fee deleted from FeeSync while queued has nothing left to send.
+        OutboxItem.objects.filter(pk__in=[i.pk for i in items if i.fee_id not in records]).delete()
+        if integration.consecutive_failures or integration.backoff_until:
+            Integration.objects.filter(pk=integration.pk).update(
+                consecutive_failures=0, backoff_until=None
+            )
+    return len(acked_items), len(rejected)
+
+
+def _delivery_failed(integration: Integration, items: list[OutboxItem], exc: VendorError) -> None:
+    now = timezone.now()
+    max_attempts = settings.FEESYNC_DELIVERY_MAX_ATTEMPTS
+    with transaction.atomic():
+        for item in items:
+            attempts = item.attempts + 1
+            OutboxItem.objects.filter(pk=item.pk).update(
+                attempts=attempts,
+                last_error=exc.message,
+                state=OutboxItem.State.PARKED
+                if attempts >= max_attempts
+                else OutboxItem.State.PENDING,
+                next_attempt_at=now + timedelta(seconds=_backoff(attempts)),
+            )
+        failures = integration.consecutive_failures + 1
+        delay = exc.retry_after if exc.retry_after else _backoff(failures)
+        Integration.objects.filter(pk=integration.pk).update(
+            consecutive_failures=failures,
+            backoff_until=now + timedelta(seconds=delay),
+            last_error=exc.message,
+            last_error_at=now,
+        )
+
+
+def outbox_retry_parked(*, integration: Integration, item_ids: Sequence[int] | None = None) -> int:
+    """Staff: send parked changes again (all of them, or the ones given)."""
+    qs = integration.outbox.filter(state=OutboxItem.State.PARKED)
+    if item_ids is not None:
+        qs = qs.filter(pk__in=item_ids)
+    with transaction.atomic():
+        n = qs.update(
+            state=OutboxItem.State.PENDING,
+            attempts=0,
+            next_attempt_at=timezone.now(),
+            last_error="",
+        )
+        Integration.objects.filter(pk=integration.pk).update(backoff_until=None)
+        if n:
+            transaction.on_commit(lambda: _trigger_delivery(integration.pk))
+    return n
+
+
+def send_fees(*, integration: Integration) -> dict[str, int]:
+    """ "Resend fees" / the backfill: queue every in-scope fee the vendor does not hold at
+    its current version, then deliver."""
+    stale = fees_in_scope(integration).exclude(
+        synced__integration=integration, synced__acknowledged_version__gte=F("version")
+    )
+    with transaction.atomic():
+        queued = outbox_enqueue(integration=integration, fee_ids=stale.values_list("pk", flat=True))
+    report = deliver(integration_id=integration.pk, budget_seconds=600)
+    return {
+        "queued": queued,
+        "sent": report.sent,
+        "acknowledged": report.acknowledged,
+        "rejected": report.rejected,
+        "failed": report.failed,
+    }
+
+
+# --- payments in ---------------------------------------------------------------------------------
+
+
+@dataclass
+class PullReport:
+    seen: int = 0
+    recorded: int = 0
+    already_recorded: int = 0
+    unmatched: int = 0
+    pages: int = 0
+    recorded_ids: list[str] = field(default_factory=list)
+
+
+def discrepancy_record(
+    *,
+    integration: Integration,
+    kind: str,
+    detail: str,
+    fee_id: int | None = None,
+    fee_ref: str = "",
+    vendor_ref: str = "",
+    repaired: bool = False,
+) -> None:
+    """Record a finding once while it is open (the partial unique constraint dedupes)."""
+    Discrepancy.objects.bulk_create(
+        [
+            Discrepancy(
+                integration=integration,
+                kind=kind,
+                fee_id=fee_id,
+                fee_ref=fee_ref,
+                vendor_ref=vendor_ref,
+                detail=detail,
+                repaired=repaired,
+                resolved_at=timezone.now() if repaired else None,
+            )
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def _record_one(integration: Integration, payment: VendorPayment, fee: Fee | None) -> bool:
+    """Post one vendor money movement to the ledger. True if it was new."""
+    origin = Origin(
+        source=LedgerEntry.Source.VENDOR,
+        external_source=integration.external_source,
+        external_id=payment.payment_id,
+    )
+    vendor = integration.vendor_name
+    if fee is None:
+        raise LedgerError(
+            f"{vendor} sent {payment.kind} {payment.payment_id} for fee "
+            f"{payment.fee_ref}, which FeeSync does not have."
+        )
+    if payment.kind == "payment":
+        payment_take(
+            fee=fee,
+            amount=payment.amount,
+            method=LedgerEntry.Method.ONLINE,
+            origin=origin,
+            closed=payment.closed,
+            note=f"Paid at {vendor}",
+        )
+    elif payment.kind == "waiver":
+        fee_waive(fee=fee, amount=payment.amount, reason=f"Waived at {vendor}", origin=origin)
+    elif payment.kind in ("refund", "void"):
+        original = LedgerEntry.objects.filter(
+            external_source=integration.external_source, external_id=payment.refers_to or ""
+        ).first()
+        if original is None:
+            raise LedgerError(
+                f"{vendor} sent {payment.kind} {payment.payment_id} of payment "
+                f"{payment.refers_to}, which FeeSync has not recorded."
+            )
+        if payment.kind == "refund":
+            payment_refund(
+                payment=original,
+                amount=payment.amount,
+                fee=fee,
+                reason=f"Refunded at {vendor}",
+                origin=origin,
+            )
+        else:
+            credit_reverse(
+                credit=original,
+                amount=payment.amount,
+                fee=fee,
+                reason=f"Voided at {vendor}",
+                origin=origin,
+            )
+    else:
+        raise LedgerError(
+            f"{vendor} sent a {payment.kind!r} record ({payment.payment_id}), "
+            "which FeeSync does not know how to post."
+        )
+    return True
+
+
+def payments_record(
+    *, integration: Integration, payments: Sequence[VendorPayment], report: PullReport
+) -> None:
+    """Record a page of vendor payments, each exactly once, in the order the vendor gave."""
+    report.seen += len(payments)
+    ids = [p.payment_id for p in payments]
+    known = set(
+        LedgerEntry.objects.filter(
+            external_source=integration.external_source, external_id__in=ids
+        ).values_list("external_id", flat=True)
+    )
+    refs = {p.fee_ref for p in payments}
+    fees = {f.reference: f for f in Fee.objects.filter(reference__in=refs)}
+    for payment in payments:
+        if payment.payment_id in known:
+            report.already_recorded += 1
+            continue
+        known.add(payment.payment_id)  # the same page may repeat it
+        try:
+            with transaction.atomic():
+                before = LedgerEntry.objects.filter(
+                    external_source=integration.external_source, external_id=payment.payment_id
+                ).exists()
+                if before:
+                    report.already_recorded += 1
+                    continue
+                _record_one(integration, payment, fees.get(payment.fee_ref))
+            report.recorded += 1
+            report.recorded_ids.append(payment.payment_id)
+        except LedgerError as exc:
+            report.unmatched += 1
+            discrepancy_record(
+                integration=integration,
+                kind=Discrepancy.Kind.UNMATCHED_PAYMENT,
+                fee_id=fees[payment.fee_ref].pk if payment.fee_ref in fees else None,
+                fee_ref=payment.fee_ref,
+                vendor_ref=payment.payment_id,
+                detail="; ".join(exc.messages),
+            )
+
+
+def payments_pull(
+    *,
+    integration: Integration,
+    student_ids: Sequence[str] | None = None,
+    from_start: bool = False,
+    budget_seconds: float | None = None,
+) -> PullReport:
+    """Pull payments from the vendor and record them.
+
+    With `student_ids` (student numbers): those students' payments, from the beginning (a
+    clerk opening a fee page, a parent signing in). Without: everyone's, from the stored
+    cursor (nightly), or from the beginning with `from_start` (validation)."""
+    adapter = adapter_for(integration)
+    report = PullReport()
+    use_cursor = student_ids is None and not from_start
+    cursor = (integration.payment_cursor or None) if use_cursor else None
+    deadline = time.monotonic() + budget_seconds if budget_seconds else None
+    while True:
+        page = adapter.pull_payments(cursor=cursor, student_ids=student_ids)
+        report.pages += 1
+        payments_record(integration=integration, payments=page.payments, report=report)
+        if use_cursor and page.cursor:
+            Integration.objects.filter(pk=integration.pk).update(payment_cursor=page.cursor)
+        cursor = page.cursor
+        if not page.has_more or (deadline and time.monotonic() > deadline):
+            break
+    Integration.objects.filter(pk=integration.pk).update(payments_pulled_at=timezone.now())
+    return report
+
+
+# --- validation ----------------------------------------------------------------------------------
+
+
+def validate(*, integration: Integration) -> dict[str, int]:
+    """Compare both sides fee by fee; re-push what is missing or different, record payments
+    the pulls missed, and report what cannot be fixed (fees only the vendor has)."""
+    adapter = adapter_for(integration)
+    vendor: dict[str, tuple[Decimal, Decimal, bool]] = {}
+    counts = {
+        "vendor_fees": 0,
+        "foreign": 0,
+        "missing": 0,
+        "different": 0,
+        "repushed": 0,
+        "payments_missed": 0,
+        "checked": 0,
+    }
+    cursor: str | None = None
+    while True:
+        page = adapter.list_fees(cursor=cursor)
+        for vf in page.fees:
+            counts["vendor_fees"] += 1
+            if vf.foreign:
+                counts["foreign"] += 1
+                discrepancy_record(
+                    integration=integration,
+                    kind=Discrepancy.Kind.FOREIGN_FEE,
+                    fee_ref=vf.fee_ref,
+                    detail=f"{integration.vendor_name} has fee {vf.fee_ref} of ${vf.amount} for "
+                    f"student {vf.student_id} that FeeSync never sent. FeeSync leaves it alone.",
+                )
+            else:
+                vendor[vf.fee_ref] = (vf.amount, vf.amount_due, vf.active)
+        cursor = page.cursor
+        if not page.has_more:
+            break
+
+    # Payments first: a payment the pulls missed explains an amount-due difference.
+    pulled = payments_pull(integration=integration, from_start=True)
+    counts["payments_missed"] = pulled.recorded
+    for payment_id in pulled.recorded_ids:
+        discrepancy_record(
+            integration=integration,
+            kind=Discrepancy.Kind.PAYMENT_MISSED,
+            vendor_ref=payment_id,
+            repaired=True,
+            detail=f"Payment {payment_id} was missed by the pulls and has "
+            "been recorded by validation.",
+        )
+
+    repush: list[int] = []
+    for pk, ref, amount, balance, status in (
+        fees_in_scope(integration)
+        .values_list("pk", "reference", "amount", "balance", "status")
+        .iterator(chunk_size=5000)
+    ):
+        counts["checked"] += 1
+        held = vendor.pop(ref, None)
+        if held is None:
+            counts["missing"] += 1
+            repush.append(pk)
+            discrepancy_record(
+                integration=integration,
+                kind=Discrepancy.Kind.MISSING_AT_VENDOR,
+                fee_id=pk,
+                fee_ref=ref,
+                repaired=True,
+                detail=f"{integration.vendor_name} did not have fee {ref}; it was sent again.",
+            )
+        elif held != (amount, balance, status == Fee.Status.OPEN):
+            counts["different"] += 1
+            repush.append(pk)
+            discrepancy_record(
+                integration=integration,
+                kind=Discrepancy.Kind.DIFFERENT_AT_VENDOR,
+                fee_id=pk,
+                fee_ref=ref,
+                repaired=True,
+                detail=f"{integration.vendor_name} held fee {ref} as ${held[0]} with "
+                f"${held[1]} due; FeeSync has ${amount} with ${balance} due. Sent again.",
+            )
+    if repush:
+        with transaction.atomic():
+            counts["repushed"] = outbox_enqueue(integration=integration, fee_ids=repush)
+    return counts

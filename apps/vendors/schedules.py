@@ -1,0 +1,63 @@
+"""The schedules of every integration's tasks, declared here and synced into
+django-celery-beat rows. Existing rows are never overwritten, so a change staff make in the
+admin (a task switched off, another time) survives a deploy."""
+
+from __future__ import annotations
+
+import json
+
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+
+from .models import Integration
+from .services import tasks_for
+
+TASK_PATH = "apps.vendors.tasks.run_integration_task"
+
+
+def schedule_name(integration: Integration, label: str) -> str:
+    return f"{integration.slug}: {label}"
+
+
+def schedules_sync(*, integration: Integration | None = None) -> int:
+    """Create the beat rows that are missing. Returns how many were created."""
+    created = 0
+    integrations = [integration] if integration else Integration.objects.all()
+    for integ in integrations:
+        for spec in tasks_for(integ):
+            name = schedule_name(integ, spec.label)
+            if PeriodicTask.objects.filter(name=name).exists():
+                continue
+            fields: dict[str, object] = {}
+            if spec.default_schedule.startswith("every "):
+                minutes = int(spec.default_schedule.split()[1])
+                fields["interval"], _ = IntervalSchedule.objects.get_or_create(
+                    every=minutes, period=IntervalSchedule.MINUTES
+                )
+            else:
+                minute, hour, dom, month, dow = spec.default_schedule.split()
+                fields["crontab"], _ = CrontabSchedule.objects.get_or_create(
+                    minute=minute,
+                    hour=hour,
+                    day_of_month=dom,
+                    month_of_year=month,
+                    day_of_week=dow,
+                )
+            PeriodicTask.objects.create(
+                name=name,
+                task=TASK_PATH,
+                enabled=True,
+                kwargs=json.dumps(
+                    {"integration_id": integ.pk, "task": spec.name, "nightly": spec.nightly}
+                ),
+                description=f"{spec.label} for {integ.name}",
+                **fields,
+            )
+            created += 1
+    return created
+
+
+def periodic_tasks_of(integration: Integration) -> list[PeriodicTask]:
+    prefix = f"{integration.slug}: "
+    return list(
+        PeriodicTask.objects.filter(name__startswith=prefix).select_related("interval", "crontab")
+    )

@@ -1,0 +1,57 @@
+"""Celery tasks of the sync engine. Thin: they take primary keys, call one service, and own
+the retry policy. All of them are safe to run twice (acks_late redelivers after a crash)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.utils import timezone
+
+from . import engine, services
+from .models import Integration, OutboxItem
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def deliver_outbox(integration_id: int) -> None:
+    engine.deliver(integration_id=integration_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def sweep_outbox() -> None:
+    """Every minute: trigger delivery wherever changes are due (after an outage, a crash,
+    a lost task), so a backlog drains by itself."""
+    now = timezone.now()
+    due = (
+        OutboxItem.objects.filter(
+            state=OutboxItem.State.PENDING, next_attempt_at__lte=now, integration__enabled=True
+        )
+        .values_list("integration_id", flat=True)
+        .distinct()
+    )
+    for integration_id in due:
+        deliver_outbox.delay(integration_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def run_integration_task(
+    integration_id: int, task: str, nightly: bool = False, trigger: str = "schedule"
+) -> None:
+    integration = Integration.objects.get(pk=integration_id)
+    if not integration.enabled:
+        return
+    services.task_run(
+        integration=integration,
+        task=task,
+        trigger=trigger,
+        business_date=timezone.localdate() if nightly else None,
+    )
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def pull_payments_for_students(
+    integration_id: int, student_numbers: list[str], trigger: str
+) -> None:
+    integration = Integration.objects.get(pk=integration_id)
+    if integration.enabled:
+        services.pull_for_students(
+            integration=integration, student_numbers=student_numbers, trigger=trigger
+        )

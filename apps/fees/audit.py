@@ -1,0 +1,34 @@
+"""What django-auditlog records: every change to fees, settings and students (who, when,
+before, after).
+
+Ledger entries and allocations are not registered: they are append-only and carry their
+own author and time, so they are their own audit trail.
+"""
+
+from __future__ import annotations
+
+from auditlog.registry import auditlog
+
+
+def register_audited_models() -> None:
+    """Called from `FeesConfig.ready()`; safe to call twice."""
+    from apps.accounts.models import MerchantAccount
+    from apps.categories.models import FeeCategory
+    from apps.students.models import Activity, Guardian, Student, StudentList
+
+    from .models import Fee, FeeAssignment
+
+    registrations: list[tuple[type, dict[str, object]]] = [
+        # `updated_at` changes on every save and says nothing the log entry's time doesn't.
+        (Fee, {"exclude_fields": ["updated_at"]}),
+        (FeeAssignment, {}),
+        (FeeCategory, {}),
+        (MerchantAccount, {}),
+        (Student, {}),
+        (Guardian, {"m2m_fields": {"students"}}),
+        (StudentList, {"m2m_fields": {"students"}}),
+        (Activity, {}),
+    ]
+    for model, options in registrations:
+        if not auditlog.contains(model):
+            auditlog.register(model, **options)  # type: ignore[arg-type]

@@ -126,8 +126,6 @@ class Worker:
                 "config",
                 "worker",
                 "-B",
-                "-S",
-                "celery.beat:PersistentScheduler",
                 "-s",
                 str(Path(self.tmp) / "beat-schedule"),
                 "--loglevel",

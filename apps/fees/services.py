@@ -20,7 +20,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.dispatch import Signal
@@ -30,7 +30,15 @@ from apps.accounts.models import MerchantAccount
 from apps.categories.models import FeeCategory
 from apps.students.models import Student
 
-from .models import ZERO, Allocation, BulkJob, Fee, FeeAssignment, LedgerEntry
+from .models import (
+    ZERO,
+    Allocation,
+    BulkJob,
+    Fee,
+    FeeAssignment,
+    LedgerEntry,
+    new_fee_reference,
+)
 
 #: Sent inside the transaction of every change a vendor must see.
 #: kwargs: `fee_ids` (list[int]), `reason` (str: created, changed, paid, waived, refunded,
@@ -594,6 +602,58 @@ def assignment_create(
     )
 
 
+#: The fees of a bulk assignment and their charge entries in one statement (PostgreSQL): the
+#: same rows `fees_create_bulk` writes through the ORM elsewhere, about 4x faster for a list of
+#: 50,000 students (bench: assign_fee_50k_s), because no model instance is built per row.
+_BULK_CHARGES_SQL = """
+WITH new AS (
+    INSERT INTO fees_fee (reference, student_id, category_id, merchant_account_id,
+        assignment_id, description, amount, balance, fee_date, due_date, status,
+        amount_locked, version, created_by_id, created_at, updated_at)
+    SELECT t.reference, t.student_id, %(category)s, %(account)s, %(assignment)s,
+        %(description)s, %(amount)s, %(amount)s, %(fee_date)s, %(due_date)s, 'open', false, 1,
+        %(user)s, %(now)s, %(now)s
+    FROM unnest(%(references)s::varchar[], %(students)s::bigint[]) AS t(reference, student_id)
+    RETURNING id, student_id
+), charges AS (
+    INSERT INTO fees_ledgerentry (student_id, fee_id, kind, amount, method, check_number,
+        reason, source, external_source, external_id, created_by_id, created_at)
+    SELECT new.student_id, new.id, 'charge', %(amount)s, '', '', %(description)s, %(source)s,
+        %(external_source)s, %(external_id)s, %(user)s, %(now)s
+    FROM new
+)
+SELECT id FROM new ORDER BY id
+"""
+
+
+def _insert_charges_pg(
+    *, assignment: FeeAssignment, student_ids: Sequence[int], origin: Origin
+) -> list[int]:
+    fields = origin.entry_fields()
+    user = fields["created_by"]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _BULK_CHARGES_SQL,
+            {
+                "category": assignment.category_id,
+                "account": assignment.merchant_account_id,
+                "assignment": assignment.pk,
+                "description": assignment.description,
+                "amount": assignment.amount,
+                "fee_date": assignment.fee_date,
+                "due_date": assignment.due_date,
+                "user": user.pk if user is not None else None,
+                "now": timezone.now(),
+                "references": [new_fee_reference() for _ in student_ids],
+                "students": list(student_ids),
+                "source": fields["source"],
+                "external_source": fields["external_source"],
+                "external_id": fields["external_id"],
+            },
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
 def fees_create_bulk(
     *, assignment: FeeAssignment, student_ids: Sequence[int], origin: Origin
 ) -> int:
@@ -612,46 +672,50 @@ def fees_create_bulk(
         todo = [sid for sid in dict.fromkeys(student_ids) if sid not in have]
         if not todo:
             return 0
-        user = origin.entry_fields()["created_by"]
-        fees = Fee.objects.bulk_create(
-            [
-                Fee(
-                    student_id=sid,
-                    category_id=assignment.category_id,
-                    merchant_account_id=assignment.merchant_account_id,
-                    assignment=assignment,
-                    description=assignment.description,
-                    amount=assignment.amount,
-                    balance=assignment.amount,
-                    fee_date=assignment.fee_date,
-                    due_date=assignment.due_date,
-                    created_by=user,
-                )
-                for sid in todo
-            ],
-            batch_size=BATCH,
-        )
-        LedgerEntry.objects.bulk_create(
-            [
-                LedgerEntry(
-                    student_id=f.student_id,
-                    fee_id=f.pk,
-                    kind=Kind.CHARGE,
-                    amount=f.amount,
-                    reason=f.description,
-                    **origin.entry_fields(),
-                )
-                for f in fees
-            ],
-            batch_size=BATCH,
-        )
+        if connection.vendor == "postgresql":
+            fee_ids = _insert_charges_pg(assignment=assignment, student_ids=todo, origin=origin)
+        else:
+            user = origin.entry_fields()["created_by"]
+            fees = Fee.objects.bulk_create(
+                [
+                    Fee(
+                        student_id=sid,
+                        category_id=assignment.category_id,
+                        merchant_account_id=assignment.merchant_account_id,
+                        assignment=assignment,
+                        description=assignment.description,
+                        amount=assignment.amount,
+                        balance=assignment.amount,
+                        fee_date=assignment.fee_date,
+                        due_date=assignment.due_date,
+                        created_by=user,
+                    )
+                    for sid in todo
+                ],
+                batch_size=BATCH,
+            )
+            LedgerEntry.objects.bulk_create(
+                [
+                    LedgerEntry(
+                        student_id=f.student_id,
+                        fee_id=f.pk,
+                        kind=Kind.CHARGE,
+                        amount=f.amount,
+                        reason=f.description,
+                        **origin.entry_fields(),
+                    )
+                    for f in fees
+                ],
+                batch_size=BATCH,
+            )
+            fee_ids = [f.pk for f in fees]
         fee_changed.send(
             sender=Fee,
-            fee_ids=[f.pk for f in fees],
+            fee_ids=fee_ids,
             reason="created",
             external_source=origin.external_source,
         )
-        return len(fees)
+        return len(fee_ids)
 
 
 def unpaid_fees(assignment: FeeAssignment, *, inactive_only: bool = False) -> QuerySet[Fee]:
@@ -849,3 +913,121 @@ def fees_follow_activity(*, student: Student, activity_id: int, origin: Origin) 
                 assignment=assignment, student_ids=[student.pk], origin=origin
             )
     return created
+
+
+# --- many vendor payments at once ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExternalPayment:
+    """One plain payment from outside (a vendor pull, a file drop), for `payments_post_bulk`."""
+
+    fee_id: int
+    amount: Decimal
+    external_id: str
+
+
+def payments_post_bulk(
+    *, payments: Sequence[ExternalPayment], origin: Origin, note: str = ""
+) -> tuple[list[str], dict[str, str]]:
+    """Post many plain online payments in one transaction: the nightly pull's fast path.
+
+    The same rules as `payment_take` (fee locked, nothing over the balance, recorded once per
+    external id, amount locked), applied set-wise: a handful of queries per batch instead of
+    ten per payment. Returns (external ids posted, {external id: reason} for those refused,
+    which the caller posts one by one or reports). Fees with a settlement or void entry are
+    refused here, so their status logic stays in the one-by-one path."""
+    refused: dict[str, str] = {}
+    if not payments:
+        return [], refused
+    with transaction.atomic():
+        fee_ids = sorted({p.fee_id for p in payments})
+        fees = {
+            f.pk: f for f in Fee.objects.select_for_update().filter(pk__in=fee_ids).order_by("pk")
+        }
+        known = set(
+            LedgerEntry.objects.filter(
+                external_source=origin.external_source,
+                external_id__in=[p.external_id for p in payments],
+            ).values_list("external_id", flat=True)
+        )
+        special = set(
+            LedgerEntry.objects.filter(
+                fee_id__in=fee_ids, kind__in=[Kind.SETTLEMENT, Kind.VOID]
+            ).values_list("fee_id", flat=True)
+        )
+        open_debits: dict[int, list[list[Any]]] = {}
+        for fee_id, debit_id, amount, applied in (
+            LedgerEntry.objects.filter(fee_id__in=fee_ids, kind__in=LedgerEntry.DEBIT_KINDS)
+            .annotate(applied=Coalesce(Sum("allocations_in__amount"), ZERO))
+            .values_list("fee_id", "id", "amount", "applied")
+            .order_by("id")
+        ):
+            if amount - applied > 0:
+                open_debits.setdefault(fee_id, []).append([debit_id, amount - applied])
+        accepted: list[ExternalPayment] = []
+        for p in payments:
+            fee = fees.get(p.fee_id)
+            if p.external_id in known:
+                continue
+            known.add(p.external_id)
+            if fee is None or p.fee_id in special or fee.status != Fee.Status.OPEN:
+                refused[p.external_id] = "needs the one-by-one path"
+                continue
+            amount = to_money(p.amount)
+            if amount > fee.balance:
+                refused[p.external_id] = (
+                    f"${amount} is more than is owed on this fee (${fee.balance})."
+                )
+                continue
+            fee.balance -= amount
+            accepted.append(ExternalPayment(p.fee_id, amount, p.external_id))
+        if not accepted:
+            return [], refused
+        fields = origin.entry_fields()
+        entries = LedgerEntry.objects.bulk_create(
+            [
+                LedgerEntry(
+                    student_id=fees[p.fee_id].student_id,
+                    fee_id=p.fee_id,
+                    kind=Kind.PAYMENT,
+                    amount=p.amount,
+                    method=LedgerEntry.Method.ONLINE,
+                    reason=note,
+                    **{**fields, "external_id": p.external_id},
+                )
+                for p in accepted
+            ],
+            batch_size=BATCH,
+        )
+        allocations = []
+        for p, entry in zip(accepted, entries, strict=True):
+            left = p.amount
+            for debit in open_debits.get(p.fee_id, []):
+                take = min(debit[1], left)
+                if take <= 0:
+                    continue
+                allocations.append(Allocation(credit_id=entry.pk, debit_id=debit[0], amount=take))
+                debit[1] -= take
+                left -= take
+                if left == 0:
+                    break
+            if left != 0:
+                raise LedgerError("The fee's entries do not add up; run ledger_check.")
+        Allocation.objects.bulk_create(allocations, batch_size=BATCH)
+        changed = [fees[i] for i in {p.fee_id for p in accepted}]
+        for fee in changed:
+            # An open fee without settlement or void entries is paid once nothing is owed.
+            fee.status = Fee.Status.OPEN if fee.balance > 0 else Fee.Status.PAID
+            fee.version += 1
+            fee.amount_locked = fee.amount_locked or origin.source == LedgerEntry.Source.VENDOR
+        Fee.objects.bulk_update(
+            changed, ["balance", "status", "version", "amount_locked"], batch_size=BATCH
+        )
+        fee_changed.send(
+            sender=Fee,
+            fee_ids=[f.pk for f in changed],
+            reason="paid",
+            external_source=origin.external_source,
+        )
+    return [p.external_id for p in accepted], refused

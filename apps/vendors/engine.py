@@ -31,12 +31,14 @@ from django.utils import timezone
 
 from apps.fees.models import Fee, LedgerEntry
 from apps.fees.services import (
+    ExternalPayment,
     LedgerError,
     Origin,
     credit_reverse,
     fee_waive,
     payment_refund,
     payment_take,
+    payments_post_bulk,
 )
 
 from .adapters import get_adapter_class
@@ -452,29 +454,46 @@ def _record_one(integration: Integration, payment: VendorPayment, fee: Fee | Non
 def payments_record(
     *, integration: Integration, payments: Sequence[VendorPayment], report: PullReport
 ) -> None:
-    """Record a page of vendor payments, each exactly once, in the order the vendor gave."""
+    """Record a page of vendor payments, each exactly once.
+
+    Plain payments go through the ledger's set-wise fast path; everything else (refunds,
+    waivers, voids, `closed` payments, and any payment the fast path refused) is posted one
+    by one afterwards, in the vendor's order."""
     report.seen += len(payments)
-    ids = [p.payment_id for p in payments]
     known = set(
         LedgerEntry.objects.filter(
-            external_source=integration.external_source, external_id__in=ids
+            external_source=integration.external_source,
+            external_id__in=[p.payment_id for p in payments],
         ).values_list("external_id", flat=True)
     )
-    refs = {p.fee_ref for p in payments}
-    fees = {f.reference: f for f in Fee.objects.filter(reference__in=refs)}
+    fee_ids = dict(
+        Fee.objects.filter(reference__in={p.fee_ref for p in payments}).values_list(
+            "reference", "pk"
+        )
+    )
+    new: list[VendorPayment] = []
     for payment in payments:
         if payment.payment_id in known:
             report.already_recorded += 1
             continue
-        known.add(payment.payment_id)  # the same page may repeat it
+        known.add(payment.payment_id)  # a page may carry the same payment twice
+        new.append(payment)
+    origin = Origin(source=LedgerEntry.Source.VENDOR, external_source=integration.external_source)
+    plain = [p for p in new if p.kind == "payment" and not p.closed and p.fee_ref in fee_ids]
+    posted, _refused = payments_post_bulk(
+        payments=[ExternalPayment(fee_ids[p.fee_ref], p.amount, p.payment_id) for p in plain],
+        origin=origin,
+        note=f"Paid at {integration.vendor_name}",
+    )
+    report.recorded += len(posted)
+    report.recorded_ids.extend(posted)
+    done = set(posted)
+    fees = {f.reference: f for f in Fee.objects.filter(reference__in={p.fee_ref for p in new})}
+    for payment in new:
+        if payment.payment_id in done:
+            continue
         try:
             with transaction.atomic():
-                before = LedgerEntry.objects.filter(
-                    external_source=integration.external_source, external_id=payment.payment_id
-                ).exists()
-                if before:
-                    report.already_recorded += 1
-                    continue
                 _record_one(integration, payment, fees.get(payment.fee_ref))
             report.recorded += 1
             report.recorded_ids.append(payment.payment_id)
@@ -508,7 +527,7 @@ def payments_pull(
     cursor = (integration.payment_cursor or None) if use_cursor else None
     deadline = time.monotonic() + budget_seconds if budget_seconds else None
     while True:
-        page = adapter.pull_payments(cursor=cursor, student_ids=student_ids)
+        page = adapter.pull_payments(cursor=cursor, student_ids=student_ids, limit=1000)
         report.pages += 1
         payments_record(integration=integration, payments=page.payments, report=report)
         if use_cursor and page.cursor:

@@ -34,6 +34,7 @@ bulk ledger service; only the sample calls the per-fee services.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import time
@@ -310,7 +311,10 @@ def _pay_and_waive(fee: Fee, origin: Origin, i: int) -> None:
 
 def _closed_at_vendor(fee: Fee, origin: Origin, i: int) -> None:
     """A parent paid part at the vendor, which reported the fee settled (reduced price)."""
-    vendor = Origin(source=LedgerEntry.Source.VENDOR, external_source="payschools-demo",
+    from apps.vendors.models import Integration
+
+    integration = Integration.objects.get(slug="payschools-demo")
+    vendor = Origin(source=LedgerEntry.Source.VENDOR, external_source=integration.external_source,
                     external_id=f"PS-DEMO-{fee.reference}")
     payment_take(fee=fee, amount="15.00", method=LedgerEntry.Method.ONLINE, origin=vendor,
                  closed=True)
@@ -385,6 +389,7 @@ class Command(BaseCommand):
             self._guardians(plan, student_ids)
             lists = self._activities_and_lists(plan, schools, student_ids)
             clerk = staff["clerk"]
+            self._integrations(categories, funds)
             self._list_fees(lists, categories, funds, clerk)
             self._sample_fees(plan, student_ids, categories, funds, clerk)
         self._report(plan)
@@ -609,6 +614,52 @@ class Command(BaseCommand):
                              origin=origin)
                 paid += 1
         self._step(f"sample fees: {created} new, {paid} list fees paid")
+
+    # --- integrations ------------------------------------------------------------------------
+
+    def _integrations(
+        self, categories: dict[str, FeeCategory], funds: dict[str, MerchantAccount]
+    ) -> None:
+        """`payschools-demo` and `communitypass-demo`, wired to the sandboxes (DESIGN.md ports,
+        overridable by PAYSCHOOLS_SANDBOX_URL / COMMUNITYPASS_SANDBOX_URL). Both are enabled,
+        for different categories: Community Pass takes activity fees, PaySchools the rest
+        (so no fee is ever sent to both). Created once; staff changes are kept on re-runs."""
+        from apps.vendors.adapters import REGISTRY, get_adapter_class
+        from apps.vendors.models import Integration, MerchantAccountMapping
+
+        get_adapter_class("payschools")  # loads every adapter module into REGISTRY
+        demos = [
+            ("payschools-demo", "payschools", "PaySchools (demo)",
+             os.environ.get("PAYSCHOOLS_SANDBOX_URL", "http://127.0.0.1:8101/soap"),
+             {"username": "feesync", "password": "sandbox-secret"},
+             [c for c in categories if c != "ACTIVITY"],
+             {"show_lunch_balance": True, "sync_lunch_balance": True,
+              "lunch_balance_threshold": Decimal("5.00"),
+              "lunch_payment_url": "http://127.0.0.1:8101/_sandbox/",
+              "parent_message": "Fees can be paid online with PaySchools. Payments made "
+              "online appear here within minutes."}),
+            ("communitypass-demo", "communitypass", "Community Pass (demo)",
+             os.environ.get("COMMUNITYPASS_SANDBOX_URL", "http://127.0.0.1:8102"),
+             {"api_key": "sandbox-key"}, ["ACTIVITY"],
+             {"show_vendor_balance": True,
+              "balance_message": "Your Community Pass balance includes activity "
+              "registrations made directly with Community Pass."}),
+        ]
+        for slug, kind, name, url, secrets, codes, options in demos:
+            if kind not in REGISTRY or Integration.objects.filter(slug=slug).exists():
+                continue
+            base = url.removesuffix("/soap")
+            integration = Integration(
+                vendor_kind=kind, slug=slug, name=name, enabled=True, service_url=url,
+                import_after=self.year_start, button_url=f"{base}/_sandbox/", **options,
+            )
+            integration.credentials = secrets
+            integration.save()
+            integration.categories.set([categories[c] for c in codes])
+            for fund in funds.values():
+                MerchantAccountMapping.objects.create(integration=integration,
+                                                      merchant_account=fund)
+        self._step("integrations")
 
     # --- output ------------------------------------------------------------------------------
 

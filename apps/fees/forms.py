@@ -1,0 +1,383 @@
+"""The forms a fees clerk fills in on the staff site.
+
+They parse and check what was typed (an amount in dollars and cents, a check number for a
+check); the ledger services check everything again against the ledger as it is at that
+moment, so a form that passes here can still be refused with the service's reason.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.contrib.admin.widgets import AdminDateWidget, AdminRadioSelect, AutocompleteSelect
+from django.core.exceptions import ValidationError
+from django.db.models import F, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from django.utils.formats import date_format
+
+from apps.accounts.models import MerchantAccount
+from apps.categories.models import FeeCategory
+from apps.students.models import Student, StudentList
+
+from .models import MONEY, ZERO, Fee, FeeAssignment, LedgerEntry
+
+
+def dollars(amount: Decimal) -> str:
+    """$1,234.50: money as a clerk reads it."""
+    return f"${amount:,.2f}"
+
+
+class MoneyInput(forms.TextInput):
+    """A plain text box: the browser must not round or refuse what was typed, the server
+    says what is wrong with it."""
+
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
+        super().__init__(
+            {"inputmode": "decimal", "autocomplete": "off", "size": 12, **(attrs or {})}
+        )
+
+
+class MoneyField(forms.DecimalField):
+    """Dollars and cents: at most two decimal places, never negative, more than zero."""
+
+    widget = MoneyInput
+    default_error_messages = {
+        "invalid": "Enter an amount in dollars and cents, like 20.00.",
+        "max_decimal_places": "Money is kept to the cent: use at most two decimal places.",
+        "max_digits": "That amount is larger than FeeSync can hold.",
+        "max_whole_digits": "That amount is larger than FeeSync can hold.",
+        "negative": "The amount cannot be negative.",
+        "zero": "The amount must be more than $0.00.",
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs["max_digits"] = MONEY["max_digits"]
+        kwargs["decimal_places"] = MONEY["decimal_places"]
+        kwargs.pop("min_value", None)
+        kwargs.pop("max_value", None)
+        kwargs.pop("step_size", None)
+        super().__init__(**kwargs)
+
+    def to_python(self, value: Any) -> Decimal | None:
+        # Clerks type what is on the check: "$1,250.00".
+        if isinstance(value, str):
+            value = value.strip().replace(",", "").removeprefix("$").strip()
+        return super().to_python(value)
+
+    def validate(self, value: Decimal | None) -> None:
+        super().validate(value)
+        if value is None:
+            return
+        if value < 0:
+            raise ValidationError(self.error_messages["negative"], code="negative")
+        if value == 0:
+            raise ValidationError(self.error_messages["zero"], code="zero")
+
+    def widget_attrs(self, widget: forms.Widget) -> dict[str, Any]:
+        # DecimalField would add step/min for a number input; a text box needs neither.
+        return forms.Field.widget_attrs(self, widget)
+
+
+def _date_widget() -> AdminDateWidget:
+    return AdminDateWidget()
+
+
+def _check_dates(form: forms.Form, fee_date: date | None, due_date: date | None) -> None:
+    if fee_date and due_date and due_date < fee_date:
+        form.add_error("due_date", "The due date cannot be before the fee date.")
+
+
+def _active_categories() -> QuerySet[FeeCategory]:
+    return FeeCategory.objects.filter(active=True).order_by("code")
+
+
+def _active_accounts() -> QuerySet[MerchantAccount]:
+    return MerchantAccount.objects.filter(active=True).order_by("name")
+
+
+# --- one fee ----------------------------------------------------------------------------------
+
+
+class FeeAddForm(forms.Form):
+    """Charge one student a fee (calls `fee_create`)."""
+
+    student = forms.ModelChoiceField(
+        queryset=Student.objects.all(),
+        widget=AutocompleteSelect(Fee._meta.get_field("student"), admin.site),
+        help_text="Type a name or student number.",
+    )
+    category = forms.ModelChoiceField(
+        queryset=_active_categories(),
+        help_text="What kind of fee this is. Only active categories are listed.",
+    )
+    merchant_account = forms.ModelChoiceField(
+        queryset=_active_accounts(),
+        label="Merchant account",
+        help_text="The bank account the payment vendor deposits this money into.",
+    )
+    description = forms.CharField(
+        max_length=200,
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
+        help_text="What parents see, e.g. “Grade 5 field trip to the science museum”.",
+    )
+    amount = MoneyField(help_text="In dollars and cents, e.g. 25.00.")
+    fee_date = forms.DateField(
+        label="Fee date", widget=_date_widget(), help_text="The date the fee is charged."
+    )
+    due_date = forms.DateField(
+        label="Due date",
+        required=False,
+        widget=_date_widget(),
+        help_text="Optional. Not before the fee date.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Querysets are evaluated per request so new categories show without a restart.
+        self.fields["category"].queryset = _active_categories()
+        self.fields["merchant_account"].queryset = _active_accounts()
+        if not self.is_bound and "fee_date" not in self.initial:
+            self.initial["fee_date"] = timezone.localdate()
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        _check_dates(self, cleaned.get("fee_date"), cleaned.get("due_date"))
+        return cleaned
+
+
+class FeeChangeForm(forms.ModelForm):
+    """The editable part of a fee's page; saved through `fee_change`, never `save()`."""
+
+    reason = forms.CharField(
+        required=False,
+        max_length=300,
+        label="Reason for an amount change",
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
+        help_text="Optional. Recorded on the adjustment entry when the amount changes, "
+        "e.g. “Bus cost went up”.",
+    )
+
+    class Meta:
+        model = Fee
+        fields = ["description", "due_date", "amount"]
+        field_classes = {"amount": MoneyField}
+        help_texts = {
+            "description": "What parents see. Changing it is sent to the payment vendor.",
+            "due_date": "Not before the fee date.",
+            "amount": "Raising it adds a debit adjustment, lowering it a credit adjustment; "
+            "it cannot go below what has already been paid or waived.",
+        }
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        fee: Fee = self.instance
+        if "due_date" in self.fields:
+            due = cleaned.get("due_date")
+            if fee.due_date and due is None and "due_date" not in self.errors:
+                self.add_error(
+                    "due_date", "A due date cannot be removed once set; enter a new date."
+                )
+            _check_dates(self, fee.fee_date, due)
+        return cleaned
+
+    def _post_clean(self) -> None:
+        # The ledger service validates and writes the fee; the model's own validation on a
+        # half-updated instance (balance vs. amount) would only get in its way.
+        pass
+
+
+# --- money on a fee ---------------------------------------------------------------------------
+
+
+class PaymentForm(forms.Form):
+    """Take a payment at the district office (calls `payment_take`)."""
+
+    METHODS = [
+        (LedgerEntry.Method.CASH, "Cash"),
+        (LedgerEntry.Method.CHECK, "Check"),
+        (LedgerEntry.Method.CARD, "Card"),
+    ]
+
+    amount = MoneyField(help_text="In dollars and cents. Not more than is owed.")
+    method = forms.ChoiceField(
+        choices=METHODS,
+        widget=AdminRadioSelect(attrs={"class": "radiolist"}),
+        initial=LedgerEntry.Method.CASH,
+        help_text="How the money was paid.",
+    )
+    check_number = forms.CharField(
+        required=False,
+        max_length=30,
+        label="Check number",
+        help_text="Required for a check.",
+    )
+    note = forms.CharField(
+        required=False,
+        max_length=300,
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
+        help_text="Optional, e.g. a receipt number.",
+    )
+
+    def __init__(self, *args: Any, fee: Fee, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.is_bound and fee.balance > 0:
+            self.initial.setdefault("amount", fee.balance)
+        self.fields[
+            "amount"
+        ].help_text = f"In dollars and cents. {dollars(fee.balance)} is owed on this fee."
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        check_number = (cleaned.get("check_number") or "").strip()
+        cleaned["check_number"] = check_number
+        if cleaned.get("method") == LedgerEntry.Method.CHECK and not check_number:
+            self.add_error("check_number", "Enter the check number for a check payment.")
+        return cleaned
+
+
+class WaiveForm(forms.Form):
+    """Waive all or part of what is owed (calls `fee_waive`)."""
+
+    amount = MoneyField(required=False)
+    reason = forms.CharField(
+        max_length=300,
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
+        help_text="Why the district is waiving it, e.g. “Hardship, approved by principal”.",
+    )
+
+    def __init__(self, *args: Any, fee: Fee, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields[
+            "amount"
+        ].help_text = f"Leave empty to waive everything still owed ({dollars(fee.balance)})."
+
+
+class RefundChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: LedgerEntry) -> str:
+        when = date_format(timezone.localtime(obj.created_at), "DATE_FORMAT")
+        how = obj.get_method_display() or obj.get_source_display()
+        check = f" #{obj.check_number}" if obj.check_number else ""
+        left: Decimal = obj.amount - obj.given_back  # type: ignore[attr-defined]
+        return f"{dollars(obj.amount)} {how.lower()}{check} on {when} ({dollars(left)} refundable)"
+
+
+def refundable_payments(fee: Fee) -> QuerySet[LedgerEntry]:
+    """This fee's payments with something left to give back, and how much was given back."""
+    return (
+        LedgerEntry.objects.filter(fee=fee, kind=LedgerEntry.Kind.PAYMENT)
+        .annotate(
+            given_back=Coalesce(Sum("reversed_by__amount", filter=Q(reversed_by__fee=fee)), ZERO)
+        )
+        .order_by("created_at", "id")
+    )
+
+
+class RefundForm(forms.Form):
+    """Give back all or part of one payment on this fee (calls `payment_refund`)."""
+
+    payment = RefundChoiceField(
+        queryset=LedgerEntry.objects.none(),
+        widget=AdminRadioSelect(attrs={"class": "radiolist"}),
+        empty_label=None,
+        help_text="The payment the money goes back from.",
+    )
+    amount = MoneyField(
+        required=False,
+        help_text="Leave empty to refund all that is left of that payment.",
+    )
+    reason = forms.CharField(
+        max_length=300,
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
+        help_text="Why the money goes back, e.g. “Trip cancelled”.",
+    )
+
+    def __init__(self, *args: Any, fee: Fee, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        payments = refundable_payments(fee).filter(amount__gt=F("given_back"))
+        self.fields["payment"].queryset = payments  # type: ignore[attr-defined]
+        if not self.is_bound and len(payments) == 1:
+            self.initial["payment"] = payments[0].pk
+
+
+class VoidForm(forms.Form):
+    """Cancel a fee charged in error (calls `fee_void`)."""
+
+    reason = forms.CharField(
+        max_length=300,
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
+        help_text="Why the fee should never have been charged, e.g. “Charged to the wrong "
+        "student”.",
+    )
+
+    def __init__(self, *args: Any, fee: Fee, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+
+
+# --- fees for a list of students --------------------------------------------------------------
+
+
+class AssignmentAddForm(forms.Form):
+    """A fee for the students of a saved list (calls `assignment_create`)."""
+
+    student_list = forms.ModelChoiceField(
+        queryset=StudentList.objects.all(),
+        label="Student list",
+        widget=AutocompleteSelect(FeeAssignment._meta.get_field("student_list"), admin.site),
+        help_text="The saved list whose students are charged. A list of an activity's "
+        "members makes the fee follow students who join the activity later.",
+    )
+    category = forms.ModelChoiceField(
+        queryset=_active_categories(), help_text="What kind of fee this is."
+    )
+    merchant_account = forms.ModelChoiceField(
+        queryset=_active_accounts(),
+        label="Merchant account",
+        help_text="The bank account the payment vendor deposits this money into.",
+    )
+    description = forms.CharField(
+        max_length=200,
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
+        help_text="What parents see, e.g. “Varsity football 2026”.",
+    )
+    amount = MoneyField(help_text="Charged to each student, in dollars and cents.")
+    fee_date = forms.DateField(
+        label="Fee date", widget=_date_widget(), help_text="The date the fees are charged."
+    )
+    due_date = forms.DateField(
+        label="Due date",
+        required=False,
+        widget=_date_widget(),
+        help_text="Optional. Not before the fee date.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["category"].queryset = _active_categories()
+        self.fields["merchant_account"].queryset = _active_accounts()
+        if not self.is_bound and "fee_date" not in self.initial:
+            self.initial["fee_date"] = timezone.localdate()
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        _check_dates(self, cleaned.get("fee_date"), cleaned.get("due_date"))
+        return cleaned
+
+
+class ListFromAssignmentForm(forms.Form):
+    """Name for "Create a student list of all students assigned this fee"."""
+
+    name = forms.CharField(
+        max_length=120,
+        label="Name of the new list",
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
+        help_text="Must not be the name of an existing list.",
+    )
+
+
+class ConfirmForm(forms.Form):
+    """A confirmation with nothing to fill in (the bulk actions)."""

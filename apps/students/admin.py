@@ -1,0 +1,541 @@
+"""Students, guardians, schools, activities and saved student lists on the staff site.
+
+A student's page shows their fees and what they owe. Joining an activity always goes
+through `activity_join` (the "Add members" page of an activity, or the "Add to an activity"
+action on the student list) so that the activity's fees follow the student; memberships are
+never edited as a plain many-to-many field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.contrib.admin.widgets import AutocompleteSelectMultiple
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Count, DecimalField, OuterRef, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html, format_html_join
+
+from apps.fees.admin import ActionPageMixin, FeeSyncMedia, admin_url, can_post_money
+from apps.fees.forms import dollars
+from apps.fees.models import MONEY, ZERO, Fee, FeeAssignment
+from apps.fees.selectors import student_balance
+from apps.fees.services import LedgerError, Origin
+
+from .models import Activity, ActivityMembership, Guardian, School, Student, StudentList
+from .selectors import student_list_students
+from .services import activity_join
+
+# --- joining activities: always through activity_join ---------------------------------------
+
+
+def may_join_students(user: Any) -> bool:
+    """Joining may charge the activity's fees, so it takes the right to post money too."""
+    return bool(user.has_perm("students.add_activitymembership")) and can_post_money(user)
+
+
+def join_activity(request: HttpRequest, *, activity: Activity, students: list[Student]) -> str:
+    """Add students to an activity, all or none; returns the message for the clerk."""
+    already = set(
+        ActivityMembership.objects.filter(activity=activity, student__in=students).values_list(
+            "student_id", flat=True
+        )
+    )
+    origin = Origin(user=request.user)
+    charged = 0
+    with transaction.atomic():
+        for student in students:
+            charged += activity_join(student=student, activity=activity, origin=origin)
+    joined = len(students) - len(already)
+    parts = [f"{joined} student{'s' if joined != 1 else ''} joined {activity.name}"]
+    parts.append(f"{charged} activity fee{'s' if charged != 1 else ''} charged")
+    message = "; ".join(parts) + "."
+    if already:
+        message += f" {len(already)} {'was' if len(already) == 1 else 'were'} already a member."
+    return message
+
+
+class ActivityMembersForm(forms.Form):
+    students = forms.ModelMultipleChoiceField(
+        queryset=Student.objects.all(),
+        widget=AutocompleteSelectMultiple(Activity._meta.get_field("members"), admin.site),
+        help_text="Type a name or student number; add as many as you like. Fees assigned "
+        "to this activity's lists are charged to each new member.",
+    )
+
+    def __init__(self, *args: Any, activity: Activity, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+
+
+class ActivityPickForm(forms.Form):
+    activity = forms.ModelChoiceField(
+        queryset=Activity.objects.select_related("school"),
+        help_text="The sport or club the selected students join. Fees assigned to its "
+        "lists are charged to each new member.",
+    )
+
+
+# --- students -----------------------------------------------------------------------------
+
+
+class FeeInline(admin.TabularInline):
+    """The student's fees, read-only: money changes on each fee's own page."""
+
+    model = Fee
+    fk_name = "student"
+    extra = 0
+    can_delete = False
+    verbose_name = "fee"
+    verbose_name_plural = "Fees"
+    fields = readonly_fields = [
+        "fee_link",
+        "description",
+        "category",
+        "amount",
+        "balance",
+        "status",
+        "fee_date",
+        "due_date",
+    ]
+    ordering = ["-fee_date", "-id"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Fee]:
+        return super().get_queryset(request).select_related("category")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="Fee")
+    def fee_link(self, obj: Fee) -> str:
+        return format_html('<a href="{}">{}</a>', admin_url(obj), obj.reference)
+
+
+class GuardianInline(admin.TabularInline):
+    model = Guardian.students.through
+    extra = 0
+    autocomplete_fields = ["guardian"]
+    verbose_name = "guardian"
+    verbose_name_plural = "Guardians (parent-portal logins see this student's fees)"
+
+
+class MembershipInline(admin.TabularInline):
+    """Memberships are shown, never added here: joining goes through `activity_join`."""
+
+    model = ActivityMembership
+    extra = 0
+    fields = readonly_fields = ["activity", "joined_on"]
+    verbose_name = "activity"
+    verbose_name_plural = "Activities"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ActivityMembership]:
+        return super().get_queryset(request).select_related("activity", "student")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class StudentForm(forms.ModelForm):
+    class Meta:
+        model = Student
+        fields = [
+            "student_number",
+            "first_name",
+            "last_name",
+            "grade",
+            "school",
+            "active",
+            "enrollment_date",
+        ]
+        help_texts = {
+            "first_name": "As in the student information system.",
+            "last_name": "As in the student information system.",
+            "school": "The school the student attends.",
+            "enrollment_date": "The date the student enrolled in the district.",
+        }
+
+
+def _owed_subquery() -> Subquery:
+    return Subquery(
+        Fee.objects.filter(student=OuterRef("pk"))
+        .order_by()
+        .values("student")
+        .annotate(s=Sum("balance"))
+        .values("s"),
+        output_field=DecimalField(**MONEY),
+    )
+
+
+@admin.register(Student)
+class StudentAdmin(ActionPageMixin, admin.ModelAdmin):
+    Media = FeeSyncMedia
+    form = StudentForm
+    change_form_template = "admin/students/student/change_form.html"
+    list_display = ["student_number", "name", "grade", "school", "active", "owed"]
+    list_display_links = ["student_number", "name"]
+    list_select_related = ["school"]
+    list_filter = ["school", "grade", "active"]
+    search_fields = ["^student_number", "first_name", "last_name"]
+    search_help_text = "Search by name or student number."
+    list_per_page = 50
+    show_full_result_count = False
+    actions = ["add_to_activity"]
+    inlines = [FeeInline, GuardianInline, MembershipInline]
+    readonly_fields = ["total_owed"]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "student_number",
+                    "first_name",
+                    "last_name",
+                    "grade",
+                    "school",
+                    "active",
+                    "enrollment_date",
+                ]
+            },
+        ),
+        ("What the student owes", {"fields": ["total_owed"]}),
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Student]:
+        return super().get_queryset(request).annotate(owed_total=Coalesce(_owed_subquery(), ZERO))
+
+    @admin.display(description="Name", ordering="last_name")
+    def name(self, obj: Student) -> str:
+        return f"{obj.last_name}, {obj.first_name}"
+
+    @admin.display(description="Owed", ordering="owed_total")
+    def owed(self, obj: Student) -> str:
+        return dollars(obj.owed_total)  # type: ignore[attr-defined]
+
+    @admin.display(description="Total owed")
+    def total_owed(self, obj: Student) -> str:
+        if obj.pk is None:
+            return dollars(ZERO)
+        return dollars(student_balance(student=obj))
+
+    def get_inlines(self, request: HttpRequest, obj: Any) -> list[Any]:
+        return self.inlines if obj is not None else [GuardianInline]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        extra = dict(extra_context or {})
+        if request.user.has_perm("fees.add_fee") and can_post_money(request.user):
+            extra["add_fee_url"] = reverse("admin:fees_fee_add") + f"?student={unquote(object_id)}"
+        return super().change_view(request, object_id, form_url, extra)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        if not may_join_students(request.user):
+            actions.pop("add_to_activity", None)
+        return actions
+
+    @admin.action(description="Add the selected students to an activity…")
+    def add_to_activity(
+        self, request: HttpRequest, queryset: QuerySet[Student]
+    ) -> HttpResponse | None:
+        if not may_join_students(request.user):
+            raise PermissionDenied
+        students = list(queryset.select_related("school"))
+        form = ActivityPickForm(request.POST if "apply" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            activity = form.cleaned_data["activity"]
+            try:
+                message = join_activity(request, activity=activity, students=students)
+            except LedgerError as exc:
+                form.add_error(None, exc)
+            else:
+                messages.success(request, message)
+                return None
+        names = ", ".join(s.full_name for s in students[:10])
+        more = f" and {len(students) - 10} more" if len(students) > 10 else ""
+        return self.render_action_page(
+            request,
+            form=form,
+            title="Add students to an activity",
+            submit_label="Add them",
+            cancel_url=reverse("admin:students_student_changelist"),
+            intro=f"{len(students)} selected: {names}{more}.",
+            hidden_inputs=[("action", "add_to_activity"), ("apply", "1")]
+            + [(admin.helpers.ACTION_CHECKBOX_NAME, s.pk) for s in students],
+        )
+
+
+# --- guardians, schools ---------------------------------------------------------------------
+
+
+class GuardianForm(forms.ModelForm):
+    class Meta:
+        model = Guardian
+        fields = ["first_name", "last_name", "email", "phone", "address", "user", "students"]
+        help_texts = {
+            "user": "Their parent-portal login. Set by a district admin.",
+            "first_name": "The guardian's first name.",
+            "last_name": "The guardian's last name.",
+            "email": "Where receipts and notices go.",
+            "phone": "A number the office can call.",
+            "address": "Mailing address.",
+            "students": "The children this guardian sees in the parent portal.",
+        }
+
+
+@admin.register(Guardian)
+class GuardianAdmin(admin.ModelAdmin):
+    form = GuardianForm
+    list_display = ["last_name", "first_name", "email", "phone", "children"]
+    search_fields = ["last_name", "first_name", "email"]
+    search_help_text = "Search by name or email."
+    autocomplete_fields = ["students", "user"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Guardian]:
+        return super().get_queryset(request).annotate(n_children=Count("students"))
+
+    @admin.display(description="Children", ordering="n_children")
+    def children(self, obj: Guardian) -> int:
+        return obj.n_children  # type: ignore[attr-defined]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # Only those who manage logins may link one; a clerk sees it.
+        if request.user.has_perm("auth.change_user"):
+            return []
+        return ["user"]
+
+
+class SchoolForm(forms.ModelForm):
+    class Meta:
+        model = School
+        fields = ["code", "name"]
+        help_texts = {
+            "code": "The school's code in the student information system.",
+            "name": "The school's name as parents know it.",
+        }
+
+
+@admin.register(School)
+class SchoolAdmin(admin.ModelAdmin):
+    form = SchoolForm
+    list_display = ["code", "name", "students"]
+    search_fields = ["code", "name"]
+    search_help_text = "Search by code or name."
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[School]:
+        return super().get_queryset(request).annotate(n_students=Count("students"))
+
+    @admin.display(description="Students", ordering="n_students")
+    def students(self, obj: School) -> int:
+        return obj.n_students  # type: ignore[attr-defined]
+
+
+# --- activities --------------------------------------------------------------------------------
+
+
+class ActivityMemberInline(admin.TabularInline):
+    model = ActivityMembership
+    extra = 0
+    fields = readonly_fields = ["student", "joined_on"]
+    verbose_name = "member"
+    verbose_name_plural = "Members (add them with “Add members”, so the activity's fees follow)"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ActivityMembership]:
+        return super().get_queryset(request).select_related("student", "activity")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ActivityForm(forms.ModelForm):
+    class Meta:
+        model = Activity
+        fields = ["name", "school", "is_sport"]
+        labels = {"is_sport": "Sport"}
+        help_texts = {
+            "name": "e.g. Varsity football, Chess club.",
+            "is_sport": "A sport rather than a club.",
+        }
+
+
+@admin.register(Activity)
+class ActivityAdmin(ActionPageMixin, admin.ModelAdmin):
+    form = ActivityForm
+    change_form_template = "admin/students/activity/change_form.html"
+    list_display = ["name", "school", "is_sport", "members_count"]
+    list_select_related = ["school"]
+    list_filter = ["is_sport", "school"]
+    search_fields = ["name"]
+    search_help_text = "Search by name."
+    inlines = [ActivityMemberInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Activity]:
+        return super().get_queryset(request).annotate(n_members=Count("members"))
+
+    @admin.display(description="Members", ordering="n_members")
+    def members_count(self, obj: Activity) -> int:
+        return obj.n_members  # type: ignore[attr-defined]
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "<path:object_id>/add-members/",
+                self.admin_site.admin_view(self.add_members_view),
+                name="students_activity_add_members",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        extra = dict(extra_context or {})
+        if may_join_students(request.user):
+            extra["add_members_url"] = reverse(
+                "admin:students_activity_add_members", args=[unquote(object_id)]
+            )
+        return super().change_view(request, object_id, form_url, extra)
+
+    def add_members_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if not may_join_students(request.user):
+            raise PermissionDenied
+        activity = self.get_object(request, unquote(object_id))
+        if activity is None:
+            raise Http404("No such activity.")
+        form = ActivityMembersForm(
+            request.POST if request.method == "POST" else None, activity=activity
+        )
+        if request.method == "POST" and form.is_valid():
+            try:
+                message = join_activity(
+                    request, activity=activity, students=list(form.cleaned_data["students"])
+                )
+            except LedgerError as exc:
+                form.add_error(None, exc)
+            else:
+                messages.success(request, message)
+                return HttpResponseRedirect(admin_url(activity))
+        fees = FeeAssignment.objects.filter(student_list__activity=activity)
+        follows = ", ".join(f"{a.description} ({dollars(a.amount)})" for a in fees) or "none"
+        return self.render_action_page(
+            request,
+            form=form,
+            obj=activity,
+            title=f"Add members to {activity.name}",
+            submit_label="Add members",
+            cancel_url=admin_url(activity),
+            summary=[
+                ("Activity", activity),
+                ("Members now", activity.n_members),  # type: ignore[attr-defined]
+                ("Fees that follow new members", follows),
+            ],
+        )
+
+
+# --- student lists ----------------------------------------------------------------------------
+
+
+class StudentListForm(forms.ModelForm):
+    class Meta:
+        model = StudentList
+        fields = ["name", "kind", "school", "grade", "activity", "status", "students"]
+        help_texts = {
+            "name": "A name staff will recognise, e.g. “Grade 5, Lincoln Elementary”.",
+            "kind": "Dynamic: whoever matches the filter on the day it is used. "
+            "Fixed: exactly the students you name.",
+            "status": "Which students a dynamic list takes.",
+            "students": "Fixed lists only. Type a name or student number.",
+        }
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        kind = cleaned.get("kind")
+        if kind == StudentList.Kind.FIXED:
+            used = [
+                self.fields[name].label
+                for name in ("school", "grade", "activity")
+                if cleaned.get(name)
+            ]
+            if used:
+                raise forms.ValidationError(
+                    "A fixed list names its students; the filter fields are not used. "
+                    f"Clear {', '.join(str(u) for u in used)} or make it a dynamic list."
+                )
+        elif kind == StudentList.Kind.DYNAMIC and cleaned.get("students"):
+            self.add_error(
+                "students",
+                "A dynamic list picks its students by the filter; remove the named "
+                "students or make it a fixed list.",
+            )
+        return cleaned
+
+
+@admin.register(StudentList)
+class StudentListAdmin(admin.ModelAdmin):
+    form = StudentListForm
+    list_display = ["name", "kind", "school", "grade", "activity", "status", "created_at"]
+    list_select_related = ["school", "activity"]
+    list_filter = ["kind", "status"]
+    search_fields = ["name"]
+    search_help_text = "Search by name."
+    autocomplete_fields = ["students"]
+    readonly_fields = ["students_today", "fees_for_this_list"]
+    fieldsets = [
+        (None, {"fields": ["name", "kind", "students_today", "fees_for_this_list"]}),
+        (
+            "Dynamic list: who is on it",
+            {
+                "fields": ["school", "grade", "activity", "status"],
+                "description": "Used by dynamic lists only. Empty fields mean “any”.",
+            },
+        ),
+        (
+            "Fixed list: the students",
+            {"fields": ["students"], "description": "Used by fixed lists only."},
+        ),
+    ]
+
+    @admin.display(description="Students on the list today")
+    def students_today(self, obj: StudentList) -> str:
+        if obj.pk is None:
+            return "— (save the list to count its students)"
+        count = student_list_students(student_list=obj).count()
+        return f"{count:,}"
+
+    @admin.display(description="Fees for this list")
+    def fees_for_this_list(self, obj: StudentList) -> str:
+        if obj.pk is None:
+            return "—"
+        assignments = obj.fee_assignments.all()
+        if not assignments:
+            return "None yet."
+        return format_html_join(
+            ", ",
+            '<a href="{}">{}</a>',
+            ((admin_url(a), f"{a.description} ({dollars(a.amount)})") for a in assignments),
+        )

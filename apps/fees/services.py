@@ -193,7 +193,7 @@ def credit_kind_totals(fee: Fee) -> dict[str, Decimal]:
         .values_list("reverses__kind", "s")
     )
     return {
-        kind: applied.get(kind, ZERO) - given_back.get(kind, ZERO)
+        kind: (applied.get(kind, ZERO) - given_back.get(kind, ZERO)).quantize(CENT)
         for kind in LedgerEntry.CREDIT_KINDS
     }
 
@@ -491,7 +491,8 @@ def _given_back_on(credit: LedgerEntry, fee: Fee) -> tuple[Decimal, Decimal]:
     back = LedgerEntry.objects.filter(reverses=credit, fee=fee).aggregate(
         s=Coalesce(Sum("amount"), ZERO)
     )["s"]
-    return applied, back
+    # SQLite's SUM loses the scale ("30" not "30.00"); messages show cents.
+    return applied.quantize(CENT), back.quantize(CENT)
 
 
 def _give_back(

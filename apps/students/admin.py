@@ -244,7 +244,20 @@ class StudentAdmin(ActionPageMixin, admin.ModelAdmin):
         extra = dict(extra_context or {})
         if request.user.has_perm("fees.add_fee") and can_post_money(request.user):
             extra["add_fee_url"] = reverse("admin:fees_fee_add") + f"?student={unquote(object_id)}"
+        if request.method == "GET":
+            self._bring_in_vendor_payments(request, object_id)
         return super().change_view(request, object_id, form_url, extra)
+
+    def _bring_in_vendor_payments(self, request: HttpRequest, object_id: str) -> None:
+        """Opening a student's fees brings in what was paid at the vendors for that student
+        (a short time budget; the page renders with a message if a vendor is down)."""
+        from apps.vendors.services import pull_for_student_page
+
+        student = Student.objects.filter(pk=unquote(object_id)).first()
+        if student is None:
+            return
+        for level, message in pull_for_student_page(student=student):
+            messages.add_message(request, level, message)
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)

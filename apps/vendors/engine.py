@@ -58,13 +58,16 @@ log = logging.getLogger(__name__)
 # --- adapters and scope --------------------------------------------------------------------------
 
 
-def adapter_for(integration: Integration) -> VendorAdapter:
+def adapter_for(integration: Integration, *, timeout: float | None = None) -> VendorAdapter:
+    """The integration's adapter; `timeout` (seconds) shortens its own for interactive
+    calls that a person is waiting on."""
     cls = get_adapter_class(integration.vendor_kind)
+    own = float(integration.timeout_seconds)
     return cls(
         AdapterConfig(
             base_url=integration.service_url,
             credentials=integration.credentials,
-            timeout=float(integration.timeout_seconds),
+            timeout=min(own, timeout) if timeout else own,
         )
     )
 
@@ -521,7 +524,7 @@ def payments_pull(
     With `student_ids` (student numbers): those students' payments, from the beginning (a
     clerk opening a fee page, a parent signing in). Without: everyone's, from the stored
     cursor (nightly), or from the beginning with `from_start` (validation)."""
-    adapter = adapter_for(integration)
+    adapter = adapter_for(integration, timeout=budget_seconds)
     report = PullReport()
     use_cursor = student_ids is None and not from_start
     cursor = (integration.payment_cursor or None) if use_cursor else None

@@ -300,5 +300,40 @@ def pull_for_students(
         return exc.message
 
 
+def pull_for_student_page(*, student: Any) -> list[tuple[int, str]]:
+    """The pull when staff open a student's fees: every enabled integration, that student
+    only, each within FEESYNC_STUDENT_PULL_BUDGET_SECONDS. Returns (message level, text)
+    pairs for the page; never raises for a vendor's trouble."""
+    from django.conf import settings
+    from django.contrib import messages
+
+    out: list[tuple[int, str]] = []
+    budget = settings.FEESYNC_STUDENT_PULL_BUDGET_SECONDS
+    for integration in Integration.objects.filter(enabled=True):
+        result = pull_for_students(
+            integration=integration,
+            student_numbers=[student.student_number],
+            trigger="fee page",
+            budget_seconds=budget,
+        )
+        if isinstance(result, str):
+            out.append(
+                (
+                    messages.WARNING,
+                    f"Payments at {integration.vendor_name} could not be checked just now: "
+                    f"{result} Payments made there may not show yet.",
+                )
+            )
+        elif result.recorded:
+            out.append(
+                (
+                    messages.INFO,
+                    f"{result.recorded} payment{'s' if result.recorded != 1 else ''} "
+                    f"brought in from {integration.vendor_name}.",
+                )
+            )
+    return out
+
+
 def integration_user_may_see_secrets(user: AbstractBaseUser) -> bool:
     return bool(user.has_perm("vendors.view_credentials"))

@@ -217,3 +217,28 @@ def test_vendor_overpayment_becomes_a_discrepancy_and_loses_nothing(sandbox, mak
     assert fee.balance == Decimal("8.00")
     assert integration.discrepancies.get(kind="unmatched_payment").detail.startswith("$10.00")
     assert Fee.objects.count() == 1
+
+
+def test_a_clerk_opening_the_fees_page_brings_in_that_students_payments(
+    sandbox, make_integration, clerk, client
+):
+    integration = make_integration()
+    fee = make_fee(amount="30.00", fee_date=IN_SCOPE)
+    engine.deliver(integration_id=integration.pk)
+    sandbox.control("pay", fee_ref=fee.reference, amount="12.00")
+    client.force_login(clerk)
+    url = f"/admin/students/student/{fee.student.pk}/change/"
+    page = client.get(url)
+    assert page.status_code == 200
+    assert "1 payment brought in from" in page.content.decode()
+    fee.refresh_from_db()
+    assert fee.balance == Decimal("18.00")
+    # Opening it again records nothing twice.
+    client.get(url)
+    assert LedgerEntry.objects.filter(external_source=integration.external_source).count() == 1
+
+    # With the vendor down the page still renders, with a plain message.
+    sandbox.faults("down")
+    page = client.get(url)
+    assert page.status_code == 200
+    assert "could not be checked just now" in page.content.decode()

@@ -59,6 +59,174 @@ def integration_set_import_after(
     return integration
 
 
+PARENT_OPTION_FIELDS = (
+    "button_url",
+    "button_text",
+    "lunch_payment_url",
+    "lunch_balance_threshold",
+    "show_lunch_balance",
+    "sync_lunch_balance",
+    "show_vendor_balance",
+    "lock_portal_on_balance",
+    "balance_message",
+    "parent_message",
+)
+
+
+@transaction.atomic
+def integration_update_parent_options(*, integration: Integration, **options: Any) -> Integration:
+    """Store the parent-portal options, refusing what the vendor cannot back up."""
+    from decimal import Decimal, InvalidOperation
+
+    from django.core.validators import URLValidator
+
+    unknown = set(options) - set(PARENT_OPTION_FIELDS)
+    if unknown:
+        raise IntegrationError(f"Unknown parent options: {', '.join(sorted(unknown))}.")
+    errors: dict[str, str] = {}
+    for field in ("button_url", "lunch_payment_url"):
+        value = (options.get(field, getattr(integration, field)) or "").strip()
+        if value:
+            try:
+                URLValidator(schemes=["http", "https"])(value)
+            except ValidationError:
+                errors[field] = f"“{value}” is not a web address (it must start with https://)."
+        options[field] = value
+    if "lunch_balance_threshold" in options:
+        try:
+            threshold = Decimal(str(options["lunch_balance_threshold"]))
+        except InvalidOperation:
+            threshold = Decimal("-1")
+            errors["lunch_balance_threshold"] = "The lunch balance threshold must be an amount."
+        if threshold < 0 and "lunch_balance_threshold" not in errors:
+            errors["lunch_balance_threshold"] = "The lunch balance threshold cannot be negative."
+        elif threshold != threshold.quantize(Decimal("0.01")):
+            errors["lunch_balance_threshold"] = "The threshold is kept to the cent."
+        options["lunch_balance_threshold"] = threshold
+    caps = get_adapter_class(integration.vendor_kind).capabilities
+    merged = {f: options.get(f, getattr(integration, f)) for f in PARENT_OPTION_FIELDS}
+    if (merged["show_lunch_balance"] or merged["sync_lunch_balance"]) and "lunch" not in caps:
+        errors["show_lunch_balance"] = f"{integration.vendor_name} does not report lunch balances."
+    if (merged["show_vendor_balance"] or merged["lock_portal_on_balance"]) and (
+        "balances" not in caps
+    ):
+        errors["show_vendor_balance"] = (
+            f"{integration.vendor_name} does not report account balances."
+        )
+    if merged["show_lunch_balance"] and not merged["sync_lunch_balance"]:
+        errors["sync_lunch_balance"] = (
+            "Lunch balances can be shown only if they are synced from the vendor."
+        )
+    if errors:
+        raise IntegrationError(errors)
+    for field, value in options.items():
+        setattr(integration, field, value)
+    integration.save()
+    return integration
+
+
+@dataclass(frozen=True)
+class ChecklistItem:
+    label: str
+    ok: bool
+    required: bool
+    detail: str = ""
+
+
+def enable_checklist(*, integration: Integration) -> list[ChecklistItem]:
+    """What must be true before an integration is enabled for the first time."""
+    mapped = integration.account_mappings.count()
+    categories = integration.categories.count()
+    return [
+        ChecklistItem(
+            "Test Pull passed", bool(integration.test_pull_ok), True, integration.test_pull_detail
+        ),
+        ChecklistItem(
+            "Test Push passed", bool(integration.test_push_ok), True, integration.test_push_detail
+        ),
+        ChecklistItem(
+            "Merchant accounts mapped", mapped > 0, True, f"{mapped} merchant account(s) mapped."
+        ),
+        ChecklistItem(
+            "Categories chosen",
+            True,
+            False,
+            f"{categories} selected."
+            if categories
+            else "None selected: every category will be sent.",
+        ),
+        ChecklistItem(
+            "Import-after date set",
+            integration.import_after is not None,
+            True,
+            f"Fees dated on or after {integration.import_after:%B %-d, %Y} will be sent."
+            if integration.import_after
+            else "No date set: nothing will be sent.",
+        ),
+    ]
+
+
+def _long_date(day: date) -> str:
+    return f"{day:%B} {day.day}, {day.year}"
+
+
+def vendor_unpaid_fees_that_would_duplicate(
+    *, integration: Integration, limit: int = 200
+) -> list[Any]:
+    """Unpaid fees already at the vendor that FeeSync did not send: the vendors advise
+    purging them before enabling, or parents would see both. Raises VendorError."""
+    adapter = engine.adapter_for(integration)
+    found: list[Any] = []
+    cursor = None
+    while len(found) < limit:
+        page = adapter.list_fees(cursor=cursor)
+        found.extend(f for f in page.fees if f.foreign and f.amount_due > 0)
+        cursor = page.cursor
+        if not page.has_more:
+            break
+    return found[:limit]
+
+
+@transaction.atomic
+def integration_set_enabled(*, integration: Integration, enabled: bool) -> Integration:
+    """Switch an integration on (after its checklist passes) or off. Switching on queues
+    every in-scope fee the vendor does not hold yet (the backfill)."""
+    if enabled and not integration.enabled:
+        missing = [
+            i.label for i in enable_checklist(integration=integration) if i.required and not i.ok
+        ]
+        if missing:
+            raise IntegrationError(
+                "Before enabling, complete the checklist: " + "; ".join(missing) + "."
+            )
+    integration.enabled = enabled
+    integration.save(update_fields=["enabled", "updated_at"])
+    if enabled:
+        integration_id = integration.pk
+
+        def backfill() -> None:
+            from .tasks import run_integration_task
+
+            run_integration_task.delay(integration_id, "send-fees", trigger="enabled")
+
+        transaction.on_commit(backfill)
+    return integration
+
+
+@transaction.atomic
+def discrepancy_resolve(*, discrepancy: Any, note: str, user: AbstractBaseUser) -> Any:
+    note = (note or "").strip()
+    if not note:
+        raise IntegrationError("Say how it was resolved (a short note is kept with it).")
+    if discrepancy.resolved_at is not None:
+        raise IntegrationError("This discrepancy is already resolved.")
+    discrepancy.resolved_at = timezone.now()
+    discrepancy.resolved_by = user
+    discrepancy.resolution_note = note
+    discrepancy.save(update_fields=["resolved_at", "resolved_by", "resolution_note"])
+    return discrepancy
+
+
 def _check_detail(result: CheckResult) -> str:
     return f"{result.tried} — {result.answer} ({result.elapsed_ms} ms)"
 
@@ -156,11 +324,21 @@ def _sync_lunch(integration: Integration) -> dict[str, Any]:
 
 
 def _get_balances(integration: Integration) -> dict[str, Any]:
+    return balances_refresh(integration=integration)
+
+
+def balances_refresh(
+    *, integration: Integration, student_numbers: list[str] | None = None
+) -> dict[str, Any]:
+    """Fetch and store the whole vendor-account balance per student (all, or some)."""
     from apps.students.models import Student
 
     adapter = engine.adapter_for(integration)
     now = timezone.now()
-    students = dict(Student.objects.values_list("student_number", "pk"))
+    qs = Student.objects.all()
+    if student_numbers is not None:
+        qs = qs.filter(student_number__in=student_numbers)
+    students = dict(qs.values_list("student_number", "pk"))
     numbers = list(students)
     stored = 0
     for start in range(0, len(numbers), 500):

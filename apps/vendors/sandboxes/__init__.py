@@ -12,7 +12,7 @@ from types import ModuleType
 
 SANDBOXES: dict[str, str] = {
     "payschools": "apps.vendors.sandboxes.payschools",
-    # "communitypass": "apps.vendors.sandboxes.communitypass",  (added with its module)
+    "communitypass": "apps.vendors.sandboxes.communitypass",
 }
 
 

@@ -33,7 +33,7 @@ import time
 import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from http import HTTPStatus
@@ -58,6 +58,17 @@ FAULT_MODES: dict[str, str] = {
     "no_wsdl": "the service description (WSDL / API document) answers 404; operations work",
     "malformed": "operations answer HTTP 200 with a truncated, unparseable body",
     "fault": "operations answer with a protocol-level error (a SOAP Fault, a JSON error)",
+}
+
+#: Options of `POST /_sandbox/faults` besides `mode`, valid with any mode.
+FAULT_OPTIONS: dict[str, str] = {
+    "delay_ms": "slow: how long to wait before answering (default 2000)",
+    "retry_after": "down, throttle: the Retry-After header, in seconds (default 30)",
+    "duplicate_payments": "every payment of a payments page is sent twice",
+    "count": "only the next N vendor requests get the fault; then the mode is ok again",
+    "every": "only every Nth vendor request gets the fault (N >= 2); the others are answered",
+    "status": "fault: the HTTP status of the protocol-level error (400-599; vendor default)",
+    "throttle_count": "shorthand for a 429 storm: mode throttle, count N, retry_after 1",
 }
 
 
@@ -215,7 +226,8 @@ CREATE TABLE IF NOT EXISTS fees (
     closed INTEGER NOT NULL DEFAULT 0,
     waived INTEGER NOT NULL DEFAULT 0,
     foreign_fee INTEGER NOT NULL DEFAULT 0,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    received_at REAL
 );
 CREATE TABLE IF NOT EXISTS payments (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -363,6 +375,9 @@ class SandboxState:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(fees)")}
+        if "received_at" not in columns:  # a state file from before `received_at`
+            self._db.execute("ALTER TABLE fees ADD COLUMN received_at REAL")
         with self._tx() as db:
             row = db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
             if row is None:
@@ -452,6 +467,7 @@ class SandboxState:
         now = utc_now_iso()
         outcomes: list[UpsertOutcome] = []
         with self._tx() as db:
+            received = time.time()  # epoch seconds, for latency measurements (`receipts`)
             for fee in fees:
                 held = db.execute(
                     "SELECT version, paid, closed, waived FROM fees WHERE fee_ref = ?",
@@ -488,9 +504,9 @@ class SandboxState:
                     db.execute(
                         "INSERT INTO fees (version, student_id, student_name, school_code,"
                         " category_code, merchant_id, description, amount, fee_date, due_date,"
-                        " active, updated_at, fee_ref, amount_due)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (*values, fee.fee_ref, money_str(fee.amount_due)),
+                        " active, updated_at, fee_ref, amount_due, received_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (*values, fee.fee_ref, money_str(fee.amount_due), received),
                     )
                 else:
                     if held["closed"] or held["waived"]:
@@ -502,8 +518,8 @@ class SandboxState:
                         "UPDATE fees SET version = ?, student_id = ?, student_name = ?,"
                         " school_code = ?, category_code = ?, merchant_id = ?, description = ?,"
                         " amount = ?, fee_date = ?, due_date = ?, active = ?, updated_at = ?"
-                        " , amount_due = ? WHERE fee_ref = ?",
-                        (*values, money_str(due), fee.fee_ref),
+                        " , amount_due = ?, received_at = ? WHERE fee_ref = ?",
+                        (*values, money_str(due), received, fee.fee_ref),
                     )
                 outcomes.append(UpsertOutcome(fee.fee_ref, fee.version, "accepted"))
         return outcomes
@@ -529,6 +545,16 @@ class SandboxState:
             ).fetchall()
         fees = [_held_fee(r) for r in rows[:limit]]
         return Page(fees, fees[-1].seq if fees else None, len(rows) > limit)
+
+    def receipts(self) -> dict[str, float]:
+        """fee_ref -> when (epoch seconds) the vendor last accepted an upsert of that fee,
+        for every fee FeeSync sent (not foreign fees). For latency benchmarks: one read at
+        the end instead of polling the state."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT fee_ref, received_at FROM fees WHERE received_at IS NOT NULL"
+            ).fetchall()
+        return {r["fee_ref"]: r["received_at"] for r in rows}
 
     def get_fee(self, fee_ref: str) -> HeldFee | None:
         with self._read() as db:
@@ -937,29 +963,78 @@ class VendorProtocol(ABC):
 
     @abstractmethod
     def protocol_fault_response(self, request: Request) -> Response:
-        """A well-formed protocol-level error (fault mode "fault"), e.g. a SOAP Fault."""
+        """A well-formed protocol-level error (fault mode "fault"), e.g. a SOAP Fault.
+        `self.server.faults.status`, when not 0, is the HTTP status asked for."""
+
+    def busy_response(self, request: Request, status: int, retry_after: int) -> Response:
+        """The answer of fault modes "down" (503) and "throttle" (429). The server adds the
+        Retry-After header. Plain text by default, as a proxy in front of a SOAP service
+        would send; a JSON vendor answers with its own error body."""
+        if status == 429:
+            return Response.text("Too Many Requests (sandbox).\n", 429)
+        return Response.text("Service Unavailable: the vendor is down (sandbox).\n", status)
 
 
 @dataclass
 class FaultConfig:
+    """The injected fault (see FAULT_MODES and FAULT_OPTIONS).
+
+    `count` > 0 limits the fault to the next `count` vendor requests (the server counts
+    down and returns to "ok"), so a test can say "the next 3 requests get 429, then it
+    recovers". `every` >= 2 faults only every Nth vendor request. `status` is the HTTP
+    status of a "fault"-mode error (0: the vendor's usual one).
+    """
+
     mode: str = "ok"
     delay_ms: int = 2000
     duplicate_payments: bool = False
     retry_after: int = 30
+    count: int = 0
+    every: int = 0
+    status: int = 0
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FaultConfig:
         mode = str(data.get("mode", "ok"))
+        storm = data.get("throttle_count")
+        if storm is not None:
+            if "mode" in data and mode != "throttle":
+                raise ControlError("throttle_count goes with mode throttle (or no mode).")
+            mode = "throttle"
         if mode not in FAULT_MODES:
             raise ControlError(f"Unknown fault mode {mode!r}; use one of {', '.join(FAULT_MODES)}.")
-        try:
-            delay_ms = int(data.get("delay_ms", 2000))
-            retry_after = int(data.get("retry_after", 30))
-        except (TypeError, ValueError):
-            raise ControlError("delay_ms and retry_after must be whole numbers.") from None
-        if delay_ms < 0 or retry_after < 0:
-            raise ControlError("delay_ms and retry_after may not be negative.")
-        return cls(mode, delay_ms, _bool_field(data, "duplicate_payments"), retry_after)
+        numbers: dict[str, int] = {}
+        defaults = {
+            "delay_ms": 2000,
+            "retry_after": 1 if storm is not None else 30,
+            "count": storm if storm is not None else 0,
+            "every": 0,
+            "status": 0,
+        }
+        for key, default in defaults.items():
+            value = data.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, int | str | Decimal):
+                raise ControlError(f"{key} must be a whole number.")
+            try:
+                number = int(value)
+            except (TypeError, ValueError):
+                raise ControlError(f"{key} must be a whole number.") from None
+            if number < 0:
+                raise ControlError(f"{key} may not be negative.")
+            numbers[key] = number
+        if numbers["every"] == 1:
+            numbers["every"] = 0  # every request: the same as no `every`
+        if numbers["status"] and not 400 <= numbers["status"] <= 599:
+            raise ControlError("status must be an HTTP error status (400-599).")
+        return cls(
+            mode,
+            numbers["delay_ms"],
+            _bool_field(data, "duplicate_payments"),
+            numbers["retry_after"],
+            numbers["count"],
+            numbers["every"],
+            numbers["status"],
+        )
 
 
 # --- the HTTP server ------------------------------------------------------------------------
@@ -1065,6 +1140,9 @@ class SandboxServer(ThreadingHTTPServer):
         self.control_url = f"{self.url}/_sandbox"
         self._faults = FaultConfig()
         self._faults_lock = threading.Lock()
+        self._every_seen = 0  # vendor requests since the fault was set (for `every`)
+        self._requests: dict[str, int] = {}  # "METHOD /path" -> vendor requests received
+        self._faulted = 0  # vendor requests answered with a fault
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         self._serving = threading.Event()
@@ -1082,6 +1160,43 @@ class SandboxServer(ThreadingHTTPServer):
     def set_faults(self, faults: FaultConfig) -> None:
         with self._faults_lock:
             self._faults = faults
+            self._every_seen = 0
+
+    def _fault_for_request(self, request: Request) -> FaultConfig:
+        """Count one vendor request and decide which fault it gets: the configured one,
+        or "ok" when `every` spares it; a `count`-limited fault is used up here."""
+        with self._faults_lock:
+            key = f"{request.method} {request.path}"
+            self._requests[key] = self._requests.get(key, 0) + 1
+            faults = self._faults
+            if faults.mode == "ok":
+                return FaultConfig(**asdict(faults))
+            spared = FaultConfig(duplicate_payments=faults.duplicate_payments)
+            if faults.every:
+                self._every_seen += 1
+                if self._every_seen % faults.every:
+                    return spared
+            if faults.count:
+                # The last one of the storm: the vendor recovers for the next request.
+                self._faults = (
+                    replace(faults, count=faults.count - 1) if faults.count > 1 else spared
+                )
+            self._faulted += 1
+            return FaultConfig(**asdict(faults))
+
+    def request_counts(self) -> dict[str, Any]:
+        """Vendor requests received (control calls excluded) since start or the last clear."""
+        with self._faults_lock:
+            return {
+                "total": sum(self._requests.values()),
+                "faulted": self._faulted,
+                "by_endpoint": dict(sorted(self._requests.items())),
+            }
+
+    def clear_request_counts(self) -> None:
+        with self._faults_lock:
+            self._requests.clear()
+            self._faulted = 0
 
     # --- routing ------------------------------------------------------------------------
     def respond(self, request: Request) -> Response:
@@ -1090,18 +1205,15 @@ class SandboxServer(ThreadingHTTPServer):
         return self._vendor_response(request)
 
     def _vendor_response(self, request: Request) -> Response:
-        faults = self.faults
+        faults = self._fault_for_request(request)
         mode = faults.mode
-        if mode == "down":
-            response = Response.text("Service Unavailable: the vendor is down (sandbox).\n", 503)
-            response.headers["Retry-After"] = str(faults.retry_after)
+        if mode in ("down", "throttle"):
+            status = 503 if mode == "down" else 429
+            response = self.protocol.busy_response(request, status, faults.retry_after)
+            response.headers.setdefault("Retry-After", str(faults.retry_after))
             return response
         if mode == "drop":
             raise _DropConnection
-        if mode == "throttle":
-            response = Response.text("Too Many Requests (sandbox).\n", 429)
-            response.headers["Retry-After"] = str(faults.retry_after)
-            return response
         if mode == "slow":
             time.sleep(faults.delay_ms / 1000)
         if self.protocol.is_description(request):
@@ -1256,6 +1368,9 @@ class ControlAPI:
             ("POST", "hide_payments"): self.hide_payments,
             ("POST", "seed_fees"): self.seed_fees,
             ("POST", "reset"): self.reset,
+            ("GET", "requests"): self.get_requests,
+            ("GET", "receipts"): self.get_receipts,
+            ("POST", "requests"): self.clear_requests,
         }
 
     def handle(self, request: Request) -> Response:
@@ -1282,6 +1397,7 @@ class ControlAPI:
             "vendor": self.server.protocol.name,
             "endpoints": sorted(f"{m} /_sandbox/{n}".rstrip("/") for m, n in self.routes),
             "fault_modes": FAULT_MODES,
+            "fault_options": FAULT_OPTIONS,
         }
 
     def health(self, data: dict[str, Any], request: Request) -> object:
@@ -1358,7 +1474,18 @@ class ControlAPI:
     def reset(self, data: dict[str, Any], request: Request) -> object:
         self.state.reset()
         self.server.set_faults(FaultConfig())
+        self.server.clear_request_counts()
         return {"reset": True}
+
+    def get_receipts(self, data: dict[str, Any], request: Request) -> object:
+        return {"receipts": self.state.receipts()}
+
+    def get_requests(self, data: dict[str, Any], request: Request) -> object:
+        return self.server.request_counts()
+
+    def clear_requests(self, data: dict[str, Any], request: Request) -> object:
+        self.server.clear_request_counts()
+        return self.server.request_counts()
 
 
 # --- a client for the control API ------------------------------------------------------------
@@ -1437,11 +1564,22 @@ class SandboxControl:
     def seed_fees(self, fees: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         return self.call("seed_fees", {"fees": list(fees)})["results"]
 
+    def receipts(self) -> dict[str, float]:
+        """fee_ref -> epoch seconds of the last accepted upsert (see SandboxState.receipts)."""
+        return {k: float(v) for k, v in self.call("receipts")["receipts"].items()}
+
     def faults(self, mode: str = "ok", **options: Any) -> dict[str, Any]:
         return self.call("faults", {"mode": mode, **options})
 
     def reset(self) -> None:
         self.call("reset", {})
+
+    def requests(self) -> dict[str, Any]:
+        """Vendor requests the sandbox received: `total`, `faulted`, `by_endpoint`."""
+        return self.call("requests")
+
+    def clear_requests(self) -> None:
+        self.call("requests", {})
 
 
 class SandboxControlError(Exception):

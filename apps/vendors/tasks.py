@@ -51,8 +51,18 @@ def run_integration_task(
 def pull_payments_for_students(
     integration_id: int, student_numbers: list[str], trigger: str
 ) -> None:
+    """A parent signed in: their students' payments, and (where the vendor reports them)
+    their account balances, so the portal shows fresh figures whatever the schedule."""
     integration = Integration.objects.get(pk=integration_id)
-    if integration.enabled:
-        services.pull_for_students(
-            integration=integration, student_numbers=student_numbers, trigger=trigger
-        )
+    if not integration.enabled:
+        return
+    services.pull_for_students(
+        integration=integration, student_numbers=student_numbers, trigger=trigger
+    )
+    if integration.show_vendor_balance or integration.lock_portal_on_balance:
+        try:
+            services.balances_refresh(integration=integration, student_numbers=student_numbers)
+        except VendorError as exc:  # staff see it; the parent's page keeps the last figures
+            Integration.objects.filter(pk=integration_id).update(
+                last_error=exc.message, last_error_at=timezone.now()
+            )

@@ -242,3 +242,60 @@ def test_a_clerk_opening_the_fees_page_brings_in_that_students_payments(
     page = client.get(url)
     assert page.status_code == 200
     assert "could not be checked just now" in page.content.decode()
+
+
+@pytest.mark.parametrize("protocol", ["ftp", "sftp"])
+def test_demographics_export_task_delivers_the_file_whole(make_integration, tmp_path, protocol):
+    from tests.vendors.servers import PASSWORD, USERNAME, run_ftp_server, run_sftp_server
+
+    make_fee(fee_date=IN_SCOPE)  # one student with a fee; demographics cover every student
+    run = run_sftp_server if protocol == "sftp" else run_ftp_server
+    with run(tmp_path / "drop") as server:
+        integration = make_integration(
+            transfer_protocol=protocol,
+            transfer_host=server.host,
+            transfer_port=server.port,
+            transfer_host_key=server.host_key,
+        )
+        integration.credentials = {
+            **integration.credentials,
+            "transfer_username": USERNAME,
+            "transfer_password": PASSWORD,
+        }
+        integration.save()
+        result = task_run(integration=integration, task="export-demographics")
+        assert result.outcome == "ok", result.error
+        files = list((tmp_path / "drop").iterdir())
+    assert [f.name for f in files] == [result.counts["file"]]
+    lines = files[0].read_text().splitlines()
+    assert lines[0].startswith("student_id,first_name,last_name")
+    assert len(lines) == 1 + result.counts["rows"] == 2
+
+
+def test_demographics_export_refuses_a_wrong_host_key(make_integration, tmp_path):
+    from tests.vendors.servers import (
+        PASSWORD,
+        USERNAME,
+        generate_ed25519_key,
+        public_key_line,
+        run_sftp_server,
+    )
+
+    with run_sftp_server(tmp_path / "drop") as server:
+        integration = make_integration(
+            transfer_protocol="sftp",
+            transfer_host=server.host,
+            transfer_port=server.port,
+            transfer_host_key=public_key_line(generate_ed25519_key()),  # not the server's
+        )
+        integration.credentials = {
+            **integration.credentials,
+            "transfer_username": USERNAME,
+            "transfer_password": PASSWORD,
+        }
+        integration.save()
+        result = task_run(integration=integration, task="export-demographics")
+        assert result.outcome == "failed"
+        assert "host key does not match" in result.error
+        assert not list((tmp_path / "drop").iterdir())
+        assert server.auth_attempts == []  # refused before any password was sent

@@ -25,7 +25,9 @@ from apps.vendors.models import Integration
 from apps.vendors.sandboxes import load_sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
-VENDORS = ["payschools"]
+VENDORS = ["payschools", "communitypass"]
+#: Where each vendor's API lives under its sandbox's root (the integration's service URL).
+SERVICE_PATHS = {"payschools": "/soap", "communitypass": "/v1"}
 
 
 class Sandbox:
@@ -39,7 +41,7 @@ class Sandbox:
 
     @property
     def service_url(self) -> str:
-        return self.url + ("/soap" if self.kind == "payschools" else "")
+        return self.url + SERVICE_PATHS[self.kind]
 
     def control(self, action: str, **payload: Any) -> Any:
         resp = requests.post(f"{self.url}/_sandbox/{action}", json=payload, timeout=10)

@@ -1,8 +1,9 @@
-"""Fixtures for the vendor sandboxes: a real PaySchools sandbox on a free loopback port.
+"""Fixtures for the vendor sandboxes: real PaySchools and Community Pass sandboxes on free
+loopback ports.
 
-One server per test session (starting is cheap, but sharing it also proves that reset
-really empties the state); every test that asks for `payschools` gets it reset, with no
-fault injected. Nothing here touches FeeSync's database.
+One server per vendor per test session (starting is cheap, but sharing it also proves that
+reset really empties the state); every test that asks for `payschools` or `communitypass`
+gets it reset, with no fault injected. Nothing here touches FeeSync's database.
 """
 
 from __future__ import annotations
@@ -15,11 +16,17 @@ from typing import Any
 import pytest
 
 from apps.vendors.adapters.base import AdapterConfig, FeeRecord
+from apps.vendors.adapters.communitypass import CommunityPassAdapter
 from apps.vendors.adapters.payschools import PaySchoolsAdapter
+from apps.vendors.sandboxes import communitypass as communitypass_sandbox
 from apps.vendors.sandboxes.common import SandboxControl, SandboxServer
 from apps.vendors.sandboxes.payschools import DEFAULT_PASSWORD, DEFAULT_USERNAME, make_server
 
 PAYSCHOOLS_CREDENTIALS = {"username": DEFAULT_USERNAME, "password": DEFAULT_PASSWORD}
+COMMUNITYPASS_CREDENTIALS = {"api_key": communitypass_sandbox.DEFAULT_API_KEY}
+#: Test adapters back off in milliseconds on 5xx and dropped connections, so that retry
+#: tests stay fast; a vendor's Retry-After is still honoured as sent.
+COMMUNITYPASS_TEST_OPTIONS: dict[str, Any] = {"backoff_base": 0.01, "backoff_cap": 0.05}
 
 
 @pytest.fixture(scope="session")
@@ -98,3 +105,60 @@ def fee_record() -> Callable[..., FeeRecord]:
         return FeeRecord(**values)
 
     return make
+
+
+# --- Community Pass ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def communitypass_server() -> Iterator[SandboxServer]:
+    server = communitypass_sandbox.make_server(0)
+    server.start()
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture
+def communitypass(communitypass_server: SandboxServer) -> Iterator[SandboxServer]:
+    """The session's Community Pass sandbox: emptied, fault-free, request counters at 0."""
+    control = SandboxControl(communitypass_server.url)
+    control.reset()
+    yield communitypass_server
+    control.reset()  # never leave a fault mode behind for the next test
+
+
+@pytest.fixture
+def communitypass_control(communitypass: SandboxServer) -> SandboxControl:
+    return SandboxControl(communitypass.url)
+
+
+@pytest.fixture
+def make_communitypass_adapter(
+    communitypass: SandboxServer,
+) -> Callable[..., CommunityPassAdapter]:
+    """make(timeout=5.0, credentials=None, base_url=None, **options): an adapter on the
+    sandbox. Options override COMMUNITYPASS_TEST_OPTIONS (e.g. max_retries=1)."""
+
+    def make(
+        *,
+        timeout: float = 5.0,
+        credentials: dict[str, str] | None = None,
+        base_url: str | None = None,
+        **options: Any,
+    ) -> CommunityPassAdapter:
+        config = AdapterConfig(
+            base_url=base_url or communitypass.url,
+            credentials=COMMUNITYPASS_CREDENTIALS if credentials is None else credentials,
+            timeout=timeout,
+            options={**COMMUNITYPASS_TEST_OPTIONS, **options},
+        )
+        return CommunityPassAdapter(config)
+
+    return make
+
+
+@pytest.fixture
+def communitypass_adapter(
+    make_communitypass_adapter: Callable[..., CommunityPassAdapter],
+) -> CommunityPassAdapter:
+    return make_communitypass_adapter()

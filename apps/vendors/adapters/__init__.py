@@ -14,8 +14,7 @@ def register(cls: type[VendorAdapter]) -> type[VendorAdapter]:
 
 def get_adapter_class(kind: str) -> type[VendorAdapter]:
     # Import the vendor modules lazily so that their dependencies load only when used.
-    # Community Pass is added here together with its module (adapters/communitypass.py).
-    from . import payschools  # noqa: F401
+    from . import communitypass, payschools  # noqa: F401
 
     try:
         return REGISTRY[kind]

@@ -1,4 +1,4 @@
-"""Infrastructure shared by every vendor sandbox (PaySchools now, Community Pass later).
+"""Infrastructure shared by every vendor sandbox (PaySchools, Community Pass).
 
 A sandbox is a real HTTP server on loopback that speaks one vendor's contract, so adapters
 and tests exercise real sockets, real serialisation and real failures. This module holds
@@ -906,6 +906,8 @@ class Request:
     query: dict[str, list[str]]
     headers: dict[str, str]  # lower-cased names
     body: bytes
+    #: The fault the server applies to this request (set before the protocol sees it).
+    faults: FaultConfig | None = None
 
     @property
     def host(self) -> str | None:
@@ -964,7 +966,7 @@ class VendorProtocol(ABC):
     @abstractmethod
     def protocol_fault_response(self, request: Request) -> Response:
         """A well-formed protocol-level error (fault mode "fault"), e.g. a SOAP Fault.
-        `self.server.faults.status`, when not 0, is the HTTP status asked for."""
+        `request.faults.status`, when not 0, is the HTTP status asked for."""
 
     def busy_response(self, request: Request, status: int, retry_after: int) -> Response:
         """The answer of fault modes "down" (503) and "throttle" (429). The server adds the
@@ -1075,6 +1077,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
         except Exception:  # a bug in a sandbox must answer 500, not kill the connection
+            if self.server.closed:
+                # A "slow" request still asleep when the sandbox was shut down finds its
+                # state closed: not a bug, and nobody is waiting for the answer.
+                self.close_connection = True
+                return
             traceback.print_exc(file=sys.stderr)
             response = Response.text("Internal Server Error (sandbox bug)\n", 500)
         self._send(response)
@@ -1151,6 +1158,11 @@ class SandboxServer(ThreadingHTTPServer):
         self.control = ControlAPI(self)
         protocol.attach(self)
 
+    @property
+    def closed(self) -> bool:
+        """True once `shutdown()` has begun."""
+        return self._closed
+
     # --- faults -------------------------------------------------------------------------
     @property
     def faults(self) -> FaultConfig:
@@ -1206,6 +1218,7 @@ class SandboxServer(ThreadingHTTPServer):
 
     def _vendor_response(self, request: Request) -> Response:
         faults = self._fault_for_request(request)
+        request.faults = faults
         mode = faults.mode
         if mode in ("down", "throttle"):
             status = 503 if mode == "down" else 429

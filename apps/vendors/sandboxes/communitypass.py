@@ -187,7 +187,8 @@ def _student_ids(request: Request, *, required: bool) -> list[str] | None:
 
 def _money(value: object, what: str) -> Decimal:
     if not isinstance(value, str):
-        shown = json.dumps(value, default=str)  # as it was written: 12.5, not Decimal('12.5')
+        # As it was written: 12.5 (read as a Decimal), not Decimal('12.5').
+        shown = str(value) if isinstance(value, Decimal) else json.dumps(value)
         raise ValueError(f'{what} must be a decimal string such as "12.50", not {shown}')
     return parse_money(value, what=what)
 
@@ -415,7 +416,8 @@ class CommunityPassProtocol(VendorProtocol):
         return Response(200, b'{"data":[{"payment_id":"CP-', _JSON)
 
     def protocol_fault_response(self, request: Request) -> Response:
-        return error_response(ApiError(self.server.faults.status or 500))
+        status = request.faults.status if request.faults is not None else 0
+        return error_response(ApiError(status or 500))
 
     def busy_response(self, request: Request, status: int, retry_after: int) -> Response:
         if status == 429:

@@ -1,4 +1,4 @@
-"""`manage.py sandbox payschools [--port 8101] [--state PATH]`: run a vendor sandbox.
+"""`manage.py sandbox payschools|communitypass [--port P] [--state PATH]`: run a vendor sandbox.
 
 The sandbox is a real server speaking the vendor's contract on loopback, with its own
 state file (never FeeSync's database) and a JSON control API under /_sandbox/. See

@@ -113,3 +113,41 @@ def test_a_discrepancy_is_resolved_once_with_a_note(clerk):
     assert found.resolved_by == clerk and found.resolution_note == "Purged at the vendor"
     with pytest.raises(IntegrationError, match="already resolved"):
         discrepancy_resolve(discrepancy=found, note="again", user=clerk)
+
+
+def test_community_pass_import_date_waits_for_both_tests():
+    integration = Integration(
+        vendor_kind="communitypass", slug="cp", name="CP", service_url="http://127.0.0.1:9/v1"
+    )
+    integration.credentials = {"api_key": "k"}
+    integration.save()
+    with pytest.raises(IntegrationError, match="requires both Test Pull and Test Push"):
+        integration_set_import_after(integration=integration, import_after=dt.date(2026, 8, 1))
+    Integration.objects.filter(pk=integration.pk).update(test_pull_ok=True, test_push_ok=False)
+    integration.refresh_from_db()
+    with pytest.raises(IntegrationError):
+        integration_set_import_after(integration=integration, import_after=dt.date(2026, 8, 1))
+    Integration.objects.filter(pk=integration.pk).update(test_push_ok=True)
+    integration.refresh_from_db()
+    integration_set_import_after(integration=integration, import_after=dt.date(2026, 8, 1))
+    assert Integration.objects.get(pk=integration.pk).import_after == dt.date(2026, 8, 1)
+
+
+def test_community_pass_balance_options_are_accepted():
+    integration = Integration(
+        vendor_kind="communitypass", slug="cp2", name="CP", service_url="http://127.0.0.1:9/v1"
+    )
+    integration.save()
+    integration_update_parent_options(
+        integration=integration,
+        show_vendor_balance=True,
+        lock_portal_on_balance=True,
+        balance_message="Please settle your Community Pass balance.",
+    )
+    integration.refresh_from_db()
+    assert integration.lock_portal_on_balance and integration.show_vendor_balance
+    with pytest.raises(IntegrationError) as excinfo:
+        integration_update_parent_options(
+            integration=integration, show_lunch_balance=True, sync_lunch_balance=True
+        )
+    assert "does not report lunch balances" in str(excinfo.value)

@@ -337,31 +337,36 @@ class Discrepancy(models.Model):
         return f"{self.get_kind_display()}: {self.fee_ref or self.vendor_ref}"
 
 
-class StudentVendorBalance(models.Model):
+class FetchedBalance(models.Model):
+    """A balance read from a vendor for one student, with when it was read."""
+
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="+")
-    student = models.ForeignKey(Student, on_delete=models.CASCADE, related_name="vendor_balances")
+    student = models.ForeignKey(Student, on_delete=models.CASCADE, related_name="+")
     balance = models.DecimalField(**MONEY)
     fetched_at = models.DateTimeField()
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"${self.balance} at {self.fetched_at:%Y-%m-%d %H:%M}"
+
+
+class StudentVendorBalance(FetchedBalance):
+    """The whole account balance at the vendor, fees only the vendor has included."""
+
+    student = models.ForeignKey(Student, on_delete=models.CASCADE, related_name="vendor_balances")
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["integration", "student"], name="one_vendor_balance")
         ]
 
-    def __str__(self) -> str:
-        return f"${self.balance} at {self.fetched_at:%Y-%m-%d %H:%M}"
 
-
-class LunchBalance(models.Model):
-    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="+")
+class LunchBalance(FetchedBalance):
     student = models.ForeignKey(Student, on_delete=models.CASCADE, related_name="lunch_balances")
-    balance = models.DecimalField(**MONEY)
-    fetched_at = models.DateTimeField()
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["integration", "student"], name="one_lunch_balance")
         ]
-
-    def __str__(self) -> str:
-        return f"${self.balance} at {self.fetched_at:%Y-%m-%d %H:%M}"

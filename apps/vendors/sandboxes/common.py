@@ -1600,3 +1600,46 @@ class SandboxControlError(Exception):
         super().__init__(f"{status}: {message}")
         self.message = message
         self.status = status
+
+
+# --- running a sandbox as a process ------------------------------------------------------------
+
+
+def serve_until_stopped(server: SandboxServer, banner: str) -> None:
+    """Print `banner`, serve until Ctrl-C or SIGTERM, then shut down cleanly."""
+    import signal
+    import threading
+
+    print(banner, flush=True)
+    if threading.current_thread() is threading.main_thread():
+        # honcho and friends stop processes with SIGTERM: leave as cleanly as on Ctrl-C.
+        signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def sandbox_main(
+    argv: list[str] | None,
+    *,
+    description: str,
+    default_port: int,
+    run: Callable[..., None],
+) -> None:
+    """The command line of a sandbox module (`python -m apps.vendors.sandboxes.NAME`)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--port", type=int, default=default_port)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--state", default=None, help="SQLite state file (default: temporary)")
+    parser.add_argument("--verbose", action="store_true", help="log every request")
+    args = parser.parse_args(argv)
+    run(args.port, args.state, args.host, verbose=args.verbose)

@@ -14,15 +14,12 @@ apps.vendors.sandboxes.communitypass --port 8102`, or in a test with
 
 from __future__ import annotations
 
-import argparse
 import hmac
 import json
 import os
 import re
 import secrets
-import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -44,6 +41,8 @@ from .common import (
     fee_json,
     money_str,
     parse_money,
+    sandbox_main,
+    serve_until_stopped,
     utc_now_iso,
 )
 
@@ -589,34 +588,17 @@ def run(
         api_key=os.environ.get("COMMUNITYPASS_SANDBOX_API_KEY", DEFAULT_API_KEY),
         verbose=verbose,
     )
-    print(
+    serve_until_stopped(
+        server,
         f"Community Pass sandbox on {server.url}{API_ROOT} "
         f"(control {server.url}/_sandbox/, state {server.state.path})",
-        flush=True,
     )
-    if threading.current_thread() is threading.main_thread():
-        # honcho and friends stop processes with SIGTERM: leave as cleanly as on Ctrl-C.
-        signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.shutdown()
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Run the Community Pass sandbox.")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--state", default=None, help="SQLite state file (default: temporary)")
-    parser.add_argument("--verbose", action="store_true", help="log every request")
-    args = parser.parse_args(argv)
-    run(args.port, args.state, args.host, verbose=args.verbose)
+    sandbox_main(
+        argv, description="Run the Community Pass sandbox.", default_port=DEFAULT_PORT, run=run
+    )
 
 
 if __name__ == "__main__":

@@ -13,15 +13,12 @@ No Django import here: it runs standalone.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import binascii
 import hashlib
 import hmac
 import os
-import signal
 import sys
-import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -40,6 +37,8 @@ from .common import (
     VendorProtocol,
     money_str,
     parse_money,
+    sandbox_main,
+    serve_until_stopped,
 )
 
 DEFAULT_PORT = 8101
@@ -514,35 +513,18 @@ def run(
         password=os.environ.get("PAYSCHOOLS_SANDBOX_PASSWORD", DEFAULT_PASSWORD),
         verbose=verbose,
     )
-    print(
+    serve_until_stopped(
+        server,
         f"PaySchools sandbox on {server.url}{SERVICE_PATH} "
         f"(WSDL {server.url}{SERVICE_PATH}?wsdl, control {server.url}/_sandbox/, "
         f"state {server.state.path})",
-        flush=True,
     )
-    if threading.current_thread() is threading.main_thread():
-        # honcho and friends stop processes with SIGTERM: leave as cleanly as on Ctrl-C.
-        signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.shutdown()
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Run the PaySchools sandbox.")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--state", default=None, help="SQLite state file (default: temporary)")
-    parser.add_argument("--verbose", action="store_true", help="log every request")
-    args = parser.parse_args(argv)
-    run(args.port, args.state, args.host, verbose=args.verbose)
+    sandbox_main(
+        argv, description="Run the PaySchools sandbox.", default_port=DEFAULT_PORT, run=run
+    )
 
 
 if __name__ == "__main__":

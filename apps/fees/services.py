@@ -928,6 +928,33 @@ class ExternalPayment:
     external_id: str
 
 
+#: The fees `payments_post_bulk` changed, in one statement (PostgreSQL): the same four columns
+#: `bulk_update` writes, without the CASE WHEN expression per row and column that Django builds
+#: for it (measured: 1.3 s of Python per 1,000 fees; bench: <vendor>.pull_100k_s).
+_PAID_FEES_UPDATE_SQL = """
+UPDATE fees_fee AS f
+SET balance = v.balance, status = v.status, version = v.version, amount_locked = v.locked
+FROM unnest(%(ids)s::bigint[], %(balances)s::numeric[], %(statuses)s::varchar[],
+            %(versions)s::integer[], %(locked)s::boolean[])
+    AS v(id, balance, status, version, locked)
+WHERE f.id = v.id
+"""
+
+
+def _update_paid_fees_pg(fees: Sequence[Fee]) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _PAID_FEES_UPDATE_SQL,
+            {
+                "ids": [f.pk for f in fees],
+                "balances": [f.balance for f in fees],
+                "statuses": [f.status for f in fees],
+                "versions": [f.version for f in fees],
+                "locked": [f.amount_locked for f in fees],
+            },
+        )
+
+
 def payments_post_bulk(
     *, payments: Sequence[ExternalPayment], origin: Origin, note: str = ""
 ) -> tuple[list[str], dict[str, str]]:
@@ -1022,9 +1049,12 @@ def payments_post_bulk(
             fee.status = Fee.Status.OPEN if fee.balance > 0 else Fee.Status.PAID
             fee.version += 1
             fee.amount_locked = fee.amount_locked or origin.source == LedgerEntry.Source.VENDOR
-        Fee.objects.bulk_update(
-            changed, ["balance", "status", "version", "amount_locked"], batch_size=BATCH
-        )
+        if connection.vendor == "postgresql":
+            _update_paid_fees_pg(changed)
+        else:
+            Fee.objects.bulk_update(
+                changed, ["balance", "status", "version", "amount_locked"], batch_size=BATCH
+            )
         fee_changed.send(
             sender=Fee,
             fee_ids=[f.pk for f in changed],

@@ -469,11 +469,6 @@ def payments_record(
             external_id__in=[p.payment_id for p in payments],
         ).values_list("external_id", flat=True)
     )
-    fee_ids = dict(
-        Fee.objects.filter(reference__in={p.fee_ref for p in payments}).values_list(
-            "reference", "pk"
-        )
-    )
     new: list[VendorPayment] = []
     for payment in payments:
         if payment.payment_id in known:
@@ -481,6 +476,13 @@ def payments_record(
             continue
         known.add(payment.payment_id)  # a page may carry the same payment twice
         new.append(payment)
+    if not new:  # a page recorded before (a re-pull, validation): nothing to look up
+        return
+    fee_ids = dict(
+        Fee.objects.filter(reference__in={p.fee_ref for p in new}).values_list(
+            "reference", "pk"
+        )
+    )
     origin = Origin(source=LedgerEntry.Source.VENDOR, external_source=integration.external_source)
     plain = [p for p in new if p.kind == "payment" and not p.closed and p.fee_ref in fee_ids]
     posted, _refused = payments_post_bulk(
@@ -491,10 +493,14 @@ def payments_record(
     report.recorded += len(posted)
     report.recorded_ids.extend(posted)
     done = set(posted)
-    fees = {f.reference: f for f in Fee.objects.filter(reference__in={p.fee_ref for p in new})}
-    for payment in new:
-        if payment.payment_id in done:
-            continue
+    rest = [p for p in new if p.payment_id not in done]
+    # Whole fees only for what the fast path left (usually nothing on a nightly page).
+    fees = (
+        {f.reference: f for f in Fee.objects.filter(reference__in={p.fee_ref for p in rest})}
+        if rest
+        else {}
+    )
+    for payment in rest:
         try:
             with transaction.atomic():
                 _record_one(integration, payment, fees.get(payment.fee_ref))

@@ -1,19 +1,55 @@
-"""Parent sign-in: Django's form, refusing staff accounts (staff use the staff site)."""
+"""Parent sign-in and password reset: Django's forms, kept to parents' accounts.
+
+Staff accounts sign in at the staff site; they are refused here and cannot have their
+password reset through the portal either (a reset link mailed from a public page must not
+become a way into a staff account).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
 
 from django import forms
-from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, SetPasswordForm
 
 
 class ParentAuthenticationForm(AuthenticationForm):
     error_messages = {
         **AuthenticationForm.error_messages,
+        "invalid_login": "That username and password do not match. Check them and try again; "
+        "after 10 wrong tries sign-in is paused for a while.",
         "staff": "Staff accounts sign in at the staff site, not the parent portal.",
         "not_parent": "This account is not linked to any student. Please contact the school.",
     }
 
-    def confirm_login_allowed(self, user):
+    def confirm_login_allowed(self, user: Any) -> None:
         super().confirm_login_allowed(user)
         if user.is_staff:
             raise forms.ValidationError(self.error_messages["staff"], code="staff")
         if getattr(user, "guardian", None) is None:
             raise forms.ValidationError(self.error_messages["not_parent"], code="not_parent")
+
+
+class ParentPasswordResetForm(PasswordResetForm):
+    email = forms.EmailField(
+        label="Email address",
+        max_length=254,
+        help_text="The address the school has on file for you.",
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+    )
+
+    def get_users(self, email: str) -> Iterator[Any]:
+        """Only parents' accounts: never a staff account, never a login without a guardian."""
+        users = super().get_users(email)
+        user_model = get_user_model()
+        ids = [u.pk for u in users]
+        parents = user_model._default_manager.filter(
+            pk__in=ids, is_staff=False, guardian__isnull=False
+        )
+        return iter(parents)
+
+
+class ParentSetPasswordForm(SetPasswordForm):
+    pass

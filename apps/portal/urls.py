@@ -7,6 +7,24 @@ app_name = "portal"
 
 urlpatterns = [
     path("", views.fees_page, name="fees"),
+    path("students/<int:student_id>/", views.student_page, name="student"),
+    path("students/<int:student_id>/<slug:slug>/", views.section_page, name="section"),
     path("login/", views.ParentLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(next_page="portal:login"), name="logout"),
+    path("password-reset/", views.ParentPasswordResetView.as_view(), name="password_reset"),
+    path(
+        "password-reset/sent/",
+        views.ParentPasswordResetDoneView.as_view(),
+        name="password_reset_done",
+    ),
+    path(
+        "password-reset/<uidb64>/<token>/",
+        views.ParentPasswordResetConfirmView.as_view(),
+        name="password_reset_confirm",
+    ),
+    path(
+        "password-reset/complete/",
+        views.ParentPasswordResetCompleteView.as_view(),
+        name="password_reset_complete",
+    ),
 ]

@@ -1,22 +1,159 @@
-"""The parent portal: sign-in and the Fees and Fines page."""
+"""The parent portal: sign-in, password reset, the Fees and Fines page, a page per child and
+that child's other sections (which a vendor balance may lock).
+
+Every page that names a student looks it up among the signed-in parent's own children, so
+anyone else's id is a 404, exactly like an id that does not exist. Staff accounts are not
+parents: they are refused at sign-in, and a staff session that reaches a portal page gets a
+403 page pointing to the staff site (redirecting to the portal sign-in would loop, since the
+sign-in page sends signed-in users on to the portal).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, Concatenate, ParamSpec
+
+from axes.helpers import get_cool_off, get_lockout_message
+from axes.utils import reset as axes_reset
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse, reverse_lazy
+from django.utils import timezone
 
-from .forms import ParentAuthenticationForm
-from .selectors import portal_page_for
+from apps.students.models import Guardian
+
+from .forms import ParentAuthenticationForm, ParentPasswordResetForm, ParentSetPasswordForm
+from .sections import section_by_slug
+from .selectors import ChildFees, PortalPage, guardian_for, portal_page_for
+
+P = ParamSpec("P")
+ParentView = Callable[Concatenate[HttpRequest, Guardian, P], HttpResponse]
+
+
+def parent_required(view: ParentView[P]) -> Callable[Concatenate[HttpRequest, P], HttpResponse]:
+    """Signed in (else to the portal sign-in) and a parent (else a 403 page); the view gets
+    the parent's guardian record."""
+
+    @login_required(login_url="portal:login")
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: P.args, **kwargs: P.kwargs) -> HttpResponse:
+        guardian = guardian_for(user=request.user)
+        if guardian is None:
+            return render(request, "portal/not_a_parent.html", status=403)
+        return view(request, guardian, *args, **kwargs)
+
+    return wrapper
+
+
+@parent_required
+def fees_page(request: HttpRequest, guardian: Guardian) -> HttpResponse:
+    return render(request, "portal/fees.html", {"page": portal_page_for(guardian=guardian)})
+
+
+def _own_child(guardian: Guardian, student_id: int) -> tuple[PortalPage, ChildFees]:
+    page = portal_page_for(guardian=guardian, student_id=student_id)
+    if not page.children:
+        raise Http404("No such student among your children.")
+    return page, page.children[0]
+
+
+@parent_required
+def student_page(request: HttpRequest, guardian: Guardian, student_id: int) -> HttpResponse:
+    page, child = _own_child(guardian, student_id)
+    return render(request, "portal/student.html", {"page": page, "child": child})
+
+
+@parent_required
+def section_page(
+    request: HttpRequest, guardian: Guardian, student_id: int, slug: str
+) -> HttpResponse:
+    section = section_by_slug(slug)
+    if section is None:
+        raise Http404("No such section.")
+    page, child = _own_child(guardian, student_id)
+    return render(
+        request,
+        "portal/section.html",
+        {
+            "page": page,
+            "child": child,
+            "section": section,
+            "locked": child.section_locked(section),
+        },
+    )
+
+
+# --- signing in ---------------------------------------------------------------------------------
 
 
 class ParentLoginView(auth_views.LoginView):
+    """Django's sign-in view with the parents' form. Signing in queues the background pull of
+    the children's payments (apps.vendors.receivers.pull_at_parent_login) and never waits on
+    a vendor."""
+
     template_name = "portal/login.html"
     authentication_form = ParentAuthenticationForm
     redirect_authenticated_user = True
+    next_page = reverse_lazy("portal:fees")
 
 
-@login_required(login_url="portal:login")
-def fees_page(request: HttpRequest) -> HttpResponse:
-    return render(request, "portal/fees.html", portal_page_for(user=request.user))
+def lockout_response(
+    request: HttpRequest,
+    original_response: HttpResponse | None = None,
+    credentials: dict[str, Any] | None = None,
+) -> HttpResponse:
+    """django-axes' lockout response (settings.AXES_LOCKOUT_CALLABLE): in the portal, a page
+    that says what happened and what to do; elsewhere (the staff site), axes' own message."""
+    if not request.path.startswith(reverse("portal:fees")):
+        return HttpResponse(get_lockout_message(), status=429)
+    cool_off = get_cool_off(request)
+    minutes = max(1, round(cool_off.total_seconds() / 60)) if cool_off else None
+    until = timezone.localtime() + cool_off if cool_off else None
+    return render(
+        request,
+        "portal/locked_out.html",
+        {"minutes": minutes, "until": until},
+        status=429,
+    )
+
+
+# --- password reset ---------------------------------------------------------------------------
+
+
+class ParentPasswordResetView(auth_views.PasswordResetView):
+    form_class = ParentPasswordResetForm
+    template_name = "portal/password_reset_form.html"
+    email_template_name = "portal/email/password_reset.txt"
+    subject_template_name = "portal/email/password_reset_subject.txt"
+    success_url = reverse_lazy("portal:password_reset_done")
+
+
+class ParentPasswordResetDoneView(auth_views.PasswordResetDoneView):
+    template_name = "portal/password_reset_done.html"
+
+
+class ParentPasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    form_class = ParentSetPasswordForm
+    template_name = "portal/password_reset_confirm.html"
+    success_url = reverse_lazy("portal:password_reset_complete")
+
+    def get_user(self, uidb64: str) -> Any:
+        user = super().get_user(uidb64)
+        # A staff account's link (from anywhere) is not honoured here.
+        if user is None or user.is_staff:
+            return None
+        return user
+
+    def form_valid(self, form: ParentSetPasswordForm) -> HttpResponse:
+        response = super().form_valid(form)
+        # Whoever opened the link controls the parent's e-mail: a sign-in pause from wrong
+        # passwords no longer protects anything, so it ends with the new password.
+        axes_reset(username=form.user.get_username())
+        return response
+
+
+class ParentPasswordResetCompleteView(auth_views.PasswordResetCompleteView):
+    template_name = "portal/password_reset_complete.html"

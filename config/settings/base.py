@@ -134,10 +134,11 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
         "polling_interval": 0.2,  # seconds; the default (1 s) would delay every push
     }
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
 else:
     # Must exceed every countdown/ETA and task time limit, or Redis re-delivers a task that
@@ -173,6 +174,12 @@ AXES_RESET_ON_SUCCESS = True
 # Lock by username only: many parents sign in from one school or district address (NAT),
 # so locking an IP would lock out every family behind it.
 SILENCED_SYSTEM_CHECKS = ["axes.W006"]
+
+# --- Parent portal ----------------------------------------------------------------------
+# A parent locked out by django-axes gets a page that says what happened, until when, and
+# that a password reset by e-mail ends it (apps/portal/views.py); the staff site keeps axes'
+# plain message. https://django-axes.readthedocs.io/en/latest/4_configuration.html
+AXES_LOCKOUT_CALLABLE = "apps.portal.views.lockout_response"
 
 # Vendor credentials are encrypted with these Fernet keys, newest first (apps/vendors/crypto.py).
 # Without the variable a key derived from SECRET_KEY is used (development only; production

@@ -1,0 +1,242 @@
+"""The parent portal in a real browser (Playwright driving Debian's Chromium) against the live
+server: a phone (375 px) and a desktop (1280 px) layout, accessibility checked by axe-core,
+and a parent using it with JavaScript switched off.
+
+Screenshots go to tests/artifacts/ (git-ignored) for people to look at.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from apps.fees.services import Origin, fee_waive, payment_take
+from apps.vendors.models import LunchBalance, StudentVendorBalance
+from tests.factories import CategoryFactory, make_fee
+
+from .conftest import AXE_JS, IN_SCOPE, PASSWORD, Family
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+PHONE = {"width": 375, "height": 812}
+DESKTOP = {"width": 1280, "height": 900}
+BLOCKING = ("serious", "critical")
+
+
+@pytest.fixture
+def family(make_family, make_integration) -> Family:
+    """Two children with open and settled fees, a lunch balance under the threshold for one,
+    and a vendor balance that locks the other's sections."""
+    integration = make_integration(
+        parent_message="Fees can be paid online at PaySchools by card or bank transfer.",
+        show_lunch_balance=True,
+        lunch_balance_threshold=Decimal("5.00"),
+        lunch_payment_url="https://lunch.example.org/add",
+        show_vendor_balance=True,
+        lock_portal_on_balance=True,
+        balance_message="Includes bus passes bought at PaySchools.",
+        payments_pulled_at=timezone.now() - dt.timedelta(minutes=2),
+    )
+    fam = make_family(2)
+    ana, ben = fam.children
+    trips, books = (
+        CategoryFactory(description="Field trips"),
+        CategoryFactory(description="Books and supplies"),
+    )
+    make_fee(
+        student=ana,
+        category=trips,
+        description="Science museum trip",
+        amount="45.00",
+        fee_date=IN_SCOPE,
+        due_date=IN_SCOPE + dt.timedelta(days=30),
+    )
+    part = make_fee(
+        student=ana,
+        category=books,
+        description="Workbook set",
+        amount="62.50",
+        fee_date=IN_SCOPE,
+        due_date=IN_SCOPE + dt.timedelta(days=14),
+    )
+    payment_take(fee=part, amount="20.00", method="cash", origin=Origin())
+    paid = make_fee(student=ana, category=books, description="Planner", amount="8.00")
+    payment_take(fee=paid, amount="8.00", method="card", origin=Origin())
+    make_fee(
+        student=ben,
+        category=books,
+        description="Library fine (overdue book)",
+        amount="4.25",
+        fee_date=dt.date(2026, 6, 1),
+        due_date=dt.date(2026, 6, 15),
+    )
+    waived = make_fee(student=ben, category=trips, description="Zoo trip", amount="30.00")
+    fee_waive(fee=waived, reason="hardship", origin=Origin())
+    now = timezone.now()
+    LunchBalance.objects.create(
+        integration=integration, student=ana, balance="3.10", fetched_at=now
+    )
+    LunchBalance.objects.create(
+        integration=integration, student=ben, balance="22.00", fetched_at=now
+    )
+    StudentVendorBalance.objects.create(
+        integration=integration, student=ana, balance="0.00", fetched_at=now
+    )
+    StudentVendorBalance.objects.create(
+        integration=integration, student=ben, balance="18.00", fetched_at=now
+    )
+    return fam
+
+
+def sign_in(page: Any, base_url: str, username: str, password: str = PASSWORD) -> None:
+    page.goto(f"{base_url}/portal/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_load_state("load")
+
+
+def axe_violations(page: Any) -> list[dict[str, Any]]:
+    """Serious and critical axe-core violations of the page as it is (details opened first,
+    so that the fee history is checked too)."""
+    page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+    page.add_script_tag(path=str(AXE_JS))
+    result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+    return [
+        {
+            "id": v["id"],
+            "impact": v["impact"],
+            "help": v["help"],
+            "nodes": [n["target"] for n in v["nodes"]][:5],
+        }
+        for v in result["violations"]
+        if v["impact"] in BLOCKING
+    ]
+
+
+def open_history_of(page: Any, name: str) -> None:
+    """Click (no script involved: a native <details>) the fee history of one child."""
+    section = page.locator("section.child", has=page.get_by_role("heading", name=name))
+    section.locator("summary", has_text="Paid and closed fees").click()
+
+
+def no_horizontal_scroll(page: Any) -> bool:
+    return page.evaluate(
+        "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+    )
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["375px", "1280px"])
+def test_parent_reads_fees_and_fines_on_phone_and_desktop(
+    live_server, family, browser, artifacts: Path, viewport
+):
+    ana, ben = family.children
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    try:
+        sign_in(page, live_server.url, family.user.username)
+        assert page.url == f"{live_server.url}/portal/"
+        page.screenshot(
+            path=str(artifacts / f"portal-fees-{viewport['width']}.png"), full_page=True
+        )
+
+        assert page.get_by_role("heading", level=1, name="Fees and Fines").is_visible()
+        assert page.get_by_role("heading", name=ana.full_name).is_visible()
+        assert page.get_by_role("heading", name=ben.full_name).is_visible()
+        assert page.get_by_text("Message from the district").is_visible()
+        assert page.get_by_text("Science museum trip").is_visible()
+        assert page.get_by_text("updated 2 minutes ago").is_visible()
+        assert page.get_by_text("Low balance").is_visible()
+        assert page.get_by_text("Documents and Other services are locked").is_visible()
+        assert no_horizontal_scroll(page), "the page scrolls sideways"
+
+        pay = page.get_by_role("link", name="Go to PaySchools").first
+        assert pay.is_visible()
+        assert pay.get_attribute("target") == "_blank"
+        assert pay.get_attribute("rel") == "noopener"
+        box = pay.bounding_box()
+        assert box["height"] >= 44 and box["width"] >= 44
+
+        # The history opens without script (a native <details>).
+        open_history_of(page, ana.full_name)
+        assert page.get_by_text("Planner").is_visible()
+        page.screenshot(
+            path=str(artifacts / f"portal-fees-{viewport['width']}-history.png"), full_page=True
+        )
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["375px", "1280px"])
+def test_portal_pages_have_no_serious_accessibility_violations(
+    live_server, family, browser, artifacts: Path, viewport
+):
+    ana, ben = family.children
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    found: dict[str, list[dict[str, Any]]] = {}
+    try:
+        page.goto(f"{live_server.url}/portal/login/")
+        found["login"] = axe_violations(page)
+        page.goto(f"{live_server.url}/portal/password-reset/")
+        found["password reset"] = axe_violations(page)
+
+        sign_in(page, live_server.url, family.user.username)
+        found["fees"] = axe_violations(page)
+        page.goto(f"{live_server.url}/portal/students/{ana.pk}/")
+        found["child page"] = axe_violations(page)
+        page.goto(f"{live_server.url}/portal/students/{ben.pk}/documents/")
+        page.screenshot(
+            path=str(artifacts / f"portal-locked-{viewport['width']}.png"), full_page=True
+        )
+        found["locked section"] = axe_violations(page)
+        page.goto(f"{live_server.url}/portal/students/{ana.pk}/documents/")
+        found["open section"] = axe_violations(page)
+    finally:
+        context.close()
+
+    assert {name: v for name, v in found.items() if v} == {}
+
+
+def test_lockout_page_is_clear_and_accessible(live_server, family, browser, artifacts: Path):
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    try:
+        for attempt in range(10):
+            sign_in(page, live_server.url, family.user.username, f"wrong-{attempt}")
+        sign_in(page, live_server.url, family.user.username)  # the right password, too late
+        page.screenshot(path=str(artifacts / "portal-locked-out-375.png"), full_page=True)
+
+        assert page.get_by_role("heading", name="Sign-in is paused for a while").is_visible()
+        assert page.get_by_role("link", name="Reset it by e-mail").is_visible()
+        assert axe_violations(page) == []
+    finally:
+        context.close()
+
+
+def test_parent_signs_in_and_reads_fees_without_javascript(
+    live_server, family, browser, artifacts: Path
+):
+    ana, ben = family.children
+    context = browser.new_context(viewport=PHONE, java_script_enabled=False)
+    page = context.new_page()
+    try:
+        sign_in(page, live_server.url, family.user.username)
+        assert page.url == f"{live_server.url}/portal/"
+        assert page.get_by_text("Science museum trip").is_visible()
+        assert page.get_by_text("Library fine (overdue book)").is_visible()
+        assert page.get_by_text("$91.75").first.is_visible()  # 45.00 + 42.50 + 4.25
+        open_history_of(page, ana.full_name)
+        assert page.get_by_text("Planner").is_visible()
+        page.screenshot(path=str(artifacts / "portal-fees-375-nojs.png"), full_page=True)
+
+        page.get_by_role("button", name="Sign out").click()
+        page.wait_for_load_state("load")
+        assert page.url == f"{live_server.url}/portal/login/"
+    finally:
+        context.close()

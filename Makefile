@@ -9,10 +9,13 @@ PORT ?= 8000
 
 .PHONY: run test bench lint format install migrate demo clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml package.json
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet ".[dev]"
+	@# axe-core for the accessibility checks of the browser tests (no lock file: see README).
+	@if command -v npm >/dev/null; then npm install --silent --no-package-lock --no-audit --no-fund; \
+	else echo "npm not found: the browser accessibility tests will be skipped"; fi
 	touch $@
 
 install: $(VENV)/.installed

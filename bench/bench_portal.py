@@ -197,6 +197,8 @@ def gunicorn(database_url: str) -> Iterator[Server]:
         "DATABASE_URL": database_url,
         "CELERY_BROKER_URL": "memory://",
         "CELERY_TASK_ALWAYS_EAGER": "false",
+        # As in production: a shared cache, so sessions are read without a query.
+        "CACHE_URL": os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/13"),
         "LOG_LEVEL": "WARNING",
     }
     log = Path(tempfile.mkdtemp(prefix="feesync-bench-portal-")) / "gunicorn.log"

@@ -98,6 +98,18 @@ else:
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# With a shared cache (CACHE_URL, e.g. redis://127.0.0.1:6379/2) sessions are read from it and
+# written through to the database, so a signed-in page costs no session query (the parent
+# portal's hot path). Without one, sessions stay in the database: a per-process cache would
+# let a signed-out session live on in the other web processes.
+# https://docs.djangoproject.com/en/5.2/topics/http/sessions/#using-cached-sessions
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://feesync")}
+SESSION_ENGINE = (
+    "django.contrib.sessions.backends.cached_db"
+    if env("CACHE_URL", default="")
+    else "django.contrib.sessions.backends.db"
+)
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -298,6 +298,13 @@ class LedgerEntryInline(admin.TabularInline):
 # --- fees -------------------------------------------------------------------------------------
 
 
+def _sync_timeline(fee: Fee) -> list[Any]:
+    """The fee at each payment vendor (shown under its ledger entries)."""
+    from apps.vendors.selectors import fee_sync_timeline  # vendors builds on fees, not back
+
+    return fee_sync_timeline(fee=fee)
+
+
 def amount_note(fee: Fee) -> str:
     """Why a fee's amount cannot be changed, or "" when it can."""
     if fee.amount_locked:
@@ -511,6 +518,7 @@ class FeeAdmin(ActionPageMixin, admin.ModelAdmin):
             ],
             "allocations": allocations,
             "balance_text": dollars(fee.balance),
+            "sync_timeline": _sync_timeline(fee),
         }
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -515,3 +515,230 @@ def pull_for_student_page(*, student: Any) -> list[tuple[int, str]]:
 
 def integration_user_may_see_secrets(user: AbstractBaseUser) -> bool:
     return bool(user.has_perm("vendors.view_credentials"))
+
+
+# --- setup screens ------------------------------------------------------------------------------
+# Added with the staff setup screens (issue 5). Each setup change is one call here, and each
+# saves through the model (never a bare UPDATE), so django-auditlog (registered in apps.py)
+# records it with before and after; secrets only ever as masked ciphertext.
+
+CONNECTION_FIELDS = (
+    "service_url",
+    "timeout_seconds",
+    "transfer_protocol",
+    "transfer_host",
+    "transfer_port",
+    "transfer_directory",
+    "transfer_host_key",
+)
+#: Credentials of the demographics server, kept with the vendor's in the encrypted dict.
+TRANSFER_CREDENTIAL_FIELDS = {"transfer_username": "Username", "transfer_password": "Password"}
+
+
+@transaction.atomic
+def integration_create(*, vendor_kind: str, name: str, slug: str, service_url: str) -> Integration:
+    """A new, disabled integration with nothing in scope yet; its task schedules are
+    created by the post_save receiver in apps.py."""
+    try:
+        get_adapter_class(vendor_kind)
+    except LookupError:
+        raise IntegrationError({"vendor_kind": "Choose one of the vendors listed."}) from None
+    if Integration.objects.filter(slug=slug).exists():
+        raise IntegrationError({"slug": f"Another integration is already called “{slug}”."})
+    integration = Integration(
+        vendor_kind=vendor_kind, name=name, slug=slug, service_url=service_url
+    )
+    integration.full_clean(exclude=["credentials_encrypted"])
+    integration.save()
+    return integration
+
+
+@transaction.atomic
+def integration_update_connection(
+    *, integration: Integration, credentials: dict[str, str], **fields: Any
+) -> bool:
+    """Store where the vendor is, how long to wait for it, its credentials and the
+    demographics server. Secrets are write-only: a blank value keeps the stored one.
+
+    When the address or the vendor's credentials change, earlier Test Pull / Test Push
+    results no longer say anything, so they are cleared; returns True in that case."""
+    from .transfer import fingerprint
+
+    unknown = set(fields) - set(CONNECTION_FIELDS)
+    adapter_cls = get_adapter_class(integration.vendor_kind)
+    allowed_keys = set(adapter_cls.credential_fields)
+    if "demographics" in adapter_cls.capabilities:
+        allowed_keys |= set(TRANSFER_CREDENTIAL_FIELDS)
+    unknown |= set(credentials) - allowed_keys
+    if unknown:
+        raise IntegrationError(f"Unknown connection settings: {', '.join(sorted(unknown))}.")
+
+    current = integration.credentials
+    merged = dict(current)
+    for key, value in credentials.items():
+        if value:
+            merged[key] = value
+    merged_fields = {f: fields.get(f, getattr(integration, f)) for f in CONNECTION_FIELDS}
+
+    errors: dict[str, str] = {}
+    for key, label in adapter_cls.credential_fields.items():
+        if not merged.get(key):
+            errors[key] = f"Enter the {label.lower()}: {integration.vendor_name} needs it."
+    protocol = merged_fields["transfer_protocol"] or ""
+    if protocol:
+        if not (merged_fields["transfer_host"] or "").strip():
+            errors["transfer_host"] = "Enter the demographics server's host name."
+        port = merged_fields["transfer_port"]
+        if port is not None and not 1 <= int(port) <= 65535:
+            errors["transfer_port"] = "A port is a number from 1 to 65535."
+        if protocol == "sftp":
+            key_line = (merged_fields["transfer_host_key"] or "").strip()
+            if not key_line:
+                errors["transfer_host_key"] = (
+                    "SFTP needs the server's public host key (a line like 'ssh-ed25519 AAAA...'"
+                    "): ask the vendor for it. FeeSync never trusts an unknown server."
+                )
+            else:
+                try:
+                    fingerprint(key_line)
+                except ValueError:
+                    errors["transfer_host_key"] = (
+                        "This is not an OpenSSH public key line (expected something like "
+                        "'ssh-ed25519 AAAA...')."
+                    )
+    if errors:
+        raise IntegrationError(errors)
+
+    retest = merged_fields["service_url"] != integration.service_url or any(
+        merged.get(k) != current.get(k) for k in adapter_cls.credential_fields
+    )
+    for field, value in merged_fields.items():
+        setattr(integration, field, value)
+    integration.transfer_host_key = (integration.transfer_host_key or "").strip()
+    integration.credentials = merged
+    if retest:
+        for check in ("pull", "push"):
+            setattr(integration, f"test_{check}_ok", None)
+            setattr(integration, f"test_{check}_at", None)
+            setattr(integration, f"test_{check}_detail", "")
+    integration.save()
+    return retest
+
+
+@transaction.atomic
+def integration_set_account_mappings(
+    *, integration: Integration, mappings: dict[int, str | None]
+) -> dict[str, int]:
+    """Which merchant accounts are used with this vendor, and the vendor's id for each.
+
+    `mappings`: merchant account id -> the vendor's merchant id ("" means the account's own
+    MID), or None for an account not used with this vendor. Accounts not named are left as
+    they are. Rows are saved one by one so that each change is audited."""
+    from .models import MerchantAccountMapping
+
+    existing = {
+        m.merchant_account_id: m
+        for m in MerchantAccountMapping.objects.select_for_update().filter(integration=integration)
+    }
+    counts = {"added": 0, "changed": 0, "removed": 0}
+    for account_id, vendor_id in mappings.items():
+        row = existing.get(account_id)
+        if vendor_id is None:
+            if row is not None:
+                row.delete()
+                counts["removed"] += 1
+            continue
+        vendor_id = vendor_id.strip()
+        if len(vendor_id) > 60:
+            raise IntegrationError({f"mid_{account_id}": "A merchant ID is 60 characters at most."})
+        if row is None:
+            MerchantAccountMapping.objects.create(
+                integration=integration,
+                merchant_account_id=account_id,
+                vendor_merchant_id=vendor_id,
+            )
+            counts["added"] += 1
+        elif row.vendor_merchant_id != vendor_id:
+            row.vendor_merchant_id = vendor_id
+            row.save(update_fields=["vendor_merchant_id"])
+            counts["changed"] += 1
+    return counts
+
+
+@transaction.atomic
+def integration_set_categories(*, integration: Integration, categories: list[Any]) -> None:
+    """The fee categories this integration sends; an empty list means every category,
+    including ones added later. Audited through the m2m field (apps.py)."""
+    integration.categories.set(categories)
+
+
+def integration_run_check(*, integration: Integration, check: str) -> CheckResult:
+    """Run Test Pull (`check="pull"`) or Test Push (`"push"`) and keep its result on the
+    integration. Never raises for the vendor's trouble: the result says what happened."""
+    if check not in ("pull", "push"):
+        raise IntegrationError(f"Unknown check {check!r}.")
+    adapter = engine.adapter_for(integration)
+    result = adapter.test_pull() if check == "pull" else adapter.test_push()
+    values = {
+        f"test_{check}_ok": result.ok,
+        f"test_{check}_at": timezone.now(),
+        f"test_{check}_detail": _check_detail(result),
+    }
+    Integration.objects.filter(pk=integration.pk).update(**values)
+    for field, value in values.items():
+        setattr(integration, field, value)
+    return result
+
+
+@transaction.atomic
+def integration_task_set_enabled(*, integration: Integration, task: str, enabled: bool) -> Any:
+    """Switch one task's schedule on or off (its django-celery-beat row). A change staff
+    make here survives deploys (schedules_sync never overwrites a row). Audited on the
+    integration, since the beat row itself is not an audited model."""
+    from auditlog.models import LogEntry as AuditEntry
+    from django_celery_beat.models import PeriodicTask
+
+    from .schedules import schedule_name, schedules_sync
+
+    spec = TASKS.get(task)
+    if spec is None or spec not in tasks_for(integration):
+        raise IntegrationError(f"{integration.vendor_name} has no task “{task}”.")
+    name = schedule_name(integration, spec.label)
+    if not PeriodicTask.objects.filter(name=name).exists():
+        schedules_sync(integration=integration)
+    periodic = PeriodicTask.objects.select_for_update().get(name=name)
+    if periodic.enabled != enabled:
+        words = {True: "on", False: "off"}
+        before = periodic.enabled
+        periodic.enabled = enabled
+        periodic.save()  # save(), not update(): beat notices changes through it
+        AuditEntry.objects.log_create(
+            integration,
+            action=AuditEntry.Action.UPDATE,
+            changes={f"schedule of “{spec.label}”": [words[before], words[enabled]]},
+        )
+    return periodic
+
+
+def discrepancy_resend(*, discrepancy: Any) -> int:
+    """Send a discrepancy's fee to its integration again (through the outbox). Raises
+    IntegrationError when there is nothing FeeSync may send."""
+    from apps.fees.models import Fee
+
+    fee_id = discrepancy.fee_id or (
+        Fee.objects.filter(reference=discrepancy.fee_ref).values_list("pk", flat=True).first()
+        if discrepancy.fee_ref
+        else None
+    )
+    if fee_id is None:
+        raise IntegrationError(
+            "FeeSync has no fee to send for this finding (the fee exists only at the vendor)."
+        )
+    with transaction.atomic():
+        queued = engine.outbox_enqueue(integration=discrepancy.integration, fee_ids=[fee_id])
+    if not queued:
+        raise IntegrationError(
+            f"Fee {discrepancy.fee_ref or fee_id} is outside this integration's scope "
+            "(its date or category), so it is not sent."
+        )
+    return queued

@@ -1,0 +1,366 @@
+"""Payments on the staff site: each vendor integration's setup page and dashboard, and the
+sync engine's records (changes waiting, findings, task runs) as read-only lists.
+
+The setup page replaces the integration's admin change form (see `apps.vendors.views`):
+each section saves through one service, and nothing here saves an integration itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+
+from apps.fees.admin import ActionPageMixin, FeeSyncMedia, ReadOnlyAdmin, admin_url, short_when
+
+from .forms import IntegrationAddForm, add_service_errors
+from .models import Discrepancy, Integration, OutboxItem, SyncedFee, TaskRun
+from .services import integration_create
+from .views import DashboardPages, SetupPages, duration, may_change, may_run, may_view
+
+
+class SetupMedia(FeeSyncMedia):
+    css = {"all": ["feesync/admin.css", "feesync/setup.css"]}
+
+
+@admin.register(Integration)
+class IntegrationAdmin(SetupPages, DashboardPages, ActionPageMixin, admin.ModelAdmin):
+    """One line per vendor integration; its page is the setup page."""
+
+    Media = SetupMedia
+    list_display = ["vendor", "name", "state", "waiting", "pages"]
+    list_display_links = None
+    search_fields = ["name", "slug"]
+    search_help_text = "Search by name or short name."
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Integration]:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                n_waiting=Count("outbox", filter=Q(outbox__state=OutboxItem.State.PENDING)),
+                n_parked=Count("outbox", filter=Q(outbox__state=OutboxItem.State.PARKED)),
+            )
+        )
+
+    @admin.display(description="Vendor", ordering="vendor_kind")
+    def vendor(self, obj: Integration) -> str:
+        return format_html(
+            '<a href="{}"><strong>{}</strong></a><br><span class="feesync-quiet">{}</span>',
+            admin_url(obj),
+            obj.vendor_name,
+            obj.slug,
+        )
+
+    @admin.display(description="State", ordering="enabled")
+    def state(self, obj: Integration) -> str:
+        if not obj.enabled:
+            return "Not enabled"
+        if obj.consecutive_failures:
+            return mark_safe(
+                '<span class="feesync-flag feesync-flag-bad">Vendor not answering</span>'
+            )
+        return mark_safe('<span class="feesync-flag feesync-flag-ok">Enabled</span>')
+
+    @admin.display(description="Changes waiting")
+    def waiting(self, obj: Integration) -> str:
+        waiting, parked = obj.n_waiting, obj.n_parked  # type: ignore[attr-defined]
+        text = f"{waiting:,}"
+        if parked:
+            text += f" ({parked:,} parked)"
+        return text
+
+    @admin.display(description="Pages")
+    def pages(self, obj: Integration) -> str:
+        return format_html(
+            '<a href="{}">Setup</a> · <a href="{}">Dashboard</a>',
+            admin_url(obj),
+            reverse("admin:vendors_integration_dashboard", args=[obj.pk]),
+        )
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        extra = {"title": "Payment vendor integrations", **(extra_context or {})}
+        return super().changelist_view(request, extra)
+
+    # --- who may do what ---
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return may_view(request.user)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Deleting would take its sync history with it; an integration is disabled instead.
+        return False
+
+    # --- pages ---
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        return [
+            path(
+                "<str:object_id>/setup/<slug:section>/",
+                view(self.section_view),
+                name="vendors_integration_section",
+            ),
+            path(
+                "<str:object_id>/dashboard/",
+                view(self.dashboard_view),
+                name="vendors_integration_dashboard",
+            ),
+            path(
+                "<str:object_id>/dashboard/<slug:action>/",
+                view(self.dashboard_action_view),
+                name="vendors_integration_dashboard_action",
+            ),
+            path(
+                "<str:object_id>/findings/<int:discrepancy_id>/<slug:action>/",
+                view(self.discrepancy_view),
+                name="vendors_integration_discrepancy",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        if request.method == "POST":
+            # Each section posts to its own URL; the page itself only shows them.
+            return HttpResponseRedirect(request.path)
+        return self.setup_view(request, object_id)
+
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        if not (self.has_add_permission(request) and may_change(request.user)):
+            raise PermissionDenied
+        form = IntegrationAddForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                integration = integration_create(
+                    vendor_kind=data["vendor_kind"],
+                    name=data["name"],
+                    slug=data["slug"],
+                    service_url=data["service_url"],
+                )
+            except ValidationError as exc:
+                add_service_errors(form, exc)
+            else:
+                messages.success(
+                    request,
+                    f"The {integration.vendor_name} integration “{integration.name}” is created "
+                    "and not enabled. Work through the sections below in order; nothing is "
+                    "sent to the vendor until you enable it.",
+                )
+                return HttpResponseRedirect(admin_url(integration))
+        return self.render_action_page(
+            request,
+            form=form,
+            title="Add an integration",
+            submit_label="Create and continue to setup",
+            cancel_url=reverse("admin:vendors_integration_changelist"),
+            intro="Choose the payment vendor the district has signed with. On the next page "
+            "you enter its credentials, test the connection and choose what it receives.",
+        )
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: Any = None
+    ) -> HttpResponse:
+        # The audit log (before and after of every setup change) is the history.
+        integration = self._integration(request, object_id)
+        from .views import _audit_url
+
+        return HttpResponseRedirect(_audit_url(integration))
+
+
+# --- the sync engine's records: read-only lists -------------------------------------------------
+
+
+class SyncRecordAdmin(ReadOnlyAdmin):
+    """Read-only; linked from the dashboard's numbers, filtered to one integration."""
+
+    list_per_page = 100
+    show_full_result_count = False
+
+    @admin.display(description="Fee", ordering="fee__reference")
+    def fee_link(self, obj: Any) -> str:
+        fee = getattr(obj, "fee", None)
+        if fee is None:
+            return getattr(obj, "fee_ref", "") or "—"
+        return format_html('<a href="{}">{}</a>', admin_url(fee), fee.reference)
+
+    @admin.display(description="Integration", ordering="integration__name")
+    def integration_link(self, obj: Any) -> str:
+        integration = obj.integration
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse("admin:vendors_integration_dashboard", args=[integration.pk]),
+            integration.name,
+        )
+
+
+@admin.register(OutboxItem)
+class OutboxItemAdmin(SyncRecordAdmin):
+    list_display = [
+        "fee_link",
+        "integration_link",
+        "state",
+        "version",
+        "attempts",
+        "waiting_since",
+        "next_try",
+        "last_error",
+    ]
+    list_select_related = ["fee", "integration"]
+    list_filter = ["integration", "state"]
+    search_fields = ["=fee__reference"]
+    search_help_text = "Search by fee reference."
+    actions = ["retry_selected"]
+
+    @admin.display(description="Waiting since", ordering="created_at")
+    def waiting_since(self, obj: OutboxItem) -> str:
+        return short_when(obj.created_at)
+
+    @admin.display(description="Next try", ordering="next_attempt_at")
+    def next_try(self, obj: OutboxItem) -> str:
+        if obj.state == OutboxItem.State.PARKED:
+            return "Only when retried"
+        return short_when(obj.next_attempt_at)
+
+    @admin.action(description="Retry the selected parked changes")
+    def retry_selected(self, request: HttpRequest, queryset: QuerySet[OutboxItem]) -> None:
+        from .engine import outbox_retry_parked
+
+        if not may_run(request.user):
+            raise PermissionDenied
+        total = 0
+        for integration_id in set(queryset.values_list("integration_id", flat=True)):
+            integration = Integration.objects.get(pk=integration_id)
+            ids = list(queryset.filter(integration=integration).values_list("pk", flat=True))
+            total += outbox_retry_parked(integration=integration, item_ids=ids)
+        self.message_user(request, f"{total} parked change(s) will be sent again now.")
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        if not may_run(request.user):
+            actions.pop("retry_selected", None)
+        return actions
+
+
+class OpenFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "open"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Open"), ("no", "Resolved or repaired")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "yes":
+            return queryset.filter(resolved_at__isnull=True)
+        if self.value() == "no":
+            return queryset.filter(resolved_at__isnull=False)
+        return queryset
+
+
+@admin.register(Discrepancy)
+class DiscrepancyAdmin(SyncRecordAdmin):
+    list_display = [
+        "found",
+        "kind",
+        "fee_link",
+        "vendor_ref",
+        "integration_link",
+        "detail",
+        "resolution",
+    ]
+    list_select_related = ["fee", "integration", "resolved_by"]
+    list_filter = [OpenFilter, "integration", "kind", "repaired"]
+    search_fields = ["=fee_ref", "=vendor_ref"]
+    search_help_text = "Search by fee reference or the vendor's payment id."
+
+    @admin.display(description="Found", ordering="created_at")
+    def found(self, obj: Discrepancy) -> str:
+        return short_when(obj.created_at)
+
+    @admin.display(description="Resolution")
+    def resolution(self, obj: Discrepancy) -> str:
+        if obj.repaired:
+            return "Repaired by FeeSync"
+        if obj.resolved_at is None:
+            return "Open"
+        who = obj.resolved_by.get_username() if obj.resolved_by else ""
+        return f"{short_when(obj.resolved_at)} {who}: {obj.resolution_note}".strip()
+
+
+@admin.register(TaskRun)
+class TaskRunAdmin(SyncRecordAdmin):
+    list_display = [
+        "started_at",
+        "task",
+        "integration_link",
+        "trigger",
+        "outcome",
+        "took",
+        "counts_shown",
+        "error_shown",
+    ]
+    list_select_related = ["integration"]
+    list_filter = ["integration", "task", "outcome", "trigger"]
+    date_hierarchy = "started"
+
+    @admin.display(description="Started", ordering="started")
+    def started_at(self, obj: TaskRun) -> str:
+        return short_when(obj.started)
+
+    @admin.display(description="Took")
+    def took(self, obj: TaskRun) -> str:
+        if obj.finished is None:
+            return "Running"
+        return duration((obj.finished - obj.started).total_seconds())
+
+    @admin.display(description="Counts")
+    def counts_shown(self, obj: TaskRun) -> str:
+        from .views import counts_text
+
+        return counts_text(obj.counts or {})
+
+    @admin.display(description="Error")
+    def error_shown(self, obj: TaskRun) -> str:
+        return obj.error.splitlines()[0] if obj.error else ""
+
+
+@admin.register(SyncedFee)
+class SyncedFeeAdmin(SyncRecordAdmin):
+    list_display = [
+        "fee_link",
+        "integration_link",
+        "acknowledged_version",
+        "fee_version",
+        "first_sent",
+        "acknowledged",
+    ]
+    list_select_related = ["fee", "integration"]
+    list_filter = ["integration"]
+    search_fields = ["=fee__reference"]
+    search_help_text = "Search by fee reference."
+
+    @admin.display(description="FeeSync's version")
+    def fee_version(self, obj: SyncedFee) -> int:
+        return obj.fee.version
+
+    @admin.display(description="First sent", ordering="first_sent_at")
+    def first_sent(self, obj: SyncedFee) -> str:
+        return short_when(obj.first_sent_at)
+
+    @admin.display(description="Last acknowledged", ordering="acknowledged_at")
+    def acknowledged(self, obj: SyncedFee) -> str:
+        return short_when(obj.acknowledged_at)

@@ -1,0 +1,509 @@
+"""Forms of the integration setup screens and the sync dashboard.
+
+Forms parse what staff typed; the rules that matter (required credentials, what a vendor
+can back up, the test gate on the import-after date) live in `apps.vendors.services`, whose
+`IntegrationError` the views put back on these forms (`add_service_errors`). Every field has
+a label and help text, so the pages read well in a screen reader and on a phone.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
+from django.db.models import Count, Q
+from django.utils.text import capfirst, slugify
+
+from apps.accounts.models import MerchantAccount
+from apps.categories.models import FeeCategory
+from apps.fees.models import Fee
+
+from .adapters import get_adapter_class
+from .models import Integration
+from .services import PARENT_OPTION_FIELDS, TRANSFER_CREDENTIAL_FIELDS
+
+
+def possessive(name: str) -> str:
+    """“PaySchools'”, “Community Pass'”, “Acme's”."""
+    return f"{name}'" if name.endswith("s") else f"{name}'s"
+
+
+URL_HELP = "The full web address, starting with https:// (http:// only for a test server)."
+
+#: What each vendor kind is, for the "Add an integration" page.
+VENDOR_DESCRIPTIONS = {
+    Integration.VendorKind.PAYSCHOOLS: "SOAP web service with a username and password. "
+    "Fees, payments, nightly validation, lunch balances, demographics over FTP/FTPS/SFTP.",
+    Integration.VendorKind.COMMUNITYPASS: "JSON API with an API key. Fees, payments, "
+    "account balances and portal lockout, nightly validation, demographics export.",
+}
+
+
+class WebAddressField(forms.CharField):
+    """A URL that must say its scheme: a setup screen never guesses "http://"."""
+
+    default_error_messages = {
+        "invalid": "“%(value)s” is not a web address: it must start with https:// "
+        "(or http:// for a test server).",
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 300)
+        super().__init__(**kwargs)
+        self.widget = forms.URLInput(attrs={"inputmode": "url", "spellcheck": "false"})
+
+    def validate(self, value: str) -> None:
+        super().validate(value)
+        if value:
+            try:
+                URLValidator(schemes=["http", "https"])(value)
+            except ValidationError:
+                raise ValidationError(
+                    self.error_messages["invalid"], code="invalid", params={"value": value}
+                ) from None
+
+
+def add_service_errors(form: forms.Form, error: ValidationError) -> None:
+    """Put a service's refusal on the form: field errors by name (unknown names become
+    errors of the whole form), plain messages on the form itself."""
+    if hasattr(error, "error_dict"):
+        for field, errors in error.error_dict.items():
+            for e in errors:
+                form.add_error(field if field in form.fields else None, e.messages)
+    else:
+        form.add_error(None, error.messages)
+
+
+# --- adding an integration ---------------------------------------------------------------------
+
+
+class VendorChoiceWidget(forms.RadioSelect):
+    """One radio button per vendor: the vendor's name as its label, what it offers below
+    (tied to the button with aria-describedby)."""
+
+    option_template_name = "vendors/widgets/vendor_option.html"
+
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
+        super().__init__({"class": "feesync-vendor-choices", **(attrs or {})})
+
+    def create_option(self, name: str, value: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        option = super().create_option(name, value, *args, **kwargs)
+        option["description"] = VENDOR_DESCRIPTIONS.get(value, "")
+        if option["description"]:
+            option["attrs"]["aria-describedby"] = f"{option['attrs']['id']}_description"
+        return option
+
+
+class IntegrationAddForm(forms.Form):
+    vendor_kind = forms.ChoiceField(
+        label="Payment vendor",
+        choices=Integration.VendorKind.choices,
+        widget=VendorChoiceWidget,
+        help_text="Which vendor parents will pay through. It cannot be changed later; "
+        "set up another integration for another vendor.",
+    )
+    name = forms.CharField(
+        label="Name",
+        max_length=120,
+        required=False,
+        help_text="What staff read in lists, e.g. “PaySchools – district fees”. "
+        "Empty: the vendor's name.",
+    )
+    slug = forms.SlugField(
+        label="Short name",
+        max_length=50,
+        required=False,
+        help_text="Letters, digits and hyphens, used in commands (manage.py sync_status "
+        "SHORT-NAME). Empty: made from the name.",
+    )
+    service_url = WebAddressField(
+        label="Service URL",
+        help_text="The vendor's API address, from the vendor's welcome letter. "
+        + URL_HELP
+        + " You can change it later.",
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        kind = data.get("vendor_kind")
+        if kind and not data.get("name"):
+            data["name"] = Integration.VendorKind(kind).label
+        if data.get("name") and not data.get("slug"):
+            data["slug"] = slugify(data["name"])[:50] or "integration"
+        return data
+
+
+# --- 1. connection: address, credentials, demographics server ----------------------------------
+
+
+def _secret_help(label: str, stored: str) -> str:
+    if stored:
+        return (
+            f"Stored: {stored}. Leave blank to keep it; type a new {label.lower()} to "
+            "replace it. It is never shown again in full."
+        )
+    return f"Not set yet. The {label.lower()} is stored encrypted and never shown again."
+
+
+class ConnectionForm(forms.Form):
+    """The vendor's address, credentials (write-only) and the demographics server."""
+
+    service_url = WebAddressField(label="Service URL")
+    timeout_seconds = forms.IntegerField(
+        label="Timeout (seconds)",
+        min_value=1,
+        max_value=120,
+        help_text="How long FeeSync waits for the vendor on each call before giving up "
+        "and trying again later (1 to 120).",
+    )
+
+    def __init__(self, *args: Any, integration: Integration, **kwargs: Any) -> None:
+        kwargs.setdefault(
+            "initial",
+            {
+                "service_url": integration.service_url,
+                "timeout_seconds": integration.timeout_seconds,
+                "transfer_protocol": integration.transfer_protocol,
+                "transfer_host": integration.transfer_host,
+                "transfer_port": integration.transfer_port,
+                "transfer_directory": integration.transfer_directory,
+                "transfer_host_key": integration.transfer_host_key,
+            },
+        )
+        super().__init__(*args, **kwargs)
+        self.integration = integration
+        adapter = get_adapter_class(integration.vendor_kind)
+        self.fields["service_url"].help_text = (
+            Integration._meta.get_field("service_url").help_text + " " + URL_HELP
+        )
+        masked = integration.masked_credentials()
+        self.credential_names: list[str] = []
+        for key, label in adapter.credential_fields.items():
+            self.fields[key] = self._secret_field(key, label, masked.get(key, ""))
+            self.credential_names.append(key)
+        self.has_demographics = "demographics" in adapter.capabilities
+        if self.has_demographics:
+            self._add_transfer_fields(masked)
+
+    @staticmethod
+    def _secret_field(key: str, label: str, stored: str) -> forms.CharField:
+        # Autocomplete off: a browser must never fill a staff member's own saved login
+        # into a vendor's credentials.
+        if "username" in key:
+            widget: forms.Widget = forms.TextInput(
+                attrs={"autocomplete": "off", "spellcheck": "false"}
+            )
+        else:
+            widget = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
+        return forms.CharField(
+            label=label,
+            required=False,
+            max_length=500,
+            strip=True,
+            widget=widget,
+            help_text=_secret_help(label, stored),
+        )
+
+    def _add_transfer_fields(self, masked: dict[str, str]) -> None:
+        model = Integration._meta
+        self.fields["transfer_protocol"] = forms.ChoiceField(
+            label="Demographics protocol",
+            choices=Integration.TransferProtocol.choices,
+            required=False,
+            help_text="How the nightly student file reaches the vendor. SFTP is the safest.",
+        )
+        self.fields["transfer_host"] = forms.CharField(
+            label="Demographics server",
+            max_length=200,
+            required=False,
+            help_text="Host name of the vendor's file server, e.g. sftp.vendor.example.",
+            widget=forms.TextInput(attrs={"spellcheck": "false"}),
+        )
+        self.fields["transfer_port"] = forms.IntegerField(
+            label="Port",
+            min_value=1,
+            max_value=65535,
+            required=False,
+            help_text="Empty: 22 for SFTP, 21 for FTP and FTPS.",
+        )
+        self.fields["transfer_directory"] = forms.CharField(
+            label="Directory",
+            max_length=200,
+            required=False,
+            help_text="Where on the server the file goes. Empty or “.”: the login directory.",
+        )
+        self.fields["transfer_host_key"] = forms.CharField(
+            label="Pinned host key",
+            required=False,
+            widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+            help_text=model.get_field("transfer_host_key").help_text,
+        )
+        for key, label in TRANSFER_CREDENTIAL_FIELDS.items():
+            field = self._secret_field(key, f"Demographics {label.lower()}", masked.get(key, ""))
+            field.help_text = _secret_help(label, masked.get(key, "")) + (
+                " For the demographics server only."
+            )
+            self.fields[key] = field
+            self.credential_names.append(key)
+
+    def clean_transfer_directory(self) -> str:
+        return (self.cleaned_data.get("transfer_directory") or "").strip() or "."
+
+    def service_arguments(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        fields = {"service_url": data["service_url"], "timeout_seconds": data["timeout_seconds"]}
+        if self.has_demographics:
+            for name in (
+                "transfer_protocol",
+                "transfer_host",
+                "transfer_port",
+                "transfer_directory",
+                "transfer_host_key",
+            ):
+                fields[name] = data.get(name)
+            fields["transfer_protocol"] = fields["transfer_protocol"] or ""
+            fields["transfer_host"] = (fields["transfer_host"] or "").strip()
+        return {
+            "credentials": {k: data.get(k) or "" for k in self.credential_names},
+            **fields,
+        }
+
+    @property
+    def main_fields(self) -> list[str]:
+        return ["service_url", "timeout_seconds"] + [
+            n for n in self.credential_names if not n.startswith("transfer_")
+        ]
+
+    @property
+    def transfer_fields(self) -> list[str]:
+        if not self.has_demographics:
+            return []
+        return [
+            "transfer_protocol",
+            "transfer_host",
+            "transfer_port",
+            "transfer_directory",
+            "transfer_host_key",
+            "transfer_username",
+            "transfer_password",
+        ]
+
+
+# --- 2. merchant accounts ----------------------------------------------------------------------
+
+
+class AccountMappingForm(forms.Form):
+    """Every active merchant account (and any mapped inactive one): used with this vendor or
+    not, and the vendor's id for it."""
+
+    def __init__(self, *args: Any, integration: Integration, **kwargs: Any) -> None:
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+        self.integration = integration
+        vendor = integration.vendor_name
+        mapped = {m.merchant_account_id: m for m in integration.account_mappings.all()}
+        self.accounts = list(
+            MerchantAccount.objects.filter(Q(active=True) | Q(pk__in=list(mapped))).order_by("name")
+        )
+        self.rows: list[tuple[MerchantAccount, str, str]] = []
+        for account in self.accounts:
+            row = mapped.get(account.pk)
+            use, mid = f"use_{account.pk}", f"mid_{account.pk}"
+            self.fields[use] = forms.BooleanField(
+                label=f"Use with {vendor}",
+                required=False,
+                initial=row is not None,
+                help_text=f"Fees of this account are paid through {vendor}.",
+            )
+            self.fields[mid] = forms.CharField(
+                label=f"{possessive(vendor)} merchant ID",
+                required=False,
+                max_length=60,
+                initial=row.vendor_merchant_id if row else "",
+                help_text=f"Empty: {vendor} knows it by its own MID, {account.merchant_id}.",
+                widget=forms.TextInput(attrs={"spellcheck": "false", "autocomplete": "off"}),
+            )
+            self.rows.append((account, use, mid))
+
+    def bound_rows(self) -> list[tuple[MerchantAccount, forms.BoundField, forms.BoundField]]:
+        return [(account, self[use], self[mid]) for account, use, mid in self.rows]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.accounts and not any(
+            data.get(use) or (data.get(mid) or "").strip() for _, use, mid in self.rows
+        ):
+            raise ValidationError(
+                "Choose at least one merchant account: fees are paid into these accounts."
+            )
+        return data
+
+    def mappings(self) -> dict[int, str | None]:
+        """merchant account id -> vendor id ("" = own MID), or None: not used. A vendor id
+        typed without ticking the box still counts as used (what the person meant)."""
+        out: dict[int, str | None] = {}
+        for account, use, mid in self.rows:
+            vendor_id = (self.cleaned_data.get(mid) or "").strip()
+            out[account.pk] = vendor_id if (self.cleaned_data.get(use) or vendor_id) else None
+        return out
+
+
+# --- 3. categories -----------------------------------------------------------------------------
+
+
+def open_fee_counts(import_after: date | None) -> dict[int, int]:
+    """Open fees per category, dated on or after `import_after` when one is given."""
+    qs = Fee.objects.filter(status=Fee.Status.OPEN)
+    if import_after is not None:
+        qs = qs.filter(fee_date__gte=import_after)
+    return dict(qs.values_list("category_id").annotate(n=Count("id")).order_by())
+
+
+class CategoriesForm(forms.Form):
+    categories = forms.ModelMultipleChoiceField(
+        label="Categories to send",
+        queryset=FeeCategory.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Fees in the checked categories are sent. When every category is checked, "
+        "categories added later are sent too.",
+    )
+
+    def __init__(self, *args: Any, integration: Integration, **kwargs: Any) -> None:
+        selected = list(integration.categories.values_list("pk", flat=True))
+        self.counts = open_fee_counts(integration.import_after)
+        queryset = FeeCategory.objects.filter(Q(active=True) | Q(pk__in=selected)).order_by("code")
+        kwargs.setdefault(
+            "initial", {"categories": selected or list(queryset.values_list("pk", flat=True))}
+        )
+        super().__init__(*args, **kwargs)
+        self.integration = integration
+        field = self.fields["categories"]
+        field.queryset = queryset
+        counts = self.counts
+
+        def label(category: FeeCategory) -> str:
+            n = counts.get(category.pk, 0)
+            inactive = "" if category.active else ", inactive"
+            return f"{category} ({n} open fee{'s' if n != 1 else ''}{inactive})"
+
+        field.label_from_instance = label  # type: ignore[attr-defined]
+
+    def clean_categories(self) -> list[FeeCategory]:
+        chosen = list(self.cleaned_data["categories"])
+        if not chosen:
+            raise ValidationError(
+                "Check at least one category. To send every category, check them all."
+            )
+        active = set(FeeCategory.objects.filter(active=True).values_list("pk", flat=True))
+        if active <= {c.pk for c in chosen}:
+            return []  # every category, now and later
+        return chosen
+
+
+# --- 5. import-after date ----------------------------------------------------------------------
+
+
+class ImportAfterForm(forms.Form):
+    import_after = forms.DateField(
+        label="Import-after date",
+        help_text="Fees dated on or after this date in the selected categories will be sent; "
+        "earlier fees never will.",
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+    )
+
+
+# --- 6. parent options -------------------------------------------------------------------------
+
+PARENT_HELP = {
+    "lunch_payment_url": "Where parents add lunch money (a link shown with the lunch "
+    "balance). " + URL_HELP,
+    "show_lunch_balance": "Show each child's lunch balance on the parents' Fees page.",
+    "sync_lunch_balance": "Fetch lunch balances from the vendor every night (needed to show them).",
+    "lock_portal_on_balance": "Lock parent portal sections while the family owes money at "
+    "the vendor, as for a district fee.",
+    "balance_message": "Shown to parents next to their vendor balance, e.g. how to pay it.",
+}
+
+PARENT_LABELS = {
+    "show_vendor_balance": "Show vendor balance",
+    "lock_portal_on_balance": "Lock the portal while a balance is owed",
+    "lunch_payment_url": "Lunch payment URL",
+    "parent_message": "Message to parents",
+}
+
+
+class ParentOptionsForm(forms.Form):
+    """The parent-portal options this vendor can back up (the others are not offered)."""
+
+    def __init__(self, *args: Any, integration: Integration, **kwargs: Any) -> None:
+        caps = get_adapter_class(integration.vendor_kind).capabilities
+        names = ["button_url", "button_text"]
+        if "lunch" in caps:
+            names += [
+                "lunch_payment_url",
+                "lunch_balance_threshold",
+                "show_lunch_balance",
+                "sync_lunch_balance",
+            ]
+        if "balances" in caps:
+            names += ["show_vendor_balance", "lock_portal_on_balance", "balance_message"]
+        names.append("parent_message")
+        names = [n for n in names if n in PARENT_OPTION_FIELDS]
+        kwargs.setdefault("initial", {n: getattr(integration, n) for n in names})
+        super().__init__(*args, **kwargs)
+        self.integration = integration
+        self.unavailable: list[str] = []
+        if "lunch" not in caps:
+            self.unavailable.append("lunch balances")
+        if "balances" not in caps:
+            self.unavailable.append("account balances (vendor balance display and lockout)")
+        model = Integration._meta
+        vendor = integration.vendor_name
+        for name in names:
+            model_field = model.get_field(name)
+            if name in ("button_url", "lunch_payment_url"):
+                field: forms.Field = WebAddressField(required=False)
+            elif name == "lunch_balance_threshold":
+                # No min_value here: the service refuses a negative amount in plain words.
+                field = forms.DecimalField(max_digits=12, decimal_places=2, required=True)
+                field.widget.attrs.update({"inputmode": "decimal", "step": "0.01"})
+            elif isinstance(model_field.formfield(), forms.BooleanField):
+                field = forms.BooleanField(required=False)
+            elif name in ("balance_message", "parent_message"):
+                field = forms.CharField(
+                    required=False, widget=forms.Textarea(attrs={"rows": 4}), strip=True
+                )
+            else:
+                field = forms.CharField(required=False, max_length=model_field.max_length)
+            field.label = PARENT_LABELS.get(name) or capfirst(str(model_field.verbose_name))
+            help_text = PARENT_HELP.get(name) or str(model_field.help_text)
+            if name == "button_url":
+                help_text += " " + URL_HELP
+            field.help_text = help_text
+            self.fields[name] = field
+        self.fields["button_text"].widget.attrs["placeholder"] = f"Go to {vendor}"
+        self.fields["button_text"].help_text = f"Empty: “Go to {vendor}”."
+        if "lunch_balance_threshold" in self.fields:
+            self.fields[
+                "lunch_balance_threshold"
+            ].help_text = (
+                "A lunch balance under this amount is shown in red, in dollars (e.g. 5.00)."
+            )
+
+    def service_arguments(self) -> dict[str, Any]:
+        return {name: self.cleaned_data.get(name) for name in self.fields}
+
+
+# --- tasks, checks, dashboard ------------------------------------------------------------------
+
+
+class DiscrepancyResolveForm(forms.Form):
+    note = forms.CharField(
+        label="How it was resolved",
+        max_length=500,
+        help_text="A short note kept with the finding, e.g. “Vendor removed the duplicate”.",
+    )

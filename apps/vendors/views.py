@@ -1,0 +1,1026 @@
+"""The staff pages of an integration, mounted in the admin by `IntegrationAdmin.get_urls`.
+
+* The setup page (the integration's admin page): sections in the order a district works —
+  connection, merchant accounts, categories, Test Pull / Test Push, import-after date,
+  parent options, tasks — then the enable checklist. Each section is its own form, posted
+  to its own URL, saved by one service, and answered with a message inside that section.
+* The dashboard: what the sync engine is doing for this integration, with the actions
+  staff need when something is stuck (retry, re-send, resolve, run a task now).
+
+Who may do what (DESIGN.md): district admins everything; support staff look (secrets
+masked, and the credentials form is refused outright) and run checks and tasks; fees clerks
+none of it. Views are thin: parse, call one service, render or redirect with a message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from auditlog.models import LogEntry as AuditEntry
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, Q
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import date_format
+from django_celery_beat.models import PeriodicTask
+
+from apps.fees.models import Fee
+
+from . import engine, services
+from .adapters import get_adapter_class
+from .adapters.base import CheckResult, VendorError
+from .forms import (
+    AccountMappingForm,
+    CategoriesForm,
+    ConnectionForm,
+    DiscrepancyResolveForm,
+    ImportAfterForm,
+    ParentOptionsForm,
+    add_service_errors,
+    possessive,
+)
+from .models import Discrepancy, Integration, MerchantAccountMapping, OutboxItem, TaskRun
+from .schedules import periodic_tasks_of, schedule_name
+from .selectors import outage_message, sync_status
+
+#: The setup sections, in the order a district works through them: (anchor, title).
+SECTIONS: list[tuple[str, str]] = [
+    ("connection", "Connection and credentials"),
+    ("accounts", "Merchant accounts"),
+    ("categories", "Categories"),
+    ("tests", "Test Pull and Test Push"),
+    ("import-after", "Import-after date"),
+    ("parent-options", "Parent options"),
+    ("tasks", "Tasks"),
+    ("enable", "Enable"),
+]
+SECTION_TITLES = dict(SECTIONS)
+MESSAGE_TAG = "feesync-in-"
+SCOPE_CHANGED = (
+    " Fees that came into scope are sent by the next “Send fees” run, or now with "
+    "“Resend fees” on the dashboard."
+)
+
+
+# --- who may do what ---------------------------------------------------------------------------
+
+
+def may_view(user: Any) -> bool:
+    return bool(
+        user.has_perm("vendors.view_integration") or user.has_perm("vendors.change_integration")
+    )
+
+
+def may_change(user: Any) -> bool:
+    return bool(user.has_perm("vendors.change_integration"))
+
+
+def may_edit_credentials(user: Any) -> bool:
+    return may_change(user) and services.integration_user_may_see_secrets(user)
+
+
+def may_run(user: Any) -> bool:
+    return bool(user.has_perm("vendors.run_integration_tasks"))
+
+
+def may_resolve(user: Any) -> bool:
+    return bool(user.has_perm("vendors.change_discrepancy"))
+
+
+# --- small presentation helpers ----------------------------------------------------------------
+
+
+def when(value: datetime | None) -> str:
+    if value is None:
+        return "—"
+    return date_format(timezone.localtime(value), "DATETIME_FORMAT")
+
+
+def long_date(day: date | None) -> str:
+    return f"{day:%B} {day.day}, {day.year}" if day else ""
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    return f"{n:,} {word if n == 1 else (words or word + 's')}"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 1:
+        return f"{int(seconds * 1000)} ms"
+    if seconds < 90:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes} min {secs} s"
+
+
+def in_words(delta: timedelta) -> str:
+    """ "in 14 minutes", "in 3 hours" — for the next run of a task."""
+    seconds = int(delta.total_seconds())
+    if seconds <= 60:
+        return "due now"
+    minutes = seconds // 60
+    if minutes < 90:
+        return f"in {plural(minutes, 'minute')}"
+    hours = round(minutes / 60)
+    if hours < 36:
+        return f"in {plural(hours, 'hour')}"
+    return f"in {plural(round(hours / 24), 'day')}"
+
+
+@dataclass(frozen=True)
+class CheckShown:
+    """A stored Test Pull / Test Push result, split back into its parts for the page."""
+
+    ok: bool | None
+    at: datetime | None
+    tried: str
+    answer: str
+    elapsed: str
+
+
+_DETAIL = re.compile(r"^(?P<tried>.*?) — (?P<answer>.*) \((?P<ms>\d+) ms\)$", re.S)
+
+
+def check_shown(ok: bool | None, at: datetime | None, detail: str) -> CheckShown:
+    match = _DETAIL.match(detail or "")
+    if match:
+        return CheckShown(
+            ok, at, match["tried"], match["answer"], duration(int(match["ms"]) / 1000)
+        )
+    return CheckShown(ok, at, "", detail, "")
+
+
+def counts_text(counts: dict[str, Any]) -> str:
+    parts = [
+        f"{k.replace('_', ' ')} {v:,}" if isinstance(v, int) else f"{k.replace('_', ' ')} {v}"
+        for k, v in counts.items()
+        if k != "seconds"
+    ]
+    return " · ".join(parts) or "—"
+
+
+WEEKDAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
+
+
+def schedule_text(periodic: PeriodicTask | None, default: str = "") -> str:
+    """A beat schedule in words: "Every 15 minutes", "Every day at 01:30 (America/New_York)"."""
+    if periodic is None:
+        return f"Not scheduled (default: {default})" if default else "Not scheduled"
+    if periodic.interval_id:
+        interval = periodic.interval
+        unit = interval.period.rstrip("s")
+        if interval.every == 1:
+            return f"Every {unit}"
+        return f"Every {interval.every} {interval.period}"
+    if periodic.crontab_id:
+        c = periodic.crontab
+        if (
+            c.minute.isdigit()
+            and c.hour.isdigit()
+            and c.day_of_month == "*"
+            and c.month_of_year == "*"
+        ):
+            at = f"{int(c.hour):02d}:{int(c.minute):02d} ({c.timezone})"
+            if c.day_of_week == "*":
+                return f"Every day at {at}"
+            if c.day_of_week.isdigit() and int(c.day_of_week) < 7:
+                return f"Every {WEEKDAYS[int(c.day_of_week)]} at {at}"
+        return c.human_readable
+    return str(periodic.schedule)
+
+
+def next_run(periodic: PeriodicTask | None) -> tuple[datetime | None, str]:
+    """When beat will next run the task, from its schedule and its last run."""
+    if periodic is None or not periodic.enabled:
+        return None, "Off"
+    try:
+        schedule = periodic.schedule
+        now = timezone.now()
+        remaining = schedule.remaining_estimate(periodic.last_run_at or now)
+    except Exception:  # an unusual hand-made schedule: say so rather than fail the page
+        return None, "See the schedule"
+    at = timezone.now() + remaining
+    return at, f"{when(at)} ({in_words(remaining)})"
+
+
+# --- the page frame ----------------------------------------------------------------------------
+
+
+class Pages:
+    """Rendering shared by the setup page and the dashboard (mixed into IntegrationAdmin)."""
+
+    admin_site: admin.AdminSite
+    opts: Any
+    media: Any
+
+    def _integration(self, request: HttpRequest, object_id: str) -> Integration:
+        if not may_view(request.user):
+            raise PermissionDenied
+        integration = (
+            Integration.objects.filter(pk=object_id).first() if object_id.isdigit() else None
+        )
+        if integration is None:
+            raise Http404("No such integration.")
+        return integration
+
+    def _frame(self, request: HttpRequest, integration: Integration, title: str) -> dict[str, Any]:
+        top: list[Any] = []
+        by_section: dict[str, list[Any]] = {}
+        for message in messages.get_messages(request):
+            tag = next(
+                (t for t in (message.extra_tags or "").split() if t.startswith(MESSAGE_TAG)),
+                None,
+            )
+            if tag:
+                key = tag.removeprefix(MESSAGE_TAG).replace("-", "_")
+                by_section.setdefault(key, []).append(message)
+            else:
+                top.append(message)
+        return {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": title,
+            "subtitle": integration.name if integration.name != integration.vendor_name else "",
+            "integration": integration,
+            "original": integration,
+            "vendor": integration.vendor_name,
+            "vendors": possessive(integration.vendor_name),
+            "top_messages": top,
+            "section_messages": by_section,
+            "setup_url": reverse("admin:vendors_integration_change", args=[integration.pk]),
+            "dashboard_url": reverse("admin:vendors_integration_dashboard", args=[integration.pk]),
+            "history_url": _audit_url(integration),
+            "outage": outage_message(integration=integration),
+            "may_change": may_change(request.user),
+            "may_run": may_run(request.user),
+            "may_edit_credentials": may_edit_credentials(request.user),
+            "may_resolve": may_resolve(request.user),
+            "media": self.media,
+            # Keyed with underscores so that templates can look them up (…import_after).
+            "section_urls": {
+                s.replace("-", "_"): _section_url(integration, s)
+                for s in [*SECTION_TITLES, "task-schedule", "task-run"]
+            },
+        }
+
+
+def _audit_url(integration: Integration) -> str:
+    ct = ContentType.objects.get_for_model(Integration)
+    # auditlog's own list filter ("resource_type") and a plain field lookup on object_pk.
+    query = urlencode({"resource_type": ct.pk, "object_pk": integration.pk})
+    return reverse("admin:auditlog_logentry_changelist") + "?" + query
+
+
+def _section_url(integration: Integration, section: str) -> str:
+    return reverse("admin:vendors_integration_section", args=[integration.pk, section])
+
+
+def _back_to(integration: Integration, section: str) -> HttpResponseRedirect:
+    url = reverse("admin:vendors_integration_change", args=[integration.pk])
+    return HttpResponseRedirect(f"{url}#{section}")
+
+
+def _say(request: HttpRequest, section: str, level: int, text: str) -> None:
+    messages.add_message(request, level, text, extra_tags=MESSAGE_TAG + section)
+
+
+def _admin_form(form: forms.Form, fieldsets: list[tuple[str | None, list[str]]]) -> Any:
+    return helpers.AdminForm(
+        form, [(name, {"fields": fields}) for name, fields in fieldsets if fields], {}
+    )
+
+
+# --- setup: what each section shows ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunShown:
+    started: str
+    took: str
+    trigger: str
+    outcome: str
+    outcome_code: str
+    counts: str
+    error: str
+
+
+def run_shown(run: TaskRun) -> RunShown:
+    took = duration((run.finished - run.started).total_seconds()) if run.finished else "running"
+    return RunShown(
+        started=when(run.started),
+        took=took,
+        trigger=run.trigger,
+        outcome=run.get_outcome_display(),
+        outcome_code=run.outcome,
+        counts=counts_text(run.counts or {}),
+        error=run.error.splitlines()[0] if run.error else "",
+    )
+
+
+@dataclass
+class TaskRow:
+    name: str
+    label: str
+    nightly: bool
+    periodic: PeriodicTask | None
+    enabled: bool
+    schedule: str
+    next_run: str
+    runs: list[RunShown] = field(default_factory=list)
+    changelist_url: str = ""
+
+
+def task_rows(integration: Integration, *, runs: int = 1) -> list[TaskRow]:
+    periodic = {p.name: p for p in periodic_tasks_of(integration)}
+    base = reverse("admin:vendors_taskrun_changelist")
+    rows: list[TaskRow] = []
+    for spec in services.tasks_for(integration):
+        p = periodic.get(schedule_name(integration, spec.label))
+        rows.append(
+            TaskRow(
+                name=spec.name,
+                label=spec.label,
+                nightly=spec.nightly,
+                periodic=p,
+                enabled=bool(p and p.enabled),
+                schedule=schedule_text(p, spec.default_schedule),
+                next_run=next_run(p)[1],
+                runs=[
+                    run_shown(r)
+                    for r in TaskRun.objects.filter(
+                        integration=integration, task=spec.name
+                    ).order_by("-started")[:runs]
+                ],
+                changelist_url=base
+                + "?"
+                + urlencode({"integration__id__exact": integration.pk, "task": spec.name}),
+            )
+        )
+    return rows
+
+
+def scope_preview(integration: Integration, day: date) -> dict[str, int]:
+    """What an import-after date would send with the categories chosen now."""
+    qs = Fee.objects.all()
+    category_ids = list(integration.categories.values_list("pk", flat=True))
+    if category_ids:
+        qs = qs.filter(category_id__in=category_ids)
+    return qs.aggregate(
+        sent=Count("id", filter=Q(fee_date__gte=day)),
+        sent_open=Count("id", filter=Q(fee_date__gte=day, status=Fee.Status.OPEN)),
+        never_open=Count("id", filter=Q(fee_date__lt=day, status=Fee.Status.OPEN)),
+    )
+
+
+def connection_summary(integration: Integration) -> dict[str, Any]:
+    """The connection section for people who may not edit credentials: secrets masked."""
+    from .transfer import fingerprint
+
+    adapter = get_adapter_class(integration.vendor_kind)
+    masked = integration.masked_credentials()
+    rows: list[tuple[str, str]] = [
+        ("Service URL", integration.service_url),
+        ("Timeout", plural(integration.timeout_seconds, "second")),
+    ]
+    rows += [
+        (label, masked.get(key) or "Not set") for key, label in adapter.credential_fields.items()
+    ]
+    transfer: list[tuple[str, str]] = []
+    if "demographics" in adapter.capabilities:
+        key = integration.transfer_host_key
+        try:
+            key_text = fingerprint(key) if key else "Not set"
+        except ValueError:
+            key_text = "Not a valid key"
+        port = integration.transfer_port
+        transfer = [
+            ("Protocol", integration.get_transfer_protocol_display()),
+            ("Server", integration.transfer_host or "—"),
+            ("Port", str(port) if port else "Default"),
+            ("Directory", integration.transfer_directory or "."),
+            ("Pinned host key", key_text),
+            ("Username", masked.get("transfer_username") or "Not set"),
+            ("Password", masked.get("transfer_password") or "Not set"),
+        ]
+    return {"rows": rows, "transfer": transfer}
+
+
+def audit_trail(integration: Integration, limit: int = 12) -> list[dict[str, Any]]:
+    """Recent setup changes from the audit log: the integration and its account mappings
+    (a deleted mapping is found by the integration id recorded in its last state)."""
+    ct_integration = ContentType.objects.get_for_model(Integration)
+    ct_mapping = ContentType.objects.get_for_model(MerchantAccountMapping)
+    own = list(
+        AuditEntry.objects.filter(content_type=ct_integration, object_pk=str(integration.pk))
+        .select_related("actor")
+        .order_by("-timestamp")[:limit]
+    )
+
+    def of_this_integration(entry: AuditEntry) -> bool:
+        values = (entry.changes_dict or {}).get("integration") or []
+        return str(integration.pk) in [str(v) for v in values] or any(
+            str(integration) == str(v) for v in values
+        )
+
+    mappings = [
+        e
+        for e in AuditEntry.objects.filter(content_type=ct_mapping)
+        .select_related("actor")
+        .order_by("-timestamp")[:200]
+        if of_this_integration(e)
+    ]
+    entries = sorted(own + mappings, key=lambda e: e.timestamp, reverse=True)[:limit]
+    out = []
+    for entry in entries:
+        changes = []
+        # A creation or deletion is told by the object's name; field lists only for updates.
+        is_update = entry.action == AuditEntry.Action.UPDATE
+        items = (entry.changes_dict or {}).items() if is_update else []
+        for name, values in items:
+            if name in {"updated_at", "created_at", "id", "integration"}:
+                continue
+            if isinstance(values, dict):  # a many-to-many change
+                verb = "added" if values.get("operation") == "add" else "removed"
+                changes.append((name, f"{verb}: {', '.join(values.get('objects', []))}", ""))
+            elif name == "credentials_encrypted":
+                changes.append(("credentials", "changed (secrets are never logged)", ""))
+            elif isinstance(values, list) and len(values) == 2:
+                changes.append((name.replace("_", " "), _shown(values[0]), _shown(values[1])))
+        out.append(
+            {
+                "when": when(entry.timestamp),
+                "who": entry.actor.get_username() if entry.actor else "FeeSync",
+                "what": entry.get_action_display(),
+                "object": entry.object_repr,
+                "changes": changes[:8],
+            }
+        )
+    return out
+
+
+def _option_shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    return str(value) if value not in (None, "") else "—"
+
+
+def _shown(value: Any) -> str:
+    return "—" if value in (None, "None", "") else str(value)
+
+
+class SetupPages(Pages):
+    """The setup page and its sections (mixed into IntegrationAdmin)."""
+
+    def setup_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        *,
+        bound: dict[str, forms.Form] | None = None,
+        status: int = 200,
+    ) -> HttpResponse:
+        integration = self._integration(request, object_id)
+        bound = bound or {}
+        user = request.user
+        ctx = self._frame(request, integration, f"{integration.vendor_name} setup")
+        if any(form.errors for form in bound.values()):
+            ctx["title_prefix"] = "Error: "  # said first by screen readers and in the tab
+        ctx["sections"] = SECTIONS
+
+        # 1. connection
+        if may_edit_credentials(user):
+            form = bound.get("connection") or ConnectionForm(integration=integration)
+            ctx["connection_form"] = _admin_form(
+                form,
+                [
+                    (None, form.main_fields),
+                    ("Demographics server (nightly student file)", form.transfer_fields),
+                ],
+            )
+        ctx["connection"] = connection_summary(integration)
+        ctx["credentials_set"] = all(
+            integration.credentials.get(k)
+            for k in get_adapter_class(integration.vendor_kind).credential_fields
+        )
+
+        # 2. merchant accounts
+        accounts = bound.get("accounts") or AccountMappingForm(integration=integration)
+        ctx["accounts_form"] = accounts
+        ctx["mapped_count"] = integration.account_mappings.count()
+
+        # 3. categories
+        categories = bound.get("categories") or CategoriesForm(integration=integration)
+        ctx["categories_form"] = categories
+        ctx["categories_all"] = not integration.categories.exists()
+        ctx["categories_selected"] = list(integration.categories.all())
+        ctx["open_in_scope"] = (
+            engine.fees_in_scope(integration).filter(status=Fee.Status.OPEN).count()
+            if integration.import_after
+            else None
+        )
+
+        # 4. checks
+        ctx["test_pull"] = check_shown(
+            integration.test_pull_ok, integration.test_pull_at, integration.test_pull_detail
+        )
+        ctx["test_push"] = check_shown(
+            integration.test_push_ok, integration.test_push_at, integration.test_push_detail
+        )
+
+        # 5. import-after date
+        adapter = get_adapter_class(integration.vendor_kind)
+        ctx["tests_gate"] = adapter.requires_tests_before_import_date
+        ctx["tests_passed"] = bool(integration.test_pull_ok and integration.test_push_ok)
+        preview_form = ImportAfterForm(
+            request.GET if "import_after" in request.GET else None,
+            initial={"import_after": integration.import_after},
+            auto_id="id_preview_%s",
+        )
+        ctx["preview_form"] = _admin_form(preview_form, [(None, ["import_after"])])
+        if preview_form.is_bound and preview_form.is_valid():
+            day = preview_form.cleaned_data["import_after"]
+            ctx["preview"] = {"day": day, "text": long_date(day), **scope_preview(integration, day)}
+        if integration.import_after:
+            ctx["current_scope"] = scope_preview(integration, integration.import_after)
+        ctx["import_after_form"] = bound.get("import-after")
+
+        # 6. parent options
+        parent = bound.get("parent-options") or ParentOptionsForm(integration=integration)
+        ctx["parent_form"] = _admin_form(parent, [(None, list(parent.fields))])
+        ctx["parent_unavailable"] = parent.unavailable
+        ctx["parent_readonly"] = [
+            (f.label, _option_shown(getattr(integration, name)))
+            for name, f in parent.fields.items()
+        ]
+        message = (
+            parent.data.get("parent_message", "") if parent.is_bound else integration.parent_message
+        )
+        ctx["parent_message_preview"] = (message or "").strip()
+        ctx["button_preview"] = (
+            parent.data.get("button_text") if parent.is_bound else integration.button_text
+        ) or f"Go to {integration.vendor_name}"
+
+        # 7. tasks
+        ctx["tasks"] = task_rows(integration)
+
+        # 8. enable
+        ctx["checklist"] = services.enable_checklist(integration=integration)
+        ctx["checklist_ok"] = all(i.ok for i in ctx["checklist"] if i.required)
+        if not integration.enabled:
+            ctx["duplicates"], ctx["duplicates_error"] = self._duplicates(integration)
+
+        ctx["steps"] = self._steps(integration, ctx)
+        ctx["history"] = audit_trail(integration)
+        return TemplateResponse(request, "admin/vendors/integration/setup.html", ctx, status=status)
+
+    @staticmethod
+    def _duplicates(integration: Integration) -> tuple[list[Any] | None, str]:
+        """Unpaid fees already at the vendor that FeeSync did not send. Asked only once
+        Test Pull has passed: before that the answer would only be another failure."""
+        if not integration.test_pull_ok:
+            return None, ""
+        if integration.consecutive_failures:
+            # Asking a vendor that is failing would only hold the page up for its timeout.
+            return None, integration.last_error or "it has not been answering lately."
+        try:
+            return services.vendor_unpaid_fees_that_would_duplicate(integration=integration), ""
+        except VendorError as exc:
+            return None, exc.message
+
+    @staticmethod
+    def _steps(integration: Integration, ctx: dict[str, Any]) -> list[tuple[str, str, str]]:
+        """(anchor, title, state) for the list of steps at the top of the page."""
+        done = {
+            "connection": ctx["credentials_set"],
+            "accounts": ctx["mapped_count"] > 0,
+            "categories": True,
+            "tests": ctx["tests_passed"],
+            "import-after": integration.import_after is not None,
+            "parent-options": None,
+            "tasks": None,
+            "enable": integration.enabled,
+        }
+        words = {True: "Done", False: "To do", None: "Optional"}
+        return [(anchor, title, words[done[anchor]]) for anchor, title in SECTIONS]
+
+    # --- the section forms (POST) -------------------------------------------------------------
+
+    def section_view(self, request: HttpRequest, object_id: str, section: str) -> HttpResponse:
+        integration = self._integration(request, object_id)
+        handlers: dict[str, tuple[Callable[[Any], bool], Callable[..., HttpResponse]]] = {
+            "connection": (may_edit_credentials, self._save_connection),
+            "accounts": (may_change, self._save_accounts),
+            "categories": (may_change, self._save_categories),
+            "tests": (may_run, self._run_check),
+            "import-after": (may_change, self._save_import_after),
+            "parent-options": (may_change, self._save_parent_options),
+            "task-schedule": (may_change, self._toggle_task),
+            "task-run": (may_run, self._run_task),
+            "enable": (may_change, self._set_enabled),
+        }
+        if section not in handlers:
+            raise Http404("No such section.")
+        allowed, handler = handlers[section]
+        if not allowed(request.user):
+            raise PermissionDenied
+        if request.method != "POST":
+            return _back_to(integration, section)
+        return handler(request, integration)
+
+    def _invalid(
+        self, request: HttpRequest, integration: Integration, section: str, form: Any
+    ) -> HttpResponse:
+        title = SECTION_TITLES.get(section, section)
+        messages.error(
+            request,
+            f"Nothing was saved: please correct what is marked in “{title}” below.",
+        )
+        return self.setup_view(request, str(integration.pk), bound={section: form}, status=200)
+
+    def _save_connection(self, request: HttpRequest, integration: Integration) -> HttpResponse:
+        form = ConnectionForm(request.POST, integration=integration)
+        if form.is_valid():
+            try:
+                retest = services.integration_update_connection(
+                    integration=integration, **form.service_arguments()
+                )
+            except ValidationError as exc:
+                add_service_errors(form, exc)
+            else:
+                text = "Connection settings saved."
+                if retest:
+                    text += (
+                        " The address or credentials changed: run Test Pull and Test Push again."
+                    )
+                _say(request, "connection", messages.SUCCESS, text)
+                return _back_to(integration, "connection")
+        return self._invalid(request, integration, "connection", form)
+
+    def _save_accounts(self, request: HttpRequest, integration: Integration) -> HttpResponse:
+        form = AccountMappingForm(request.POST, integration=integration)
+        if form.is_valid():
+            try:
+                counts = services.integration_set_account_mappings(
+                    integration=integration, mappings=form.mappings()
+                )
+            except ValidationError as exc:
+                add_service_errors(form, exc)
+            else:
+                mapped = integration.account_mappings.count()
+                changes = ", ".join(f"{n} {k}" for k, n in counts.items() if n) or "no changes"
+                _say(
+                    request,
+                    "accounts",
+                    messages.SUCCESS,
+                    f"Merchant accounts saved ({changes}): "
+                    f"{plural(mapped, 'account')} used with {integration.vendor_name}.",
+                )
+                return _back_to(integration, "accounts")
+        return self._invalid(request, integration, "accounts", form)
+
+    def _save_categories(self, request: HttpRequest, integration: Integration) -> HttpResponse:
+        form = CategoriesForm(request.POST, integration=integration)
+        if form.is_valid():
+            chosen = form.cleaned_data["categories"]
+            services.integration_set_categories(integration=integration, categories=chosen)
+            if chosen:
+                text = f"Categories saved: {plural(len(chosen), 'category', 'categories')} sent."
+            else:
+                text = "Categories saved: every category is sent, including ones added later."
+            if integration.enabled:
+                text += SCOPE_CHANGED
+            _say(request, "categories", messages.SUCCESS, text)
+            return _back_to(integration, "categories")
+        return self._invalid(request, integration, "categories", form)
+
+    def _run_check(self, request: HttpRequest, integration: Integration) -> HttpResponse:
+        check = request.POST.get("check")
+        if check not in ("pull", "push"):
+            raise Http404("No such check.")
+        result: CheckResult = services.integration_run_check(integration=integration, check=check)
+        name = "Test Pull" if check == "pull" else "Test Push"
+        verdict = "passed" if result.ok else "failed"
+        _say(
+            request,
+            "tests",
+            messages.SUCCESS if result.ok else messages.ERROR,
+            f"{name} {verdict} in {duration(result.elapsed_ms / 1000)}: {result.answer}",
+        )
+        return _back_to(integration, "tests")
+
+    def _save_import_after(self, request: HttpRequest, integration: Integration) -> HttpResponse:
+        form = ImportAfterForm(request.POST)
+        if form.is_valid():
+            day = form.cleaned_data["import_after"]
+            try:
+                services.integration_set_import_after(integration=integration, import_after=day)
+            except ValidationError as exc:
+                add_service_errors(form, exc)
+            else:
+                preview = scope_preview(integration, day)
+                _say(
+                    request,
+                    "import-after",
+                    messages.SUCCESS,
+                    f"Import-after date set to {long_date(day)}: "
+                    f"{plural(preview['sent'], 'fee')} in scope "
+                    f"({preview['sent_open']:,} open). Earlier fees will never be sent."
+                    + (SCOPE_CHANGED if integration.enabled else ""),
+                )
+                return _back_to(integration, "import-after")
+        return self._invalid(request, integration, "import-after", form)
+
+    def _save_parent_options(self, request: HttpRequest, integration: Integration) -> HttpResponse:
+        form = ParentOptionsForm(request.POST, integration=integration)
+        if "preview" in request.POST:
+            form.is_valid()  # show field errors, if any, with the preview; save nothing
+            _say(
+                request,
+                "parent-options",
+                messages.INFO,
+                "Preview only: nothing was saved. Save the parent options to keep it.",
+            )
+            return self.setup_view(request, str(integration.pk), bound={"parent-options": form})
+        if form.is_valid():
+            try:
+                services.integration_update_parent_options(
+                    integration=integration, **form.service_arguments()
+                )
+            except ValidationError as exc:
+                add_service_errors(form, exc)
+            else:
+                _say(request, "parent-options", messages.SUCCESS, "Parent options saved.")
+                return _back_to(integration, "parent-options")
+        return self._invalid(request, integration, "parent-options", form)
+
+    def _task_name(self, request: HttpRequest, integration: Integration) -> Any:
+        name = request.POST.get("task", "")
+        spec = services.TASKS.get(name)
+        if spec is None or spec not in services.tasks_for(integration):
+            raise Http404("No such task.")
+        return spec
+
+    def _toggle_task(self, request: HttpRequest, integration: Integration) -> HttpResponse:
+        spec = self._task_name(request, integration)
+        enabled = request.POST.get("enabled") == "1"
+        services.integration_task_set_enabled(
+            integration=integration, task=spec.name, enabled=enabled
+        )
+        _say(
+            request,
+            "tasks",
+            messages.SUCCESS,
+            f"“{spec.label}” is switched {'on' if enabled else 'off'}"
+            + ("." if enabled else "; it still runs when you press Run now."),
+        )
+        return _back_to(integration, "tasks")
+
+    def _run_task(self, request: HttpRequest, integration: Integration) -> HttpResponse:
+        spec = self._task_name(request, integration)
+        back_to_dashboard = request.POST.get("back") == "dashboard"
+        section = "tasks"
+        if not integration.enabled:
+            text = f"“{spec.label}” did not run: enable the integration first."
+            level = messages.ERROR
+        else:
+            try:
+                queue_task(integration, spec.name)
+            except Exception as exc:  # the broker being down must not fail the page
+                text, level = f"“{spec.label}” could not be started: {exc}", messages.ERROR
+            else:
+                text = f"“{spec.label}” has started. Its run appears below when it finishes."
+                level = messages.SUCCESS
+        if back_to_dashboard:
+            messages.add_message(request, level, text)
+            return HttpResponseRedirect(
+                reverse("admin:vendors_integration_dashboard", args=[integration.pk]) + "#tasks"
+            )
+        _say(request, section, level, text)
+        return _back_to(integration, section)
+
+    def _set_enabled(self, request: HttpRequest, integration: Integration) -> HttpResponse:
+        enabled = request.POST.get("enabled") == "1"
+        try:
+            services.integration_set_enabled(integration=integration, enabled=enabled)
+        except ValidationError as exc:
+            _say(request, "enable", messages.ERROR, " ".join(exc.messages))
+        else:
+            if enabled:
+                _say(
+                    request,
+                    "enable",
+                    messages.SUCCESS,
+                    f"{integration.vendor_name} is enabled. Every fee in scope is being sent; "
+                    "follow it on the dashboard.",
+                )
+            else:
+                _say(
+                    request,
+                    "enable",
+                    messages.SUCCESS,
+                    f"{integration.vendor_name} is disabled: nothing is sent or pulled until "
+                    "it is enabled again. Changes made meanwhile are sent then.",
+                )
+        return _back_to(integration, "enable")
+
+
+def queue_task(integration: Integration, task: str) -> None:
+    """Run one task in the background, as "Run now" (the worker records the run)."""
+    from .tasks import run_integration_task
+
+    run_integration_task.delay(integration.pk, task, trigger="manual")
+
+
+# --- the dashboard -----------------------------------------------------------------------------
+
+
+def changelist(model: str, **filters: Any) -> str:
+    return reverse(f"admin:vendors_{model}_changelist") + "?" + urlencode(filters)
+
+
+class DashboardPages(Pages):
+    def dashboard_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        integration = self._integration(request, object_id)
+        ctx = self._frame(request, integration, f"{integration.vendor_name} dashboard")
+        status = sync_status(integration=integration)
+        in_scope, acked = status["fees_in_scope"], status["fees_acknowledged"]
+        percent = 100 if not in_scope else min(100, int(acked * 100 / in_scope))
+        running = TaskRun.objects.filter(
+            integration=integration, outcome=TaskRun.Outcome.RUNNING
+        ).exists()
+        waiting = status["changes_waiting"]
+        pk = integration.pk
+        oldest = status["oldest_waiting"]
+        refresh_off = request.GET.get("refresh") == "off"
+        ctx.update(
+            {
+                "status": status,
+                "percent": percent,
+                "in_scope": in_scope,
+                "acknowledged": min(acked, in_scope) if in_scope else acked,
+                "waiting": waiting,
+                "oldest_waiting": when(datetime.fromisoformat(oldest)) if oldest else "",
+                "parked": status["changes_parked"],
+                "parked_items": list(
+                    integration.outbox.filter(state=OutboxItem.State.PARKED)
+                    .select_related("fee")
+                    .order_by("updated_at")[:50]
+                ),
+                "running": running,
+                "refresh": (waiting > 0 or running) and not refresh_off,
+                "refresh_seconds": 30 if ctx["outage"] else 5,
+                "refresh_off": refresh_off,
+                "tasks": task_rows(integration, runs=5),
+                "discrepancies": list(
+                    Discrepancy.objects.filter(integration=integration, resolved_at__isnull=True)
+                    .exclude(kind=Discrepancy.Kind.UNMATCHED_PAYMENT)
+                    .order_by("-created_at")[:50]
+                ),
+                "unmatched": list(
+                    Discrepancy.objects.filter(
+                        integration=integration,
+                        resolved_at__isnull=True,
+                        kind=Discrepancy.Kind.UNMATCHED_PAYMENT,
+                    ).order_by("-created_at")[:50]
+                ),
+                "unmatched_count": Discrepancy.objects.filter(
+                    integration=integration,
+                    resolved_at__isnull=True,
+                    kind=Discrepancy.Kind.UNMATCHED_PAYMENT,
+                ).count(),
+                "links": {
+                    "in_scope": self._fees_in_scope_url(integration),
+                    "acknowledged": changelist("syncedfee", integration__id__exact=pk),
+                    "waiting": changelist("outboxitem", integration__id__exact=pk, state="pending"),
+                    "parked": changelist("outboxitem", integration__id__exact=pk, state="parked"),
+                    "payments": reverse("admin:fees_ledgerentry_changelist")
+                    + "?"
+                    + urlencode({"external_source": integration.external_source}),
+                    "discrepancies": changelist(
+                        "discrepancy", integration__id__exact=pk, open="yes"
+                    ),
+                    "unmatched": changelist(
+                        "discrepancy",
+                        integration__id__exact=pk,
+                        open="yes",
+                        kind="unmatched_payment",
+                    ),
+                    "runs": changelist("taskrun", integration__id__exact=pk),
+                },
+                "resolve_form": DiscrepancyResolveForm(auto_id=False),
+                "send_fees_label": services.TASKS["send-fees"].label,
+            }
+        )
+        return TemplateResponse(request, "admin/vendors/integration/dashboard.html", ctx)
+
+    @staticmethod
+    def _fees_in_scope_url(integration: Integration) -> str:
+        if integration.import_after is None:
+            return ""
+        query: dict[str, Any] = {"fee_date__gte": integration.import_after.isoformat()}
+        ids = list(integration.categories.values_list("pk", flat=True))
+        if ids:
+            query["category__in"] = ",".join(str(i) for i in ids)
+        return reverse("admin:fees_fee_changelist") + "?" + urlencode(query)
+
+    def dashboard_action_view(
+        self, request: HttpRequest, object_id: str, action: str
+    ) -> HttpResponse:
+        integration = self._integration(request, object_id)
+        if action not in ("retry", "resend"):
+            raise Http404("No such action.")
+        if not may_run(request.user):
+            raise PermissionDenied
+        if request.method != "POST":
+            return HttpResponseRedirect(self._dashboard(integration))
+        if action == "retry":
+            ids: list[int] | None = None
+            if request.POST.get("which") != "all":
+                ids = [int(i) for i in request.POST.getlist("item") if i.isdigit()]
+                if not ids:
+                    messages.error(request, "Tick the parked changes to retry, or retry all.")
+                    return HttpResponseRedirect(self._dashboard(integration, "parked"))
+            n = engine.outbox_retry_parked(integration=integration, item_ids=ids)
+            messages.success(
+                request,
+                f"{plural(n, 'parked change')} will be sent again now."
+                if n
+                else "Nothing was parked any more.",
+            )
+            return HttpResponseRedirect(self._dashboard(integration, "parked"))
+        # resend: the send-fees task, in the background
+        if not integration.enabled:
+            messages.error(request, "Enable the integration before sending fees.")
+        else:
+            try:
+                queue_task(integration, "send-fees")
+            except Exception as exc:  # the broker being down must not fail the page
+                messages.error(request, f"Sending could not be started: {exc}")
+            else:
+                messages.success(
+                    request,
+                    "Every fee in scope that the vendor does not hold yet is being sent. "
+                    "The progress bar below follows it.",
+                )
+        return HttpResponseRedirect(self._dashboard(integration, "progress"))
+
+    def discrepancy_view(
+        self, request: HttpRequest, object_id: str, discrepancy_id: str, action: str
+    ) -> HttpResponse:
+        integration = self._integration(request, object_id)
+        discrepancy = Discrepancy.objects.filter(pk=discrepancy_id, integration=integration).first()
+        if discrepancy is None or action not in ("resend", "resolve"):
+            raise Http404("No such finding.")
+        allowed = may_run if action == "resend" else may_resolve
+        if not allowed(request.user):
+            raise PermissionDenied
+        if request.method != "POST":
+            return HttpResponseRedirect(self._dashboard(integration, "discrepancies"))
+        anchor = (
+            "unmatched"
+            if discrepancy.kind == Discrepancy.Kind.UNMATCHED_PAYMENT
+            else "discrepancies"
+        )
+        if action == "resend":
+            try:
+                services.discrepancy_resend(discrepancy=discrepancy)
+            except ValidationError as exc:
+                messages.error(request, " ".join(exc.messages))
+            else:
+                messages.success(
+                    request,
+                    f"Fee {discrepancy.fee_ref} will be sent to {integration.vendor_name} "
+                    "again. Mark the finding resolved once the vendor has it right.",
+                )
+            return HttpResponseRedirect(self._dashboard(integration, anchor))
+        form = DiscrepancyResolveForm(request.POST)
+        note = form.cleaned_data["note"] if form.is_valid() else ""
+        try:
+            services.discrepancy_resolve(discrepancy=discrepancy, note=note, user=request.user)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        else:
+            messages.success(
+                request,
+                f"“{discrepancy.get_kind_display()}” "
+                f"({discrepancy.fee_ref or discrepancy.vendor_ref}) marked resolved.",
+            )
+        return HttpResponseRedirect(self._dashboard(integration, anchor))
+
+    @staticmethod
+    def _dashboard(integration: Integration, anchor: str = "") -> str:
+        url = reverse("admin:vendors_integration_dashboard", args=[integration.pk])
+        return f"{url}#{anchor}" if anchor else url

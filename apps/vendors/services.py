@@ -56,7 +56,23 @@ def integration_set_import_after(
         )
     integration.import_after = import_after
     integration.save(update_fields=["import_after", "updated_at"])
+    _send_newly_in_scope(integration)
     return integration
+
+
+def _send_newly_in_scope(integration: Integration) -> None:
+    """The scope of an enabled integration changed: send the fees that came into it (the
+    send-fees task sends only what the vendor does not hold yet), after commit."""
+    if not integration.enabled:
+        return
+    integration_id = integration.pk
+
+    def send() -> None:
+        from .tasks import run_integration_task
+
+        run_integration_task.delay(integration_id, "send-fees", trigger="scope changed")
+
+    transaction.on_commit(send)
 
 
 PARENT_OPTION_FIELDS = (
@@ -175,7 +191,8 @@ def vendor_unpaid_fees_that_would_duplicate(
 ) -> list[Any]:
     """Unpaid fees already at the vendor that FeeSync did not send: the vendors advise
     purging them before enabling, or parents would see both. Raises VendorError."""
-    adapter = engine.adapter_for(integration)
+    # A person waits on the setup page for this: a short timeout, not the task's.
+    adapter = engine.adapter_for(integration, timeout=5)
     found: list[Any] = []
     cursor = None
     while len(found) < limit:
@@ -669,7 +686,9 @@ def integration_set_account_mappings(
 def integration_set_categories(*, integration: Integration, categories: list[Any]) -> None:
     """The fee categories this integration sends; an empty list means every category,
     including ones added later. Audited through the m2m field (apps.py)."""
-    integration.categories.set(categories)
+    with transaction.atomic():
+        integration.categories.set(categories)
+        _send_newly_in_scope(integration)
 
 
 def integration_run_check(*, integration: Integration, check: str) -> CheckResult:

@@ -299,3 +299,28 @@ def test_demographics_export_refuses_a_wrong_host_key(make_integration, tmp_path
         assert "host key does not match" in result.error
         assert not list((tmp_path / "drop").iterdir())
         assert server.auth_attempts == []  # refused before any password was sent
+
+
+def test_widening_the_scope_of_an_enabled_integration_sends_the_fees_it_now_covers(
+    sandbox, make_integration, django_capture_on_commit_callbacks
+):
+    from apps.categories.models import FeeCategory
+    from apps.vendors.services import integration_set_categories, integration_set_import_after
+
+    integration = make_integration(
+        import_after=dt.date(2026, 10, 1), test_pull_ok=True, test_push_ok=True
+    )
+    september = make_fee(amount="9.00", fee_date=IN_SCOPE)
+    engine.deliver(integration_id=integration.pk)
+    assert sandbox.fees() == {}
+    with django_capture_on_commit_callbacks(execute=True):
+        integration_set_import_after(integration=integration, import_after=dt.date(2026, 8, 1))
+    assert list(sandbox.fees()) == [september.reference]
+
+    other = make_fee(amount="4.00", fee_date=IN_SCOPE)
+    with django_capture_on_commit_callbacks(execute=True):
+        integration_set_categories(
+            integration=integration, categories=[FeeCategory.objects.get(fees=september)]
+        )
+        integration_set_categories(integration=integration, categories=[])
+    assert set(sandbox.fees()) == {september.reference, other.reference}

@@ -10,11 +10,13 @@ background pulls last stored.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.db import connection
 from django.db.models import F, Prefetch, QuerySet
 from django.utils import timezone
 
@@ -325,3 +327,41 @@ def portal_page_for(*, guardian: Guardian, student_id: int | None = None) -> Por
         pulls=[PullLine(i.vendor_name, i.payments_pulled_at) for i in integrations],
         today=today,
     )
+
+
+# --- the page cache ---------------------------------------------------------------------------
+# Parents are the largest group of users and the Fees and Fines page is nearly all they
+# load, often many at once (a reminder e-mail goes out). Its body is cached per parent under
+# a fingerprint of everything money-related it shows, read in one query: the children linked
+# to the parent, their fees (count and the sum of versions: every change to a fee raises its
+# version), the balances fetched from the vendors, and the enabled integrations' settings and
+# last pull. Any such change makes a new key, so money is never shown stale; names and
+# similar details may lag by at most PORTAL_PAGE_CACHE_SECONDS.
+
+_FINGERPRINT_SQL = """
+WITH kids AS (SELECT student_id FROM students_guardian_students WHERE guardian_id = %(g)s)
+SELECT
+    (SELECT string_agg(student_id::text, ',' ORDER BY student_id) FROM kids),
+    (SELECT COUNT(*)::text || '/' || COALESCE(SUM(version), 0)::text FROM fees_fee
+        WHERE student_id IN (SELECT student_id FROM kids)),
+    (SELECT MAX(fetched_at)::text FROM vendors_lunchbalance
+        WHERE student_id IN (SELECT student_id FROM kids)),
+    (SELECT MAX(fetched_at)::text FROM vendors_studentvendorbalance
+        WHERE student_id IN (SELECT student_id FROM kids)),
+    (SELECT COUNT(*)::text || '/' || COALESCE(MAX(updated_at)::text, '') || '/'
+            || COALESCE(MAX(payments_pulled_at)::text, '')
+        FROM vendors_integration WHERE enabled)
+"""
+
+
+def fees_page_cache_key(*, guardian: Guardian) -> str | None:
+    """The cache key of this parent's Fees and Fines body as things stand, or None where the
+    page is not cached (SQLite, a development database)."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(_FINGERPRINT_SQL, {"g": guardian.pk})
+        row = cursor.fetchone()
+    fingerprint = "|".join(str(v) for v in row) + f"|{timezone.localdate()}"
+    digest = hashlib.sha256(fingerprint.encode()).hexdigest()[:32]
+    return f"portal:fees:{guardian.pk}:{digest}"

@@ -16,18 +16,28 @@ from typing import Any, Concatenate, ParamSpec
 
 from axes.helpers import get_cool_off, get_lockout_message
 from axes.utils import reset as axes_reset
+from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone
+from django.utils.safestring import mark_safe
 
 from apps.students.models import Guardian
 
 from .forms import ParentAuthenticationForm, ParentPasswordResetForm, ParentSetPasswordForm
 from .sections import section_by_slug
-from .selectors import ChildFees, PortalPage, guardian_for, portal_page_for
+from .selectors import (
+    ChildFees,
+    PortalPage,
+    fees_page_cache_key,
+    guardian_for,
+    portal_page_for,
+)
 
 P = ParamSpec("P")
 ParentView = Callable[Concatenate[HttpRequest, Guardian, P], HttpResponse]
@@ -50,7 +60,18 @@ def parent_required(view: ParentView[P]) -> Callable[Concatenate[HttpRequest, P]
 
 @parent_required
 def fees_page(request: HttpRequest, guardian: Guardian) -> HttpResponse:
-    return render(request, "portal/fees.html", {"page": portal_page_for(guardian=guardian)})
+    """Fees and Fines. Its body comes from the cache while nothing it shows has changed
+    (see selectors.fees_page_cache_key); the frame around it is rendered for each request."""
+    ttl = settings.PORTAL_PAGE_CACHE_SECONDS
+    key = fees_page_cache_key(guardian=guardian) if ttl else None
+    body = cache.get(key) if key else None
+    if body is not None:
+        return render(request, "portal/fees.html", {"body": mark_safe(body)})  # noqa: S308 - our own rendered template
+    page = portal_page_for(guardian=guardian)
+    if key:
+        body = render_to_string("portal/_fees_body.html", {"page": page}, request=request)
+        cache.set(key, body, ttl)
+    return render(request, "portal/fees.html", {"page": page, "body": None})
 
 
 def _own_child(guardian: Guardian, student_id: int) -> tuple[PortalPage, ChildFees]:

@@ -688,6 +688,8 @@ def integration_set_categories(*, integration: Integration, categories: list[Any
     including ones added later. Audited through the m2m field (apps.py)."""
     with transaction.atomic():
         integration.categories.set(categories)
+        # updated_at marks the change for what caches the integration's scope (the portal).
+        integration.save(update_fields=["updated_at"])
         _send_newly_in_scope(integration)
 
 

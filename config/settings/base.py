@@ -192,6 +192,9 @@ SILENCED_SYSTEM_CHECKS = ["axes.W006"]
 # that a password reset by e-mail ends it (apps/portal/views.py); the staff site keeps axes'
 # plain message. https://django-axes.readthedocs.io/en/latest/4_configuration.html
 AXES_LOCKOUT_CALLABLE = "apps.portal.views.lockout_response"
+# How long a parent's Fees and Fines body may be served from the cache while nothing about
+# their money changed (apps/portal/selectors.py); 0 turns the cache off.
+PORTAL_PAGE_CACHE_SECONDS = env.int("PORTAL_PAGE_CACHE_SECONDS", default=60)
 
 # Vendor credentials are encrypted with these Fernet keys, newest first (apps/vendors/crypto.py).
 # Without the variable a key derived from SECRET_KEY is used (development only; production

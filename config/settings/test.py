@@ -21,3 +21,5 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# Most portal tests read the page's context; the cache has tests of its own.
+PORTAL_PAGE_CACHE_SECONDS = 0

@@ -103,14 +103,9 @@ def _active_accounts() -> QuerySet[MerchantAccount]:
 # --- one fee ----------------------------------------------------------------------------------
 
 
-class FeeAddForm(forms.Form):
-    """Charge one student a fee (calls `fee_create`)."""
+class ChargeForm(forms.Form):
+    """What every charge needs: category, merchant account, description, amount, dates."""
 
-    student = forms.ModelChoiceField(
-        queryset=Student.objects.all(),
-        widget=AutocompleteSelect(Fee._meta.get_field("student"), admin.site),
-        help_text="Type a name or student number.",
-    )
     category = forms.ModelChoiceField(
         queryset=_active_categories(),
         help_text="What kind of fee this is. Only active categories are listed.",
@@ -148,6 +143,17 @@ class FeeAddForm(forms.Form):
         cleaned = super().clean()
         _check_dates(self, cleaned.get("fee_date"), cleaned.get("due_date"))
         return cleaned
+
+
+class FeeAddForm(ChargeForm):
+    """Charge one student a fee (calls `fee_create`)."""
+
+    student = forms.ModelChoiceField(
+        queryset=Student.objects.all(),
+        widget=AutocompleteSelect(Fee._meta.get_field("student"), admin.site),
+        help_text="Type a name or student number.",
+    )
+    field_order = ["student"]
 
 
 class FeeChangeForm(forms.ModelForm):
@@ -321,7 +327,7 @@ class VoidForm(forms.Form):
 # --- fees for a list of students --------------------------------------------------------------
 
 
-class AssignmentAddForm(forms.Form):
+class AssignmentAddForm(ChargeForm):
     """A fee for the students of a saved list (calls `assignment_create`)."""
 
     student_list = forms.ModelChoiceField(
@@ -331,41 +337,13 @@ class AssignmentAddForm(forms.Form):
         help_text="The saved list whose students are charged. A list of an activity's "
         "members makes the fee follow students who join the activity later.",
     )
-    category = forms.ModelChoiceField(
-        queryset=_active_categories(), help_text="What kind of fee this is."
-    )
-    merchant_account = forms.ModelChoiceField(
-        queryset=_active_accounts(),
-        label="Merchant account",
-        help_text="The bank account the payment vendor deposits this money into.",
-    )
-    description = forms.CharField(
-        max_length=200,
-        widget=forms.TextInput(attrs={"class": "vTextField"}),
-        help_text="What parents see, e.g. “Varsity football 2026”.",
-    )
-    amount = MoneyField(help_text="Charged to each student, in dollars and cents.")
-    fee_date = forms.DateField(
-        label="Fee date", widget=_date_widget(), help_text="The date the fees are charged."
-    )
-    due_date = forms.DateField(
-        label="Due date",
-        required=False,
-        widget=_date_widget(),
-        help_text="Optional. Not before the fee date.",
-    )
+    field_order = ["student_list"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["category"].queryset = _active_categories()
-        self.fields["merchant_account"].queryset = _active_accounts()
-        if not self.is_bound and "fee_date" not in self.initial:
-            self.initial["fee_date"] = timezone.localdate()
-
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
-        _check_dates(self, cleaned.get("fee_date"), cleaned.get("due_date"))
-        return cleaned
+        self.fields["description"].help_text = "What parents see, e.g. “Varsity football 2026”."
+        self.fields["amount"].help_text = "Charged to each student, in dollars and cents."
+        self.fields["fee_date"].help_text = "The date the fees are charged."
 
 
 class ListFromAssignmentForm(forms.Form):

@@ -157,10 +157,9 @@ class ActionPageMixin:
 # --- ledger entries and allocations: read-only --------------------------------------------
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Money history: anyone allowed may look, nobody adds, changes or deletes here."""
-
-    Media = FeeSyncMedia
+class ReadOnlyMixin:
+    """For admins and inlines of history: anyone allowed may look, nobody adds, changes or
+    deletes there."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -170,6 +169,12 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Money history: anyone allowed may look, nobody adds, changes or deletes here."""
+
+    Media = FeeSyncMedia
 
 
 @admin.register(LedgerEntry)
@@ -252,7 +257,7 @@ class AllocationAdmin(ReadOnlyAdmin):
         return format_html('<a href="{}">{}</a>', admin_url(fee), fee.reference)
 
 
-class LedgerEntryInline(admin.TabularInline):
+class LedgerEntryInline(ReadOnlyMixin, admin.TabularInline):
     model = LedgerEntry
     fk_name = "fee"
     extra = 0
@@ -276,15 +281,6 @@ class LedgerEntryInline(admin.TabularInline):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[LedgerEntry]:
         return super().get_queryset(request).select_related("created_by", "reverses")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="Who")
     def who(self, obj: LedgerEntry) -> str:
@@ -719,7 +715,7 @@ class FeeAdmin(ActionPageMixin, admin.ModelAdmin):
 # --- fees for lists of students ---------------------------------------------------------------
 
 
-class BulkJobInline(admin.TabularInline):
+class BulkJobInline(ReadOnlyMixin, admin.TabularInline):
     model = BulkJob
     extra = 0
     can_delete = False
@@ -730,15 +726,6 @@ class BulkJobInline(admin.TabularInline):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[BulkJob]:
         return super().get_queryset(request).select_related("started_by")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="Job")
     def job(self, obj: BulkJob) -> str:

@@ -22,7 +22,13 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
-from apps.fees.admin import ActionPageMixin, FeeSyncMedia, admin_url, can_post_money
+from apps.fees.admin import (
+    ActionPageMixin,
+    FeeSyncMedia,
+    ReadOnlyMixin,
+    admin_url,
+    can_post_money,
+)
 from apps.fees.forms import dollars
 from apps.fees.models import MONEY, ZERO, Fee, FeeAssignment
 from apps.fees.selectors import student_balance
@@ -84,7 +90,7 @@ class ActivityPickForm(forms.Form):
 # --- students -----------------------------------------------------------------------------
 
 
-class FeeInline(admin.TabularInline):
+class FeeInline(ReadOnlyMixin, admin.TabularInline):
     """The student's fees, read-only: money changes on each fee's own page."""
 
     model = Fee
@@ -107,15 +113,6 @@ class FeeInline(admin.TabularInline):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Fee]:
         return super().get_queryset(request).select_related("category")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="Fee")
     def fee_link(self, obj: Fee) -> str:

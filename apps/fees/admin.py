@@ -157,15 +157,19 @@ class ActionPageMixin:
 # --- ledger entries and allocations: read-only --------------------------------------------
 
 
-class ReadOnlyMixin:
-    """For admins and inlines of history: anyone allowed may look, nobody adds, changes or
-    deletes there."""
+class NoAddOrChangeMixin:
+    """Rows shown but never added or edited here (they are written through a service)."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class ReadOnlyMixin(NoAddOrChangeMixin):
+    """For admins and inlines of history: anyone allowed may look, nobody adds, changes or
+    deletes there."""
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -25,6 +25,7 @@ from django.utils.html import format_html, format_html_join
 from apps.fees.admin import (
     ActionPageMixin,
     FeeSyncMedia,
+    NoAddOrChangeMixin,
     ReadOnlyMixin,
     admin_url,
     can_post_money,
@@ -127,7 +128,7 @@ class GuardianInline(admin.TabularInline):
     verbose_name_plural = "Guardians (parent-portal logins see this student's fees)"
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(NoAddOrChangeMixin, admin.TabularInline):
     """Memberships are shown, never added here: joining goes through `activity_join`."""
 
     model = ActivityMembership
@@ -138,12 +139,6 @@ class MembershipInline(admin.TabularInline):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ActivityMembership]:
         return super().get_queryset(request).select_related("activity", "student")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class StudentForm(forms.ModelForm):
@@ -361,7 +356,7 @@ class SchoolAdmin(admin.ModelAdmin):
 # --- activities --------------------------------------------------------------------------------
 
 
-class ActivityMemberInline(admin.TabularInline):
+class ActivityMemberInline(NoAddOrChangeMixin, admin.TabularInline):
     model = ActivityMembership
     extra = 0
     fields = readonly_fields = ["student", "joined_on"]
@@ -370,12 +365,6 @@ class ActivityMemberInline(admin.TabularInline):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ActivityMembership]:
         return super().get_queryset(request).select_related("student", "activity")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class ActivityForm(forms.ModelForm):

@@ -1,5 +1,5 @@
 """The sync engine's benchmarks (DESIGN.md, "The sync engine" and "Benchmarks"), for every
-vendor that has a sandbox (`apps.vendors.sandboxes.SANDBOXES`) and an adapter. Each runs
+vendor that has a sandbox (`apps.vendors.registry.sandboxes()`) and an adapter. Each runs
 against the bench database, the vendor's sandbox on loopback (a thread of this process)
 and, where the engine's worker is what is measured, one real Celery worker (a subprocess
 `celery -A config worker -B`, two pool processes, Redis broker `BENCH_BROKER_URL`, default
@@ -57,10 +57,10 @@ from apps.fees.selectors import ledger_report
 from apps.fees.services import Origin, fee_create
 from apps.students.models import Student
 from apps.vendors import engine
-from apps.vendors.adapters import get_adapter_class
-from apps.vendors.adapters.base import FeeRecord, VendorAdapter
+from apps.vendors.registry import get_adapter_class
+from apps.vendors.kinds.base import FeeRecord, VendorAdapter
 from apps.vendors.models import Discrepancy, Integration, OutboxItem, SyncedFee
-from apps.vendors.sandboxes import SANDBOXES, load_sandbox
+from apps.vendors.registry import load_sandbox, sandboxes
 from apps.vendors.sandboxes.common import SandboxControl, SandboxServer
 from bench import Result, data, ratio, result, stopwatch
 
@@ -91,7 +91,7 @@ def vendor_kinds() -> list[str]:
     """Vendors with both a sandbox and an adapter (an adapter still being written is
     skipped, with a note, rather than crashing every benchmark of the module)."""
     kinds = []
-    for kind in SANDBOXES:
+    for kind in sandboxes():
         try:
             get_adapter_class(kind)
         except LookupError:
@@ -115,7 +115,7 @@ def _credentials(kind: str) -> dict[str, str]:
     """The sandbox's default credentials, by the adapter's credential field names
     (`username` -> the sandbox module's DEFAULT_USERNAME, `api_key` -> DEFAULT_API_KEY)."""
     module = load_sandbox(kind)
-    fields = get_adapter_class(kind).credential_fields
+    fields = get_adapter_class(kind).credential_labels()
     return {name: str(getattr(module, f"DEFAULT_{name.upper()}")) for name in fields}
 
 

@@ -41,8 +41,8 @@ from apps.fees.services import (
     payments_post_bulk,
 )
 
-from .adapters import get_adapter_class
-from .adapters.base import (
+from .registry import get_adapter_class
+from .kinds.base import (
     AdapterConfig,
     FeeRecord,
     PushResult,

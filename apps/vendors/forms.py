@@ -21,7 +21,7 @@ from apps.accounts.models import MerchantAccount
 from apps.categories.models import FeeCategory
 from apps.fees.models import Fee
 
-from .adapters import get_adapter_class
+from .registry import get_adapter_class, kind_choices, kind_name, kinds
 from .models import Integration
 from .services import PARENT_OPTION_FIELDS, TRANSFER_CREDENTIAL_FIELDS
 
@@ -32,15 +32,6 @@ def possessive(name: str) -> str:
 
 
 URL_HELP = "The full web address, starting with https:// (http:// only for a test server)."
-
-#: What each vendor kind is, for the "Add an integration" page.
-VENDOR_DESCRIPTIONS = {
-    Integration.VendorKind.PAYSCHOOLS: "SOAP web service with a username and password. "
-    "Fees, payments, nightly validation, lunch balances, demographics over FTP/FTPS/SFTP.",
-    Integration.VendorKind.COMMUNITYPASS: "JSON API with an API key. Fees, payments, "
-    "account balances and portal lockout, nightly validation, demographics export.",
-}
-
 
 class WebAddressField(forms.CharField):
     """A URL that must say its scheme: a setup screen never guesses "http://"."""
@@ -80,6 +71,12 @@ def add_service_errors(form: forms.Form, error: ValidationError) -> None:
 # --- adding an integration ---------------------------------------------------------------------
 
 
+def kind_description(kind: str) -> str:
+    """What a kind is, for the "Add an integration" page (its declared description)."""
+    cls = kinds().get(kind)
+    return cls.description if cls else ""
+
+
 class VendorChoiceWidget(forms.RadioSelect):
     """One radio button per vendor: the vendor's name as its label, what it offers below
     (tied to the button with aria-describedby)."""
@@ -91,7 +88,7 @@ class VendorChoiceWidget(forms.RadioSelect):
 
     def create_option(self, name: str, value: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         option = super().create_option(name, value, *args, **kwargs)
-        option["description"] = VENDOR_DESCRIPTIONS.get(value, "")
+        option["description"] = kind_description(value)
         if option["description"]:
             option["attrs"]["aria-describedby"] = f"{option['attrs']['id']}_description"
         return option
@@ -100,7 +97,7 @@ class VendorChoiceWidget(forms.RadioSelect):
 class IntegrationAddForm(forms.Form):
     vendor_kind = forms.ChoiceField(
         label="Payment vendor",
-        choices=Integration.VendorKind.choices,
+        choices=kind_choices,
         widget=VendorChoiceWidget,
         help_text="Which vendor parents will pay through. It cannot be changed later; "
         "set up another integration for another vendor.",
@@ -130,7 +127,7 @@ class IntegrationAddForm(forms.Form):
         data = super().clean()
         kind = data.get("vendor_kind")
         if kind and not data.get("name"):
-            data["name"] = Integration.VendorKind(kind).label
+            data["name"] = kind_name(kind)
         if data.get("name") and not data.get("slug"):
             data["slug"] = slugify(data["name"])[:50] or "integration"
         return data
@@ -181,7 +178,7 @@ class ConnectionForm(forms.Form):
         )
         masked = integration.masked_credentials()
         self.credential_names: list[str] = []
-        for key, label in adapter.credential_fields.items():
+        for key, label in adapter.credential_labels().items():
             self.fields[key] = self._secret_field(key, label, masked.get(key, ""))
             self.credential_names.append(key)
         self.has_demographics = "demographics" in adapter.capabilities

@@ -12,9 +12,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -25,20 +28,54 @@ from apps.fees.models import MONEY, Fee
 from apps.students.models import Student
 
 from . import crypto
+from .kinds.base import BALANCE_SETTINGS, LUNCH_SETTINGS, VendorAdapter
+from .registry import get_adapter_class, kind_name, kinds
+
+#: What a capability option reads as on a kind that does not declare it (lunch shown: no).
+CAPABILITY_OPTION_DEFAULTS: dict[str, Any] = {
+    name: setting.field.initial for name, setting in {**LUNCH_SETTINGS, **BALANCE_SETTINGS}.items()
+}
+
+
+def validate_vendor_kind(value: str) -> None:
+    """The kind is a string checked against the registry (no migration per kind)."""
+    if value not in kinds():
+        known = ", ".join(sorted(kinds()))
+        raise ValidationError(f"“{value}” is not an integration kind FeeSync knows ({known}).")
+
+
+def option_json(value: Any) -> Any:
+    """An option as stored in JSON: money as its exact string, never a float."""
+    return str(value) if isinstance(value, Decimal) else value
+
+
+def option_property(name: str, cast: Callable[[Any], Any] = str) -> property:
+    """An option of `Integration.options` read and written as an attribute, with the kind's
+    declared initial value when it was never set. A `property`, so that Django accepts it as
+    a keyword of `Integration(...)` and `objects.create(...)`."""
+
+    def fget(self: Integration) -> Any:
+        return cast(self.option(name))
+
+    def fset(self: Integration, value: Any) -> None:
+        self.options = {**(self.options or {}), name: option_json(value)}
+
+    return property(fget, fset, doc=f"The {name.replace('_', ' ')} option.")
 
 
 class Integration(models.Model):
-    class VendorKind(models.TextChoices):
-        PAYSCHOOLS = "payschools", "PaySchools"
-        COMMUNITYPASS = "communitypass", "Community Pass"
-
     class TransferProtocol(models.TextChoices):
         NONE = "", "No demographics export"
         FTP = "ftp", "FTP"
         FTPS = "ftps", "FTPS (FTP over TLS)"
         SFTP = "sftp", "SFTP"
 
-    vendor_kind = models.CharField(max_length=20, choices=VendorKind.choices)
+    vendor_kind = models.CharField(
+        "kind",
+        max_length=40,
+        validators=[validate_vendor_kind],
+        help_text="Which integration kind this is (a key of apps.vendors.registry).",
+    )
     slug = models.SlugField(unique=True, help_text="Short name used in commands and URLs.")
     name = models.CharField(max_length=120)
     enabled = models.BooleanField(
@@ -56,6 +93,13 @@ class Integration(models.Model):
         help_text="How long to wait for the vendor on each call.",
     )
     credentials_encrypted = models.TextField(blank=True, editable=False)
+    options = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="The kind's declared non-secret settings (its secret ones are kept "
+        "encrypted with the credentials).",
+    )
 
     # --- scope -----------------------------------------------------------------------------
     categories = models.ManyToManyField(
@@ -109,26 +153,16 @@ class Integration(models.Model):
         blank=True,
         help_text='Empty: "Go to <vendor>".',
     )
-    lunch_payment_url = models.URLField(max_length=300, blank=True)
-    lunch_balance_threshold = models.DecimalField(
-        **MONEY,
-        default=Decimal("5.00"),
-        validators=[MinValueValidator(Decimal("0"))],
-        help_text="A lunch balance under this amount is shown in red.",
-    )
-    show_lunch_balance = models.BooleanField(default=False)
-    sync_lunch_balance = models.BooleanField(
-        default=False, help_text="Fetch lunch balances from the vendor every night."
-    )
-    show_vendor_balance = models.BooleanField(
-        default=False, help_text="Show parents their whole account balance at the vendor."
-    )
-    lock_portal_on_balance = models.BooleanField(
-        default=False,
-        help_text="Lock parent portal sections while a vendor balance is outstanding, as for "
-        "a district fee.",
-    )
-    balance_message = models.TextField(blank=True)
+    # Options of the lunch and balances capabilities, declared by the kinds that have them
+    # (kinds.base.LUNCH_SETTINGS, BALANCE_SETTINGS) and kept in `options`.
+    lunch_payment_url = option_property("lunch_payment_url")
+    lunch_balance_threshold = option_property("lunch_balance_threshold", Decimal)
+    show_lunch_balance = option_property("show_lunch_balance", bool)
+    sync_lunch_balance = option_property("sync_lunch_balance", bool)
+    show_vendor_balance = option_property("show_vendor_balance", bool)
+    lock_portal_on_balance = option_property("lock_portal_on_balance", bool)
+    balance_message = option_property("balance_message")
+
     parent_message = models.TextField(
         blank=True, help_text="Shown at the top of the parents' Fees and Fines page."
     )
@@ -166,7 +200,23 @@ class Integration(models.Model):
 
     @property
     def vendor_name(self) -> str:
-        return self.get_vendor_kind_display()
+        return kind_name(self.vendor_kind)
+
+    @property
+    def kind(self) -> type[VendorAdapter]:
+        """The kind's declaration (its adapter class) from the registry."""
+        return get_adapter_class(self.vendor_kind)
+
+    def option(self, name: str) -> Any:
+        """A non-secret setting: the stored value, else the kind's declared initial value
+        (else the capability's, for an option the kind does not declare)."""
+        if name in (self.options or {}):
+            return self.options[name]
+        kind = kinds().get(self.vendor_kind)
+        declared = kind.option_defaults() if kind else {}
+        if name in declared:
+            return option_json(declared[name])
+        return option_json(CAPABILITY_OPTION_DEFAULTS.get(name, ""))
 
     @property
     def parent_button_text(self) -> str:

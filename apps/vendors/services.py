@@ -15,8 +15,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import engine
-from .adapters import get_adapter_class
-from .adapters.base import CheckResult, VendorError
+from .registry import get_adapter_class
+from .kinds.base import CheckResult, VendorError
 from .models import Integration, LunchBalance, StudentVendorBalance, TaskRun
 
 
@@ -583,7 +583,7 @@ def integration_update_connection(
 
     unknown = set(fields) - set(CONNECTION_FIELDS)
     adapter_cls = get_adapter_class(integration.vendor_kind)
-    allowed_keys = set(adapter_cls.credential_fields)
+    allowed_keys = set(adapter_cls.credential_labels())
     if "demographics" in adapter_cls.capabilities:
         allowed_keys |= set(TRANSFER_CREDENTIAL_FIELDS)
     unknown |= set(credentials) - allowed_keys
@@ -598,7 +598,7 @@ def integration_update_connection(
     merged_fields = {f: fields.get(f, getattr(integration, f)) for f in CONNECTION_FIELDS}
 
     errors: dict[str, str] = {}
-    for key, label in adapter_cls.credential_fields.items():
+    for key, label in adapter_cls.credential_labels().items():
         if not merged.get(key):
             errors[key] = f"Enter the {label.lower()}: {integration.vendor_name} needs it."
     protocol = merged_fields["transfer_protocol"] or ""
@@ -627,7 +627,7 @@ def integration_update_connection(
         raise IntegrationError(errors)
 
     retest = merged_fields["service_url"] != integration.service_url or any(
-        merged.get(k) != current.get(k) for k in adapter_cls.credential_fields
+        merged.get(k) != current.get(k) for k in adapter_cls.credential_labels()
     )
     for field, value in merged_fields.items():
         setattr(integration, field, value)

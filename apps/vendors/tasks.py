@@ -7,7 +7,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from . import engine, services
-from .adapters.base import VendorError
+from .kinds.base import VendorError
 from .models import Integration, OutboxItem
 
 

@@ -38,8 +38,8 @@ from django_celery_beat.models import PeriodicTask
 from apps.fees.models import Fee
 
 from . import engine, services
-from .adapters import get_adapter_class
-from .adapters.base import CheckResult, VendorError
+from .registry import get_adapter_class
+from .kinds.base import CheckResult, VendorError
 from .forms import (
     AccountMappingForm,
     CategoriesForm,
@@ -396,7 +396,7 @@ def connection_summary(integration: Integration) -> dict[str, Any]:
         ("Timeout", plural(integration.timeout_seconds, "second")),
     ]
     rows += [
-        (label, masked.get(key) or "Not set") for key, label in adapter.credential_fields.items()
+        (label, masked.get(key) or "Not set") for key, label in adapter.credential_labels().items()
     ]
     transfer: list[tuple[str, str]] = []
     if "demographics" in adapter.capabilities:
@@ -513,7 +513,7 @@ class SetupPages(Pages):
         ctx["connection"] = connection_summary(integration)
         ctx["credentials_set"] = all(
             integration.credentials.get(k)
-            for k in get_adapter_class(integration.vendor_kind).credential_fields
+            for k in get_adapter_class(integration.vendor_kind).credential_labels()
         )
 
         # 2. merchant accounts

@@ -15,7 +15,7 @@ import pytest
 
 from apps.fees.models import Fee
 from apps.vendors.models import Integration, MerchantAccountMapping
-from apps.vendors.sandboxes.payschools import DEFAULT_PASSWORD, DEFAULT_USERNAME
+from apps.vendors.kinds.payschools.sandbox import DEFAULT_PASSWORD, DEFAULT_USERNAME
 from tests.factories import CategoryFactory, MerchantAccountFactory, StaffFactory, StudentFactory
 from tests.sync.conftest import Sandbox
 

@@ -22,7 +22,7 @@ import requests
 from django.conf import settings
 
 from apps.vendors.models import Integration
-from apps.vendors.sandboxes import load_sandbox
+from apps.vendors.registry import load_sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 VENDORS = ["payschools", "communitypass"]

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from apps.vendors.adapters.base import AdapterConfig, FeeRecord
-from apps.vendors.adapters.communitypass import CommunityPassAdapter
-from apps.vendors.adapters.payschools import PaySchoolsAdapter
-from apps.vendors.sandboxes import communitypass as communitypass_sandbox
+from apps.vendors.kinds.base import AdapterConfig, FeeRecord
+from apps.vendors.kinds.communitypass.adapter import CommunityPassAdapter
+from apps.vendors.kinds.payschools.adapter import PaySchoolsAdapter
+from apps.vendors.kinds.communitypass import sandbox as communitypass_sandbox
 from apps.vendors.sandboxes.common import SandboxControl, SandboxServer
-from apps.vendors.sandboxes.payschools import DEFAULT_PASSWORD, DEFAULT_USERNAME, make_server
+from apps.vendors.kinds.payschools.sandbox import DEFAULT_PASSWORD, DEFAULT_USERNAME, make_server
 
 PAYSCHOOLS_CREDENTIALS = {"username": DEFAULT_USERNAME, "password": DEFAULT_PASSWORD}
 COMMUNITYPASS_CREDENTIALS = {"api_key": communitypass_sandbox.DEFAULT_API_KEY}

@@ -11,9 +11,9 @@ import lxml.html
 from django.test import Client
 from django.urls import reverse
 
-from apps.vendors.adapters import REGISTRY, get_adapter_class
-from apps.vendors.adapters.base import CheckResult, FeePage, PaymentPage, PushResult
-from apps.vendors.adapters.base import VendorAdapter as _Base
+from apps.vendors.registry import get_adapter_class, register
+from apps.vendors.kinds.base import CheckResult, FeePage, PaymentPage, PushResult
+from apps.vendors.kinds.base import VendorAdapter as _Base
 from apps.vendors.models import Integration
 from tests.admin_helpers import page_form_values
 
@@ -108,42 +108,11 @@ def field_errors(response: Any, anchor: str) -> str:
     return " ".join(" ".join(e.text_content().split()) for e in found)
 
 
-class GatedTestAdapter(_Base):
-    """A stand-in for a vendor that requires both tests before the import-after date, used
-    only where the Community Pass adapter is not registered (see `gated_vendor_kind`)."""
-
-    kind = "communitypass"
-    name = "Community Pass"
-    capabilities = frozenset({"balances", "demographics"})
-    requires_tests_before_import_date = True
-    credential_fields = {"api_key": "API key"}
-
-    def test_pull(self) -> CheckResult:
-        return CheckResult(True, "Read", "ok", 1)
-
-    def test_push(self) -> CheckResult:
-        return CheckResult(True, "Echo", "ok", 1)
-
-    def push_fees(self, fees: Any) -> PushResult:
-        return PushResult()
-
-    def list_fees(self, *, cursor: str | None = None) -> FeePage:
-        return FeePage([], None, False)
-
-    def pull_payments(self, **kwargs: Any) -> PaymentPage:
-        return PaymentPage([], None, False)
-
-
 def gated_vendor_kind() -> str:
-    """Community Pass (required on first setup: an API key; tests before the date). Uses
-    the real adapter when it is registered, else a test-only one with the same contract."""
-    try:
-        cls = get_adapter_class("communitypass")
-    except (LookupError, ImportError):
-        REGISTRY["communitypass"] = GatedTestAdapter
-        cls = GatedTestAdapter
+    """Community Pass: required on first setup, an API key; tests before the date."""
+    cls = get_adapter_class("communitypass")
     assert cls.requires_tests_before_import_date
-    assert "api_key" in cls.credential_fields
+    assert "api_key" in cls.credential_labels()
     return "communitypass"
 
 

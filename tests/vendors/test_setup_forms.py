@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 
 from apps.vendors.models import Integration, MerchantAccountMapping
-from apps.vendors.sandboxes.payschools import DEFAULT_PASSWORD, DEFAULT_USERNAME
+from apps.vendors.kinds.payschools.sandbox import DEFAULT_PASSWORD, DEFAULT_USERNAME
 from tests.admin_helpers import csrf_client
 from tests.factories import CategoryFactory, MerchantAccountFactory, make_fee
 from tests.vendors.setup_pages import (

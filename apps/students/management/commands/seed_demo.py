@@ -624,10 +624,10 @@ class Command(BaseCommand):
         overridable by PAYSCHOOLS_SANDBOX_URL / COMMUNITYPASS_SANDBOX_URL). Both are enabled,
         for different categories: Community Pass takes activity fees, PaySchools the rest
         (so no fee is ever sent to both). Created once; staff changes are kept on re-runs."""
-        from apps.vendors.adapters import REGISTRY, get_adapter_class
         from apps.vendors.models import Integration, MerchantAccountMapping
+        from apps.vendors.registry import kinds
 
-        get_adapter_class("payschools")  # loads every adapter module into REGISTRY
+        registered = kinds()
         demos = [
             ("payschools-demo", "payschools", "PaySchools (demo)",
              os.environ.get("PAYSCHOOLS_SANDBOX_URL", "http://127.0.0.1:8101/soap"),
@@ -646,7 +646,7 @@ class Command(BaseCommand):
               "registrations made directly with Community Pass."}),
         ]
         for slug, kind, name, url, secrets, codes, options in demos:
-            if kind not in REGISTRY or Integration.objects.filter(slug=slug).exists():
+            if kind not in registered or Integration.objects.filter(slug=slug).exists():
                 continue
             base = url.removesuffix("/soap")
             integration = Integration(

@@ -2,7 +2,7 @@
 
 The sandbox is a real server speaking the vendor's contract on loopback, with its own
 state file (never FeeSync's database) and a JSON control API under /_sandbox/. See
-docs/vendors/ for each contract.
+each kind's contract.md (apps/vendors/kinds/<kind>/).
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.vendors.sandboxes import SANDBOXES, load_sandbox
+from apps.vendors.registry import load_sandbox, sandboxes
 
 
 class Command(BaseCommand):
     help = "Run a vendor sandbox (a fake vendor speaking its real contract) on loopback."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("vendor", choices=sorted(SANDBOXES), help="which vendor")
+        parser.add_argument("vendor", choices=sorted(sandboxes()), help="which vendor")
         parser.add_argument("--port", type=int, default=None, help="default: the vendor's")
         parser.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
         parser.add_argument(

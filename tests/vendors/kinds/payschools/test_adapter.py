@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from apps.vendors.adapters import get_adapter_class
-from apps.vendors.adapters.base import FeeRecord, VendorError
-from apps.vendors.adapters.payschools import PaySchoolsAdapter
+from apps.vendors.registry import get_adapter_class
+from apps.vendors.kinds.base import FeeRecord, VendorError
+from apps.vendors.kinds.payschools.adapter import PaySchoolsAdapter
 from apps.vendors.sandboxes.common import SandboxControl, SandboxServer
 
 MakeAdapter = Callable[..., PaySchoolsAdapter]
@@ -25,8 +25,10 @@ def fees_by_ref(control: SandboxControl) -> dict[str, dict[str, Any]]:
 
 def test_registered_under_its_kind() -> None:
     assert get_adapter_class("payschools") is PaySchoolsAdapter
-    assert PaySchoolsAdapter.capabilities == frozenset({"lunch", "demographics"})
-    assert PaySchoolsAdapter.credential_fields == {"username": "Username", "password": "Password"}
+    assert PaySchoolsAdapter.capabilities == frozenset(
+        {"send", "pull", "validate", "lunch", "demographics"}
+    )
+    assert PaySchoolsAdapter.credential_labels() == {"username": "Username", "password": "Password"}
 
 
 def test_base_url_may_be_the_root_or_the_endpoint(

@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 import requests
 
-from apps.vendors.sandboxes import SANDBOXES, load_sandbox
-from apps.vendors.sandboxes import communitypass as cp
+from apps.vendors.registry import load_sandbox, sandboxes
+from apps.vendors.kinds.communitypass import sandbox as cp
 from apps.vendors.sandboxes.common import SandboxControl, SandboxServer
 
 KEY = {"X-Api-Key": cp.DEFAULT_API_KEY}
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 
 
 def api(server: SandboxServer, method: str, path: str, **kwargs: Any) -> requests.Response:
@@ -71,7 +71,7 @@ def results(body: dict[str, Any]) -> dict[str, tuple[str, int]]:
 
 
 def test_registered_with_the_default_port() -> None:
-    assert SANDBOXES["communitypass"] == "apps.vendors.sandboxes.communitypass"
+    assert sandboxes()["communitypass"] == "apps.vendors.kinds.communitypass.sandbox"
     module = load_sandbox("communitypass")
     assert module.DEFAULT_PORT == 8102 and callable(module.make_server) and callable(module.run)
 

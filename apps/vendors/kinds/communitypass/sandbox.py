@@ -8,7 +8,7 @@ the JSON shape of every failure, and account balances that include fees entered 
 vendor (foreign fees).
 
 Start it with `manage.py sandbox communitypass --port 8102`, `python -m
-apps.vendors.sandboxes.communitypass --port 8102`, or in a test with
+apps.vendors.kinds.communitypass.sandbox --port 8102`, or in a test with
 `make_server(0).start()`. No Django import here: it runs standalone.
 """
 
@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import unquote
 
-from .common import (
+from apps.vendors.sandboxes.common import (
     ZERO,
     CursorError,
     FeeInput,

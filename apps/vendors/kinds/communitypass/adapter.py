@@ -39,9 +39,11 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from . import register
-from .base import (
+
+from apps.vendors.kinds.base import (
+    BALANCE_SETTINGS,
     AdapterConfig,
+    Capability,
     CheckResult,
     FeePage,
     FeeRecord,
@@ -52,6 +54,7 @@ from .base import (
     VendorError,
     VendorFee,
     VendorPayment,
+    secret_text,
 )
 
 API_VERSION = "v1"
@@ -133,13 +136,27 @@ class _Failure(Exception):
         self.retryable = retryable
 
 
-@register
+
 class CommunityPassAdapter(VendorAdapter):
     kind = "communitypass"
     name = "Community Pass"
-    capabilities = frozenset({"balances", "demographics"})
+    description = (
+        "JSON API with an API key. Fees, payments, account balances and portal lockout, "
+        "nightly validation, demographics export."
+    )
+    capabilities = frozenset(
+        {
+            Capability.SEND,
+            Capability.PULL,
+            Capability.VALIDATE,
+            Capability.BALANCES,
+            Capability.DEMOGRAPHICS,
+        }
+    )
     requires_tests_before_import_date = True
-    credential_fields = {"api_key": "API key"}
+    settings = {"api_key": secret_text("API key"), **BALANCE_SETTINGS}
+    sandbox_module = "apps.vendors.kinds.communitypass.sandbox"
+    contract = "apps/vendors/kinds/communitypass/contract.md"
     push_batch_size = 200
 
     def __init__(self, config: AdapterConfig) -> None:

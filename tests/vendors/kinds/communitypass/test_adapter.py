@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from apps.vendors.adapters import get_adapter_class
-from apps.vendors.adapters.base import FeeRecord, VendorError
-from apps.vendors.adapters.communitypass import (
+from apps.vendors.registry import get_adapter_class
+from apps.vendors.kinds.base import FeeRecord, VendorError
+from apps.vendors.kinds.communitypass.adapter import (
     CommunityPassAdapter,
     _BadReply,
     _money_in,
@@ -57,8 +57,10 @@ def pull_all(adapter: CommunityPassAdapter, **kwargs: Any) -> tuple[list[str], l
 def test_registered_under_its_kind() -> None:
     assert get_adapter_class("communitypass") is CommunityPassAdapter
     assert CommunityPassAdapter.name == "Community Pass"
-    assert CommunityPassAdapter.capabilities == frozenset({"balances", "demographics"})
-    assert CommunityPassAdapter.credential_fields == {"api_key": "API key"}
+    assert CommunityPassAdapter.capabilities == frozenset(
+        {"send", "pull", "validate", "balances", "demographics"}
+    )
+    assert CommunityPassAdapter.credential_labels() == {"api_key": "API key"}
     assert CommunityPassAdapter.requires_tests_before_import_date is True
     assert CommunityPassAdapter.push_batch_size == 200
 

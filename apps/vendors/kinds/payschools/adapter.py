@@ -28,9 +28,11 @@ from zeep import exceptions as zeep_exceptions
 from zeep.transports import Transport
 from zeep.wsse.username import UsernameToken
 
-from . import register
-from .base import (
+
+from apps.vendors.kinds.base import (
+    LUNCH_SETTINGS,
     AdapterConfig,
+    Capability,
     CheckResult,
     FeePage,
     FeeRecord,
@@ -40,6 +42,7 @@ from .base import (
     VendorError,
     VendorFee,
     VendorPayment,
+    secret_text,
 )
 
 NAMESPACE = "urn:payschools:fees:v1"
@@ -119,12 +122,30 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-@register
+
 class PaySchoolsAdapter(VendorAdapter):
     kind = "payschools"
     name = "PaySchools"
-    capabilities = frozenset({"lunch", "demographics"})
-    credential_fields = {"username": "Username", "password": "Password"}
+    description = (
+        "SOAP web service with a username and password. Fees, payments, nightly "
+        "validation, lunch balances, demographics over FTP/FTPS/SFTP."
+    )
+    capabilities = frozenset(
+        {
+            Capability.SEND,
+            Capability.PULL,
+            Capability.VALIDATE,
+            Capability.LUNCH,
+            Capability.DEMOGRAPHICS,
+        }
+    )
+    settings = {
+        "username": secret_text("Username"),
+        "password": secret_text("Password"),
+        **LUNCH_SETTINGS,
+    }
+    sandbox_module = "apps.vendors.kinds.payschools.sandbox"
+    contract = "apps/vendors/kinds/payschools/contract.md"
     push_batch_size = 200
 
     def __init__(self, config: AdapterConfig) -> None:

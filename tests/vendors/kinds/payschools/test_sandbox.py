@@ -15,9 +15,9 @@ from lxml import etree
 from zeep import Client
 from zeep.wsse.username import UsernameToken
 
-from apps.vendors.sandboxes import SANDBOXES, load_sandbox
+from apps.vendors.registry import load_sandbox, sandboxes
 from apps.vendors.sandboxes.common import SandboxControl, SandboxControlError, SandboxServer
-from apps.vendors.sandboxes.payschools import NS, SOAP_ENV, WSSE, make_server
+from apps.vendors.kinds.payschools.sandbox import NS, SOAP_ENV, WSSE, make_server
 
 PS = {"ps": NS, "soap": SOAP_ENV}
 
@@ -102,7 +102,7 @@ def test_wsdl_is_served_with_the_real_address_and_zeep_reads_it(payschools: Sand
 
 
 def test_registry_and_module_entry_points() -> None:
-    assert SANDBOXES["payschools"] == "apps.vendors.sandboxes.payschools"
+    assert sandboxes()["payschools"] == "apps.vendors.kinds.payschools.sandbox"
     module = load_sandbox("payschools")
     assert module.DEFAULT_PORT == 8101
     assert callable(module.make_server) and callable(module.run)

@@ -7,7 +7,7 @@ operation. State, the control API under `/_sandbox/` and fault injection come fr
 `common.py`.
 
 Start it with `manage.py sandbox payschools --port 8101`, `python -m
-apps.vendors.sandboxes.payschools --port 8101`, or in a test with `make_server(0).start()`.
+apps.vendors.kinds.payschools.sandbox --port 8101`, or in a test with `make_server(0).start()`.
 No Django import here: it runs standalone.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from .common import (
+from apps.vendors.sandboxes.common import (
     CursorError,
     FeeInput,
     FeeProblem,

@@ -185,12 +185,7 @@ PAGE_FIELDS = (
     "payments_pulled_at",
     "button_url",
     "button_text",
-    "lunch_payment_url",
-    "lunch_balance_threshold",
-    "show_lunch_balance",
-    "show_vendor_balance",
-    "lock_portal_on_balance",
-    "balance_message",
+    "options",  # lunch and vendor-balance options, as the kind declares them
     "parent_message",
 )
 

@@ -41,7 +41,6 @@ from apps.fees.services import (
     payments_post_bulk,
 )
 
-from .registry import get_adapter_class
 from .kinds.base import (
     AdapterConfig,
     FeeRecord,
@@ -51,6 +50,7 @@ from .kinds.base import (
     VendorPayment,
 )
 from .models import Discrepancy, Integration, OutboxItem, SyncedFee
+from .registry import get_adapter_class
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ def adapter_for(integration: Integration, *, timeout: float | None = None) -> Ve
             base_url=integration.service_url,
             credentials=integration.credentials,
             timeout=min(own, timeout) if timeout else own,
+            options={**cls.option_defaults(), **integration.options},
         )
     )
 
@@ -479,9 +480,7 @@ def payments_record(
     if not new:  # a page recorded before (a re-pull, validation): nothing to look up
         return
     fee_ids = dict(
-        Fee.objects.filter(reference__in={p.fee_ref for p in new}).values_list(
-            "reference", "pk"
-        )
+        Fee.objects.filter(reference__in={p.fee_ref for p in new}).values_list("reference", "pk")
     )
     origin = Origin(source=LedgerEntry.Source.VENDOR, external_source=integration.external_source)
     plain = [p for p in new if p.kind == "payment" and not p.closed and p.fee_ref in fee_ids]

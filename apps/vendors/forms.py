@@ -13,7 +13,6 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator
 from django.db.models import Count, Q
 from django.utils.text import capfirst, slugify
 
@@ -21,40 +20,15 @@ from apps.accounts.models import MerchantAccount
 from apps.categories.models import FeeCategory
 from apps.fees.models import Fee
 
-from .registry import get_adapter_class, kind_choices, kind_name, kinds
+from .kinds.base import URL_HELP, Capability, WebAddressField
 from .models import Integration
-from .services import PARENT_OPTION_FIELDS, TRANSFER_CREDENTIAL_FIELDS
+from .registry import get_adapter_class, kind_choices, kind_name, kinds
+from .services import TRANSFER_CREDENTIAL_FIELDS
 
 
 def possessive(name: str) -> str:
     """“PaySchools'”, “Community Pass'”, “Acme's”."""
     return f"{name}'" if name.endswith("s") else f"{name}'s"
-
-
-URL_HELP = "The full web address, starting with https:// (http:// only for a test server)."
-
-class WebAddressField(forms.CharField):
-    """A URL that must say its scheme: a setup screen never guesses "http://"."""
-
-    default_error_messages = {
-        "invalid": "“%(value)s” is not a web address: it must start with https:// "
-        "(or http:// for a test server).",
-    }
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("max_length", 300)
-        super().__init__(**kwargs)
-        self.widget = forms.URLInput(attrs={"inputmode": "url", "spellcheck": "false"})
-
-    def validate(self, value: str) -> None:
-        super().validate(value)
-        if value:
-            try:
-                URLValidator(schemes=["http", "https"])(value)
-            except ValidationError:
-                raise ValidationError(
-                    self.error_messages["invalid"], code="invalid", params={"value": value}
-                ) from None
 
 
 def add_service_errors(form: forms.Form, error: ValidationError) -> None:
@@ -415,81 +389,50 @@ class ImportAfterForm(forms.Form):
 
 # --- 6. parent options -------------------------------------------------------------------------
 
-PARENT_HELP = {
-    "lunch_payment_url": "Where parents add lunch money (a link shown with the lunch "
-    "balance). " + URL_HELP,
-    "show_lunch_balance": "Show each child's lunch balance on the parents' Fees page.",
-    "sync_lunch_balance": "Fetch lunch balances from the vendor every night (needed to show them).",
-    "lock_portal_on_balance": "Lock parent portal sections while the family owes money at "
-    "the vendor, as for a district fee.",
-    "balance_message": "Shown to parents next to their vendor balance, e.g. how to pay it.",
-}
-
-PARENT_LABELS = {
-    "show_vendor_balance": "Show vendor balance",
-    "lock_portal_on_balance": "Lock the portal while a balance is owed",
-    "lunch_payment_url": "Lunch payment URL",
-    "parent_message": "Message to parents",
-}
+#: The parent options every kind has (columns of Integration); a kind's own come from its
+#: declared settings (step "parent").
+PARENT_LABELS = {"parent_message": "Message to parents"}
 
 
 class ParentOptionsForm(forms.Form):
-    """The parent-portal options this vendor can back up (the others are not offered)."""
+    """The parent-portal options this kind can back up (the others are not offered): the
+    pay button and message every kind has, then the kind's declared parent settings."""
 
     def __init__(self, *args: Any, integration: Integration, **kwargs: Any) -> None:
-        caps = get_adapter_class(integration.vendor_kind).capabilities
-        names = ["button_url", "button_text"]
-        if "lunch" in caps:
-            names += [
-                "lunch_payment_url",
-                "lunch_balance_threshold",
-                "show_lunch_balance",
-                "sync_lunch_balance",
-            ]
-        if "balances" in caps:
-            names += ["show_vendor_balance", "lock_portal_on_balance", "balance_message"]
-        names.append("parent_message")
-        names = [n for n in names if n in PARENT_OPTION_FIELDS]
+        kind = integration.kind
+        declared = kind.settings_for(step="parent", secret=False)
+        names = ["button_url", "button_text", *declared, "parent_message"]
         kwargs.setdefault("initial", {n: getattr(integration, n) for n in names})
         super().__init__(*args, **kwargs)
         self.integration = integration
         self.unavailable: list[str] = []
-        if "lunch" not in caps:
+        if not kind.can(Capability.LUNCH):
             self.unavailable.append("lunch balances")
-        if "balances" not in caps:
+        if not kind.can(Capability.BALANCES):
             self.unavailable.append("account balances (vendor balance display and lockout)")
         model = Integration._meta
         vendor = integration.vendor_name
         for name in names:
+            if name in declared:
+                self.fields[name] = declared[name].form_field()
+                continue
             model_field = model.get_field(name)
-            if name in ("button_url", "lunch_payment_url"):
+            if name == "button_url":
                 field: forms.Field = WebAddressField(required=False)
-            elif name == "lunch_balance_threshold":
-                # No min_value here: the service refuses a negative amount in plain words.
-                field = forms.DecimalField(max_digits=12, decimal_places=2, required=True)
-                field.widget.attrs.update({"inputmode": "decimal", "step": "0.01"})
-            elif isinstance(model_field.formfield(), forms.BooleanField):
-                field = forms.BooleanField(required=False)
-            elif name in ("balance_message", "parent_message"):
+            elif name == "parent_message":
                 field = forms.CharField(
                     required=False, widget=forms.Textarea(attrs={"rows": 4}), strip=True
                 )
             else:
                 field = forms.CharField(required=False, max_length=model_field.max_length)
             field.label = PARENT_LABELS.get(name) or capfirst(str(model_field.verbose_name))
-            help_text = PARENT_HELP.get(name) or str(model_field.help_text)
+            help_text = str(model_field.help_text)
             if name == "button_url":
                 help_text += " " + URL_HELP
             field.help_text = help_text
             self.fields[name] = field
         self.fields["button_text"].widget.attrs["placeholder"] = f"Go to {vendor}"
         self.fields["button_text"].help_text = f"Empty: “Go to {vendor}”."
-        if "lunch_balance_threshold" in self.fields:
-            self.fields[
-                "lunch_balance_threshold"
-            ].help_text = (
-                "A lunch balance under this amount is shown in red, in dollars (e.g. 5.00)."
-            )
 
     def service_arguments(self) -> dict[str, Any]:
         return {name: self.cleaned_data.get(name) for name in self.fields}

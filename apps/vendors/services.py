@@ -7,17 +7,26 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import engine
+from .kinds.base import (
+    BALANCE_SETTINGS,
+    LUNCH_SETTINGS,
+    Capability,
+    CheckResult,
+    Setting,
+    VendorError,
+)
+from .models import Integration, LunchBalance, StudentVendorBalance, TaskRun, option_json
 from .registry import get_adapter_class
-from .kinds.base import CheckResult, VendorError
-from .models import Integration, LunchBalance, StudentVendorBalance, TaskRun
 
 
 class IntegrationError(ValidationError):
@@ -75,28 +84,31 @@ def _send_newly_in_scope(integration: Integration) -> None:
     transaction.on_commit(send)
 
 
-PARENT_OPTION_FIELDS = (
-    "button_url",
-    "button_text",
-    "lunch_payment_url",
-    "lunch_balance_threshold",
-    "show_lunch_balance",
-    "sync_lunch_balance",
-    "show_vendor_balance",
-    "lock_portal_on_balance",
-    "balance_message",
-    "parent_message",
-)
+#: The parent options every kind has (columns); a kind adds its declared "parent" settings.
+PARENT_COLUMNS = ("button_url", "button_text", "parent_message")
+#: Options of the lunch and balances capabilities: named here so that asking for one on a
+#: kind without the capability is refused in words, not as an unknown name.
+CAPABILITY_OPTIONS = {
+    **{name: Capability.LUNCH for name in LUNCH_SETTINGS},
+    **{name: Capability.BALANCES for name in BALANCE_SETTINGS},
+}
+
+
+def _clean_declared(setting: Setting, value: Any) -> Any:
+    """A declared option's value through its own form field (the same rules as the page)."""
+    field = setting.form_field()
+    if isinstance(value, Decimal):
+        value = str(value)
+    return field.clean(value)
 
 
 @transaction.atomic
 def integration_update_parent_options(*, integration: Integration, **options: Any) -> Integration:
-    """Store the parent-portal options, refusing what the vendor cannot back up."""
-    from decimal import Decimal, InvalidOperation
-
-    from django.core.validators import URLValidator
-
-    unknown = set(options) - set(PARENT_OPTION_FIELDS)
+    """Store the parent-portal options, refusing what the vendor cannot back up: the
+    columns every kind has, and the kind's declared "parent" settings (in `options`)."""
+    kind = integration.kind
+    declared = kind.settings_for(step="parent", secret=False)
+    unknown = set(options) - set(PARENT_COLUMNS) - set(declared) - set(CAPABILITY_OPTIONS)
     if unknown:
         raise IntegrationError(f"Unknown parent options: {', '.join(sorted(unknown))}.")
     errors: dict[str, str] = {}
@@ -107,7 +119,8 @@ def integration_update_parent_options(*, integration: Integration, **options: An
                 URLValidator(schemes=["http", "https"])(value)
             except ValidationError:
                 errors[field] = f"“{value}” is not a web address (it must start with https://)."
-        options[field] = value
+        if field in options:
+            options[field] = value
     if "lunch_balance_threshold" in options:
         try:
             threshold = Decimal(str(options["lunch_balance_threshold"]))
@@ -119,12 +132,13 @@ def integration_update_parent_options(*, integration: Integration, **options: An
         elif threshold != threshold.quantize(Decimal("0.01")):
             errors["lunch_balance_threshold"] = "The threshold is kept to the cent."
         options["lunch_balance_threshold"] = threshold
-    caps = get_adapter_class(integration.vendor_kind).capabilities
-    merged = {f: options.get(f, getattr(integration, f)) for f in PARENT_OPTION_FIELDS}
-    if (merged["show_lunch_balance"] or merged["sync_lunch_balance"]) and "lunch" not in caps:
+    merged = {f: options.get(f, getattr(integration, f)) for f in CAPABILITY_OPTIONS}
+    if (merged["show_lunch_balance"] or merged["sync_lunch_balance"]) and not kind.can(
+        Capability.LUNCH
+    ):
         errors["show_lunch_balance"] = f"{integration.vendor_name} does not report lunch balances."
-    if (merged["show_vendor_balance"] or merged["lock_portal_on_balance"]) and (
-        "balances" not in caps
+    if (merged["show_vendor_balance"] or merged["lock_portal_on_balance"]) and not kind.can(
+        Capability.BALANCES
     ):
         errors["show_vendor_balance"] = (
             f"{integration.vendor_name} does not report account balances."
@@ -133,10 +147,20 @@ def integration_update_parent_options(*, integration: Integration, **options: An
         errors["sync_lunch_balance"] = (
             "Lunch balances can be shown only if they are synced from the vendor."
         )
+    # A kind's own parent settings follow the rules of their declared form fields.
+    for name, setting in declared.items():
+        if name in options and name not in CAPABILITY_OPTIONS and name not in errors:
+            try:
+                options[name] = _clean_declared(setting, options[name])
+            except ValidationError as exc:
+                errors[name] = " ".join(exc.messages)
     if errors:
         raise IntegrationError(errors)
-    for field, value in options.items():
-        setattr(integration, field, value)
+    for field in PARENT_COLUMNS:
+        if field in options:
+            setattr(integration, field, options[field])
+    stored = {name: option_json(v) for name, v in options.items() if name in declared}
+    integration.options = {**integration.options, **stored}
     integration.save()
     return integration
 

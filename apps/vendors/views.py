@@ -38,8 +38,6 @@ from django_celery_beat.models import PeriodicTask
 from apps.fees.models import Fee
 
 from . import engine, services
-from .registry import get_adapter_class
-from .kinds.base import CheckResult, VendorError
 from .forms import (
     AccountMappingForm,
     CategoriesForm,
@@ -50,7 +48,9 @@ from .forms import (
     add_service_errors,
     possessive,
 )
+from .kinds.base import CheckResult, VendorError
 from .models import Discrepancy, Integration, MerchantAccountMapping, OutboxItem, TaskRun
+from .registry import get_adapter_class
 from .schedules import periodic_tasks_of, schedule_name
 from .selectors import outage_message, sync_status
 

@@ -11,6 +11,7 @@ from django.contrib.admin.models import LogEntry as AdminLogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.urls import reverse
 
+from apps.vendors.audit import setting_changes
 from apps.vendors.models import Integration, MerchantAccountMapping
 from tests.admin_helpers import csrf_client
 from tests.factories import CategoryFactory, MerchantAccountFactory
@@ -115,7 +116,8 @@ def test_setup_changes_are_audited_with_before_and_after(district_admin):
     by_field: dict[str, list] = {}
     for entry in log:
         assert entry.actor == district_admin
-        for field, values in entry.changes_dict.items():
+        changes = setting_changes(entry.changes_dict, defaults=integration.kind.option_defaults())
+        for field, values in changes.items():
             by_field.setdefault(field, []).append(values)
     assert by_field["categories"][0]["operation"] == "add"
     assert by_field["categories"][0]["objects"] == [str(trip)]

@@ -30,6 +30,8 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 from django import forms
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 
 
 class Capability(StrEnum):
@@ -246,7 +248,9 @@ class VendorAdapter(ABC):
 
     # --- the declaration, for the registry's readers --------------------------------------
     @classmethod
-    def settings_for(cls, *, step: str | None = None, secret: bool | None = None) -> dict[str, Setting]:
+    def settings_for(
+        cls, *, step: str | None = None, secret: bool | None = None
+    ) -> dict[str, Setting]:
         """The declared settings, optionally only one step's, or only (non-)secret ones."""
         return {
             name: s
@@ -308,6 +312,7 @@ class VendorAdapter(ABC):
         """Told after each page of `pull_payments`: the movements FeeSync did not record
         (held for staff, or refused) and why. The default does nothing; a file exchange
         writes them to its rejects file. Must not raise for the vendor's trouble."""
+        return None
 
     # --- optional capabilities ----------------------------------------------------------
     def get_balances(self, student_ids: Sequence[str]) -> list[StudentBalance]:
@@ -331,6 +336,30 @@ class VendorAdapter(ABC):
 URL_HELP = "The full web address, starting with https:// (http:// only for a test server)."
 
 
+class WebAddressField(forms.CharField):
+    """A URL that must say its scheme: a setup screen never guesses "http://"."""
+
+    default_error_messages = {
+        "invalid": "“%(value)s” is not a web address: it must start with https:// "
+        "(or http:// for a test server).",
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 300)
+        super().__init__(**kwargs)
+        self.widget = forms.URLInput(attrs={"inputmode": "url", "spellcheck": "false"})
+
+    def validate(self, value: str) -> None:
+        super().validate(value)
+        if value:
+            try:
+                URLValidator(schemes=["http", "https"])(value)
+            except ValidationError:
+                raise ValidationError(
+                    self.error_messages["invalid"], code="invalid", params={"value": value}
+                ) from None
+
+
 def secret_text(label: str, *, help_text: str = "") -> Setting:
     """A credential: a write-only text box, stored encrypted."""
     return Setting(
@@ -341,12 +370,10 @@ def secret_text(label: str, *, help_text: str = "") -> Setting:
 
 LUNCH_SETTINGS: dict[str, Setting] = {
     "lunch_payment_url": Setting(
-        forms.URLField(
-            assume_scheme="https",
+        WebAddressField(
             label="Lunch payment URL",
             required=False,
             initial="",
-            max_length=300,
             help_text="Where parents add lunch money (a link shown with the lunch balance). "
             + URL_HELP,
         ),
@@ -358,8 +385,9 @@ LUNCH_SETTINGS: dict[str, Setting] = {
             max_digits=12,
             decimal_places=2,
             initial=Decimal("5.00"),
-            help_text="A lunch balance under this amount is shown in red, in dollars "
-            "(e.g. 5.00).",
+            # No min_value: the service refuses a negative amount in plain words.
+            widget=forms.NumberInput(attrs={"inputmode": "decimal", "step": "0.01"}),
+            help_text="A lunch balance under this amount is shown in red, in dollars (e.g. 5.00).",
         ),
         step="parent",
     ),

@@ -39,7 +39,6 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-
 from apps.vendors.kinds.base import (
     BALANCE_SETTINGS,
     AdapterConfig,
@@ -134,7 +133,6 @@ class _Failure(Exception):
         super().__init__(error.message)
         self.error = error
         self.retryable = retryable
-
 
 
 class CommunityPassAdapter(VendorAdapter):

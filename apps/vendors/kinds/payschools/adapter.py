@@ -28,7 +28,6 @@ from zeep import exceptions as zeep_exceptions
 from zeep.transports import Transport
 from zeep.wsse.username import UsernameToken
 
-
 from apps.vendors.kinds.base import (
     LUNCH_SETTINGS,
     AdapterConfig,
@@ -120,7 +119,6 @@ def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
 
 
 class PaySchoolsAdapter(VendorAdapter):

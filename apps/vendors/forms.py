@@ -155,6 +155,12 @@ class ConnectionForm(forms.Form):
         for key, label in adapter.credential_labels().items():
             self.fields[key] = self._secret_field(key, label, masked.get(key, ""))
             self.credential_names.append(key)
+        # The kind's own connection options (not secret), as it declares them.
+        self.option_names: list[str] = []
+        for key, setting in adapter.settings_for(step="connection", secret=False).items():
+            self.fields[key] = setting.form_field()
+            self.initial.setdefault(key, integration.option(key))
+            self.option_names.append(key)
         self.has_demographics = "demographics" in adapter.capabilities
         if self.has_demographics:
             self._add_transfer_fields(masked)
@@ -239,14 +245,17 @@ class ConnectionForm(forms.Form):
             fields["transfer_host"] = (fields["transfer_host"] or "").strip()
         return {
             "credentials": {k: data.get(k) or "" for k in self.credential_names},
+            "options": {k: data.get(k) for k in self.option_names},
             **fields,
         }
 
     @property
     def main_fields(self) -> list[str]:
-        return ["service_url", "timeout_seconds"] + [
-            n for n in self.credential_names if not n.startswith("transfer_")
-        ]
+        return (
+            ["service_url", "timeout_seconds"]
+            + [n for n in self.credential_names if not n.startswith("transfer_")]
+            + self.option_names
+        )
 
     @property
     def transfer_fields(self) -> list[str]:

@@ -596,7 +596,11 @@ def integration_create(*, vendor_kind: str, name: str, slug: str, service_url: s
 
 @transaction.atomic
 def integration_update_connection(
-    *, integration: Integration, credentials: dict[str, str], **fields: Any
+    *,
+    integration: Integration,
+    credentials: dict[str, str],
+    options: dict[str, Any] | None = None,
+    **fields: Any,
 ) -> bool:
     """Store where the vendor is, how long to wait for it, its credentials and the
     demographics server. Secrets are write-only: a blank value keeps the stored one.
@@ -611,6 +615,9 @@ def integration_update_connection(
     if "demographics" in adapter_cls.capabilities:
         allowed_keys |= set(TRANSFER_CREDENTIAL_FIELDS)
     unknown |= set(credentials) - allowed_keys
+    declared = adapter_cls.settings_for(step="connection", secret=False)
+    options = dict(options or {})
+    unknown |= set(options) - set(declared)
     if unknown:
         raise IntegrationError(f"Unknown connection settings: {', '.join(sorted(unknown))}.")
 
@@ -647,12 +654,22 @@ def integration_update_connection(
                         "This is not an OpenSSH public key line (expected something like "
                         "'ssh-ed25519 AAAA...')."
                     )
+    for key, value in options.items():
+        try:
+            options[key] = _clean_declared(declared[key], value)
+        except ValidationError as exc:
+            errors[key] = " ".join(exc.messages)
     if errors:
         raise IntegrationError(errors)
 
-    retest = merged_fields["service_url"] != integration.service_url or any(
-        merged.get(k) != current.get(k) for k in adapter_cls.credential_labels()
+    stored = {k: option_json(v) for k, v in options.items()}
+    # A connection option changes how FeeSync talks to the vendor: tests must be redone.
+    retest = (
+        merged_fields["service_url"] != integration.service_url
+        or any(merged.get(k) != current.get(k) for k in adapter_cls.credential_labels())
+        or any(integration.option(k) != v for k, v in stored.items())
     )
+    integration.options = {**integration.options, **stored}
     for field, value in merged_fields.items():
         setattr(integration, field, value)
     integration.transfer_host_key = (integration.transfer_host_key or "").strip()

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+from django import forms
 from lxml import etree
 from zeep import Client, Settings
 from zeep import exceptions as zeep_exceptions
@@ -37,6 +38,7 @@ from apps.vendors.kinds.base import (
     FeeRecord,
     PaymentPage,
     PushResult,
+    Setting,
     VendorAdapter,
     VendorError,
     VendorFee,
@@ -140,6 +142,15 @@ class PaySchoolsAdapter(VendorAdapter):
     settings = {
         "username": secret_text("Username"),
         "password": secret_text("Password"),
+        "password_digest": Setting(
+            forms.BooleanField(
+                label="Send the password as a digest",
+                required=False,
+                initial=False,
+                help_text="WS-Security PasswordDigest instead of PasswordText; only if "
+                "PaySchools asked for it.",
+            )
+        ),
         **LUNCH_SETTINGS,
     }
     sandbox_module = "apps.vendors.kinds.payschools.sandbox"

@@ -1,6 +1,6 @@
 """The Community Pass adapter: FeeSync's side of Community Pass' JSON fee API (v1).
 
-Contract: docs/vendors/communitypass.md (JSON over HTTPS, `X-Api-Key` header, cursor
+Contract: apps/vendors/kinds/communitypass/contract.md (JSON over HTTPS, `X-Api-Key` header, cursor
 pagination, money as two-decimal strings). Built on one `requests.Session` per adapter;
 every failure leaves as a `VendorError` in plain words.
 

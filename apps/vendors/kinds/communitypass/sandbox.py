@@ -1,6 +1,6 @@
 """The Community Pass sandbox: Community Pass' JSON fee API (v1), served on loopback.
 
-It speaks the contract in docs/vendors/communitypass.md: JSON over HTTP under `/v1`, an
+It speaks the contract in apps/vendors/kinds/communitypass/contract.md: JSON over HTTP under `/v1`, an
 API key in the `X-Api-Key` header, cursor pagination, money as two-decimal strings, and
 errors as `{"error": {"code", "message", "request_id"}}`. State, the control API under
 `/_sandbox/` and fault injection come from `common.py`; this module adds the endpoints,
@@ -449,7 +449,7 @@ class CommunityPassProtocol(VendorProtocol):
                     "GET /v1/payments[?cursor=&limit=&student_id=]",
                     "GET /v1/balances?student_id=",
                 ],
-                "documentation": "docs/vendors/communitypass.md",
+                "documentation": "apps/vendors/kinds/communitypass/contract.md",
             }
         )
 

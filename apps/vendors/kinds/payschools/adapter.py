@@ -1,6 +1,6 @@
 """The PaySchools adapter: FeeSync's side of PaySchools' SOAP fee service.
 
-Contract: docs/vendors/payschools.md (SOAP 1.1, document/literal, WS-Security
+Contract: apps/vendors/kinds/payschools/contract.md (SOAP 1.1, document/literal, WS-Security
 UsernameToken). Built on zeep; every failure leaves as a `VendorError` in plain words.
 
 `AdapterConfig.base_url` is the SOAP endpoint, e.g. "http://127.0.0.1:8101/soap" (a bare

@@ -1,7 +1,8 @@
 """The sync engine: outbox, delivery, payment pulls and validation, for any vendor.
 
 Nothing here names a vendor: every call to one goes through the integration's adapter
-(`apps.vendors.kinds`, found through `apps.vendors.registry`). Money changes go through `apps.fees.services` only.
+(`apps.vendors.kinds`, found through `apps.vendors.registry`). Money changes go through
+`apps.fees.services` only.
 
 Delivery in one paragraph: a committed change to a fee has an `OutboxItem` (written in the
 same transaction by `outbox_enqueue`). `deliver` claims due items with

@@ -1,6 +1,6 @@
 """The Community Pass sandbox: Community Pass' JSON fee API (v1), served on loopback.
 
-It speaks the contract in apps/vendors/kinds/communitypass/contract.md: JSON over HTTP under `/v1`, an
+It speaks the contract in contract.md (beside this file): JSON over HTTP under `/v1`, an
 API key in the `X-Api-Key` header, cursor pagination, money as two-decimal strings, and
 errors as `{"error": {"code", "message", "request_id"}}`. State, the control API under
 `/_sandbox/` and fault injection come from `common.py`; this module adds the endpoints,

@@ -1,6 +1,6 @@
 """The PaySchools sandbox: PaySchools' SOAP 1.1 fee service, served on loopback.
 
-It speaks the contract in apps/vendors/kinds/payschools/contract.md: the WSDL next to this file (served at
+It speaks the contract in contract.md (beside this file): the WSDL next to this file (served at
 `GET /soap?wsdl` with the real address filled in), document/literal operations at
 `POST /soap`, WS-Security UsernameToken (PasswordText or PasswordDigest) on every
 operation. State, the control API under `/_sandbox/` and fault injection come from

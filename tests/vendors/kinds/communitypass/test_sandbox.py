@@ -1,4 +1,4 @@
-"""The Community Pass sandbox speaks its contract (docs/vendors/communitypass.md) over real
+"""The Community Pass sandbox speaks its contract (kinds/communitypass/contract.md) over real
 HTTP: raw JSON requests with `requests`, no adapter in between, so that the contract is
 pinned down independently of FeeSync's client."""
 

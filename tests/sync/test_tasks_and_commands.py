@@ -35,8 +35,12 @@ def _time_passes() -> None:
 
 @pytest.mark.parametrize("mode", ["malformed", "fault", "error", "slow", "down"])
 def test_bad_vendor_answers_to_a_push_keep_the_change_with_a_plain_error(
-    sandbox, make_integration, mode
+    sandbox, make_integration, mode, settings
 ):
+    # A backoff long enough that "immediately" stays true on a busy machine (the suite's
+    # default of 0.1-0.2 s could run out between the two deliveries; `_time_passes` ends it).
+    settings.FEESYNC_BACKOFF_BASE_SECONDS = 60
+    settings.FEESYNC_BACKOFF_CAP_SECONDS = 120
     integration = make_integration()
     fee = make_fee(amount="10.00", fee_date=IN_SCOPE)
     sandbox.faults(mode, delay_ms=5000)

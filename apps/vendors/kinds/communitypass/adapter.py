@@ -136,7 +136,6 @@ class _Failure(Exception):
         self.retryable = retryable
 
 
-
 class CommunityPassAdapter(VendorAdapter):
     kind = "communitypass"
     name = "Community Pass"
@@ -238,7 +237,7 @@ class CommunityPassAdapter(VendorAdapter):
         if retry_after is not None:
             return retry_after if retry_after <= self.max_retry_after else None
         # Exponential backoff with "full jitter", so that workers do not retry in step.
-        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
+        ceiling = min(self.backoff_cap, self.backoff_base * 2.0 ** (attempt - 1))
         return ceiling * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not security
 
     def _attempt(

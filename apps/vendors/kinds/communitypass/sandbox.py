@@ -288,7 +288,8 @@ class CommunityPassState(SandboxState):
         """Balance per student asked (0.00 for a student without fees): the sum of
         `amount_due` of every active fee, including fees only Community Pass has. A fee
         the district made inactive is no longer collected, so it is not owed here."""
-        totals = {s: [ZERO, ZERO, 0] for s in student_ids}
+        # Per student: what is due, what of it is Community Pass's own, how many fees owe.
+        totals: dict[str, list[Decimal | int]] = {s: [ZERO, ZERO, 0] for s in student_ids}
         with self._read() as db:
             rows = db.execute(
                 "SELECT student_id, amount_due, foreign_fee FROM fees"
@@ -496,7 +497,11 @@ class CommunityPassProtocol(VendorProtocol):
     def list_fees(self, request: Request, params: dict[str, str]) -> Response:
         cursor, after = self._after("f", request)
         page = self.state.fees_page(after, _limit(request))
-        next_cursor = self.state.encode_cursor("f", page.last_seq) if page.rows else cursor
+        next_cursor = (
+            self.state.encode_cursor("f", page.last_seq)
+            if page.rows and page.last_seq is not None
+            else cursor
+        )
         return _ok(
             {
                 "data": [fee_json(f) for f in page.rows],
@@ -517,7 +522,11 @@ class CommunityPassProtocol(VendorProtocol):
         student_ids = _student_ids(request, required=False)
         page = self.server.payments_page(after, limit, student_ids)
         # An empty page hands the caller's cursor back: its position is still right.
-        next_cursor = self.state.encode_cursor("p", page.last_seq) if page.rows else cursor
+        next_cursor = (
+            self.state.encode_cursor("p", page.last_seq)
+            if page.rows and page.last_seq is not None
+            else cursor
+        )
         return _ok(
             {
                 "data": [payment_out(p) for p in page.rows],

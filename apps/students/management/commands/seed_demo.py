@@ -237,7 +237,10 @@ def plan_district(
             children.append(
                 PlannedStudent(
                     number=str(FIRST_STUDENT_NUMBER + len(students) + len(children)),
-                    first_name=first, last_name=surname, grade=grade, active=active,
+                    first_name=first,
+                    last_name=surname,
+                    grade=grade,
+                    active=active,
                     enrollment_date=min(enrolled, latest),
                     activity=activity if active and joins < share else None,
                 )
@@ -253,7 +256,9 @@ def plan_district(
             k = len(guardians) + 1
             guardians.append(
                 PlannedGuardian(
-                    username=f"parent{k}", first_name=first, last_name=last,
+                    username=f"parent{k}",
+                    first_name=first,
+                    last_name=last,
                     email=f"{_slug(first)}.{_slug(last)}{k}@example.org",
                     phone=f"(217) 555-01{rng.randrange(100):02d}",
                     address=f"{street}, {TOWN}",
@@ -284,8 +289,14 @@ def _nothing(fee: Fee, origin: Origin, i: int) -> None:
 
 def _pay(amount: str | None, method: str) -> Callable[[Fee, Origin, int], None]:
     def then(fee: Fee, origin: Origin, i: int) -> None:
-        payment_take(fee=fee, amount=amount or fee.balance, method=method, origin=origin,
-                     check_number=str(4100 + i) if method == LedgerEntry.Method.CHECK else "")
+        payment_take(
+            fee=fee,
+            amount=amount or fee.balance,
+            method=method,
+            origin=origin,
+            check_number=str(4100 + i) if method == LedgerEntry.Method.CHECK else "",
+        )
+
     return then
 
 
@@ -294,13 +305,15 @@ def _waive(fee: Fee, origin: Origin, i: int) -> None:
 
 
 def _void(fee: Fee, origin: Origin, i: int) -> None:
-    fee_void(fee=fee, reason="Charged in error: the book was found in the classroom.",
-             origin=origin)
+    fee_void(
+        fee=fee, reason="Charged in error: the book was found in the classroom.", origin=origin
+    )
 
 
 def _refund(fee: Fee, origin: Origin, i: int) -> None:
-    payment = payment_take(fee=fee, amount=fee.balance, method=LedgerEntry.Method.CARD,
-                           origin=origin)
+    payment = payment_take(
+        fee=fee, amount=fee.balance, method=LedgerEntry.Method.CARD, origin=origin
+    )
     payment_refund(payment=payment, reason="Camp cancelled; deposit returned.", origin=origin)
 
 
@@ -314,30 +327,69 @@ def _closed_at_vendor(fee: Fee, origin: Origin, i: int) -> None:
     from apps.vendors.models import Integration
 
     integration = Integration.objects.get(slug="payschools-demo")
-    vendor = Origin(source=LedgerEntry.Source.VENDOR, external_source=integration.external_source,
-                    external_id=f"PS-DEMO-{fee.reference}")
-    payment_take(fee=fee, amount="15.00", method=LedgerEntry.Method.ONLINE, origin=vendor,
-                 closed=True)
+    vendor = Origin(
+        source=LedgerEntry.Source.VENDOR,
+        external_source=integration.external_source,
+        external_id=f"PS-DEMO-{fee.reference}",
+    )
+    payment_take(
+        fee=fee, amount="15.00", method=LedgerEntry.Method.ONLINE, origin=vendor, closed=True
+    )
 
 
 SCENARIOS = [
     Scenario("open", "LIBFINE", "Overdue library book", Decimal("4.50"), "GEN", _nothing),
-    Scenario("partly paid", "TEXTBOOK", "Lost textbook: Algebra I", Decimal("85.00"), "GEN",
-             _pay("40.00", LedgerEntry.Method.CASH)),
-    Scenario("paid cash", "LUNCH", "Lunch account balance", Decimal("12.75"), "GEN",
-             _pay(None, LedgerEntry.Method.CASH)),
-    Scenario("paid check", "FIELDTRIP", "Field trip: State Capitol", Decimal("22.00"), "GEN",
-             _pay(None, LedgerEntry.Method.CHECK)),
-    Scenario("paid card", "ACTIVITY", "Yearbook", Decimal("45.00"), "ATH",
-             _pay(None, LedgerEntry.Method.CARD)),
+    Scenario(
+        "partly paid",
+        "TEXTBOOK",
+        "Lost textbook: Algebra I",
+        Decimal("85.00"),
+        "GEN",
+        _pay("40.00", LedgerEntry.Method.CASH),
+    ),
+    Scenario(
+        "paid cash",
+        "LUNCH",
+        "Lunch account balance",
+        Decimal("12.75"),
+        "GEN",
+        _pay(None, LedgerEntry.Method.CASH),
+    ),
+    Scenario(
+        "paid check",
+        "FIELDTRIP",
+        "Field trip: State Capitol",
+        Decimal("22.00"),
+        "GEN",
+        _pay(None, LedgerEntry.Method.CHECK),
+    ),
+    Scenario(
+        "paid card",
+        "ACTIVITY",
+        "Yearbook",
+        Decimal("45.00"),
+        "ATH",
+        _pay(None, LedgerEntry.Method.CARD),
+    ),
     Scenario("waived", "LIBFINE", "Damaged library book", Decimal("15.00"), "GEN", _waive),
-    Scenario("voided", "TEXTBOOK", "Lost textbook: Earth Science", Decimal("60.00"), "GEN",
-             _void),
+    Scenario("voided", "TEXTBOOK", "Lost textbook: Earth Science", Decimal("60.00"), "GEN", _void),
     Scenario("refunded", "ACTIVITY", "Summer camp deposit", Decimal("50.00"), "ATH", _refund),
-    Scenario("paid and waived", "LUNCH", "Lunch account balance (reduced price)",
-             Decimal("20.00"), "GEN", _pay_and_waive),
-    Scenario("closed at vendor", "FIELDTRIP", "Field trip: Aquarium", Decimal("30.00"), "GEN",
-             _closed_at_vendor),
+    Scenario(
+        "paid and waived",
+        "LUNCH",
+        "Lunch account balance (reduced price)",
+        Decimal("20.00"),
+        "GEN",
+        _pay_and_waive,
+    ),
+    Scenario(
+        "closed at vendor",
+        "FIELDTRIP",
+        "Field trip: Aquarium",
+        Decimal("30.00"),
+        "GEN",
+        _closed_at_vendor,
+    ),
 ]
 
 #: List fees: list key, category, fund, description, amount, days after the year starts.
@@ -346,8 +398,14 @@ LIST_FEES = [
     ("WMS", "TECH", "GEN", "Chromebook protection plan", Decimal("25.00"), 10),
     ("JHS", "TECH", "GEN", "Chromebook protection plan", Decimal("35.00"), 10),
     ("LES-4", "FIELDTRIP", "GEN", "Field trip: Science Center", Decimal("18.00"), 40),
-    ("Jefferson Eagles Varsity Soccer", "ATH", "ATH", "Varsity soccer participation fee",
-     Decimal("150.00"), 20),
+    (
+        "Jefferson Eagles Varsity Soccer",
+        "ATH",
+        "ATH",
+        "Varsity soccer participation fee",
+        Decimal("150.00"),
+        20,
+    ),
     ("Washington Robotics Club", "ACTIVITY", "ATH", "Robotics club dues", Decimal("40.00"), 25),
 ]
 
@@ -361,8 +419,12 @@ class Command(BaseCommand):
     help = "Create (or complete) the demo district: schools, students, parents, fees, logins."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--students", type=int, default=200,
-                            help="How many students the district has (default 200).")
+        parser.add_argument(
+            "--students",
+            type=int,
+            default=200,
+            help="How many students the district has (default 200).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         n: int = options["students"]
@@ -372,8 +434,8 @@ class Command(BaseCommand):
         self._hash: str | None = None
         self._started = time.perf_counter()
         missing = {g for _, g, *_ in STAFF} - set(
-            Group.objects.filter(name__in=[g for _, g, *_ in STAFF]).values_list("name",
-                                                                                 flat=True))
+            Group.objects.filter(name__in=[g for _, g, *_ in STAFF]).values_list("name", flat=True)
+        )
         if missing:
             raise CommandError(f"Staff groups {sorted(missing)} are missing: run migrate first.")
         today = timezone.localdate()
@@ -416,8 +478,11 @@ class Command(BaseCommand):
             user = user_model.objects.filter(username=username).first()
             if user is None:
                 user = user_model.objects.create(
-                    username=username, first_name=first, last_name=last,
-                    email=f"{username}@riverside-schools.example.org", is_staff=True,
+                    username=username,
+                    first_name=first,
+                    last_name=last,
+                    email=f"{username}@riverside-schools.example.org",
+                    is_staff=True,
                     password=self._password_hash(),
                 )
             elif not user.is_staff:
@@ -454,8 +519,12 @@ class Command(BaseCommand):
         have = dict(Student.objects.values_list("student_number", "id"))
         new = [
             Student(
-                student_number=s.number, first_name=s.first_name, last_name=s.last_name,
-                grade=s.grade, school_id=schools[SCHOOL_OF_GRADE[s.grade]].pk, active=s.active,
+                student_number=s.number,
+                first_name=s.first_name,
+                last_name=s.last_name,
+                grade=s.grade,
+                school_id=schools[SCHOOL_OF_GRADE[s.grade]].pk,
+                active=s.active,
                 enrollment_date=s.enrollment_date,
             )
             for s in plan.students
@@ -469,26 +538,38 @@ class Command(BaseCommand):
     def _guardians(self, plan: DistrictPlan, student_ids: dict[str, int]) -> None:
         """Parent logins and guardians, each linked to the children of their own family."""
         user_model = get_user_model()
-        users = dict(user_model.objects.filter(username__startswith="parent")
-                     .values_list("username", "id"))
+        users = dict(
+            user_model.objects.filter(username__startswith="parent").values_list("username", "id")
+        )
         new_users = [
-            user_model(username=g.username, first_name=g.first_name, last_name=g.last_name,
-                       email=g.email, password=self._password_hash())
+            user_model(
+                username=g.username,
+                first_name=g.first_name,
+                last_name=g.last_name,
+                email=g.email,
+                password=self._password_hash(),
+            )
             for g in plan.guardians
             if g.username not in users
         ]
         user_model.objects.bulk_create(new_users, batch_size=BATCH)
         users.update((u.username, u.pk) for u in new_users)
-        guardians = dict(Guardian.objects.filter(user__isnull=False)
-                         .values_list("user_id", "id"))
+        guardians = dict(Guardian.objects.filter(user__isnull=False).values_list("user_id", "id"))
         new_guardians = [
-            Guardian(user_id=users[g.username], first_name=g.first_name,
-                     last_name=g.last_name, email=g.email, phone=g.phone, address=g.address)
+            Guardian(
+                user_id=users[g.username],
+                first_name=g.first_name,
+                last_name=g.last_name,
+                email=g.email,
+                phone=g.phone,
+                address=g.address,
+            )
             for g in plan.guardians
             if users[g.username] not in guardians
         ]
         Guardian.objects.bulk_create(new_guardians, batch_size=BATCH)
-        guardians.update((g.user_id, g.pk) for g in new_guardians)
+        # Every new guardian was given a user above; the check only narrows the type.
+        guardians.update((g.user_id, g.pk) for g in new_guardians if g.user_id is not None)
         through = Guardian.students.through
         links = [
             through(guardian_id=guardians[users[g.username]], student_id=student_ids[number])
@@ -522,12 +603,14 @@ class Command(BaseCommand):
                 for s in plan.students
                 if s.activity == name
             ]
-            ActivityMembership.objects.bulk_create(members, batch_size=BATCH,
-                                                   ignore_conflicts=True)
+            ActivityMembership.objects.bulk_create(members, batch_size=BATCH, ignore_conflicts=True)
             lists[name], _ = StudentList.objects.get_or_create(
                 name=f"{name}: roster",
-                defaults={"kind": StudentList.Kind.DYNAMIC, "school": schools[code],
-                          "activity": activity},
+                defaults={
+                    "kind": StudentList.Kind.DYNAMIC,
+                    "school": schools[code],
+                    "activity": activity,
+                },
             )
         self._step("activities and saved lists")
         return lists
@@ -535,8 +618,11 @@ class Command(BaseCommand):
     # --- fees ----------------------------------------------------------------------------------
 
     def _list_fees(
-        self, lists: dict[str, StudentList], categories: dict[str, FeeCategory],
-        funds: dict[str, MerchantAccount], clerk: AbstractBaseUser,
+        self,
+        lists: dict[str, StudentList],
+        categories: dict[str, FeeCategory],
+        funds: dict[str, MerchantAccount],
+        clerk: AbstractBaseUser,
     ) -> None:
         """Assign each list fee to every student of its list who never had it (bulk service).
 
@@ -552,23 +638,31 @@ class Command(BaseCommand):
             fee_date = min(self.year_start + timedelta(days=days), self.today)
             if assignment is None:
                 assignment = assignment_create(
-                    student_list=student_list, category=categories[category],
-                    merchant_account=funds[fund], description=description, amount=amount,
-                    fee_date=fee_date, due_date=fee_date + timedelta(days=30), origin=origin,
+                    student_list=student_list,
+                    category=categories[category],
+                    merchant_account=funds[fund],
+                    description=description,
+                    amount=amount,
+                    fee_date=fee_date,
+                    due_date=fee_date + timedelta(days=30),
+                    origin=origin,
                 )
             ids = list(
                 student_list_students(student_list=student_list)
                 .exclude(pk__in=Fee.objects.filter(assignment=assignment).values("student_id"))
-                .order_by("pk").values_list("pk", flat=True)
+                .order_by("pk")
+                .values_list("pk", flat=True)
             )
             for chunk in _batches(ids, FEE_CHUNK):
-                created += fees_create_bulk(assignment=assignment, student_ids=chunk,
-                                            origin=origin)
+                created += fees_create_bulk(assignment=assignment, student_ids=chunk, origin=origin)
         self._step(f"list fees: {created} new")
 
     def _sample_fees(
-        self, plan: DistrictPlan, student_ids: dict[str, int],
-        categories: dict[str, FeeCategory], funds: dict[str, MerchantAccount],
+        self,
+        plan: DistrictPlan,
+        student_ids: dict[str, int],
+        categories: dict[str, FeeCategory],
+        funds: dict[str, MerchantAccount],
         clerk: AbstractBaseUser,
     ) -> None:
         """For the first SAMPLE students: one single fee each in a rotating state, and some
@@ -577,8 +671,9 @@ class Command(BaseCommand):
         sample = plan.students[:SAMPLE]
         students = Student.objects.in_bulk([student_ids[s.number] for s in sample])
         existing = set(
-            Fee.objects.filter(student_id__in=list(students), assignment__isnull=True)
-            .values_list("student_id", "category__code", "description")
+            Fee.objects.filter(student_id__in=list(students), assignment__isnull=True).values_list(
+                "student_id", "category__code", "description"
+            )
         )
         created = 0
         for i, planned in enumerate(sample):
@@ -588,30 +683,37 @@ class Command(BaseCommand):
                 continue
             fee_date = min(self.year_start + timedelta(days=15 + i % 60), self.today)
             fee = fee_create(
-                student=student, category=categories[scenario.category],
-                merchant_account=funds[scenario.fund], description=scenario.description,
-                amount=scenario.amount, fee_date=fee_date,
-                due_date=fee_date + timedelta(days=21), origin=origin,
+                student=student,
+                category=categories[scenario.category],
+                merchant_account=funds[scenario.fund],
+                description=scenario.description,
+                amount=scenario.amount,
+                fee_date=fee_date,
+                due_date=fee_date + timedelta(days=21),
+                origin=origin,
             )
             scenario.then(fee, origin, i)
             created += 1
         # List fees of sample students that still have only their charge: some paid online
         # at the window by card, some part-paid in cash.
         untouched = (
-            Fee.objects.filter(student_id__in=list(students), assignment__isnull=False,
-                               status=Fee.Status.OPEN)
-            .annotate(n=Count("entries")).filter(n=1).order_by("student_id", "id")
+            Fee.objects.filter(
+                student_id__in=list(students), assignment__isnull=False, status=Fee.Status.OPEN
+            )
+            .annotate(n=Count("entries"))
+            .filter(n=1)
+            .order_by("student_id", "id")
         )
         paid = 0
         for fee in untouched:
             number = int(students[fee.student_id].student_number) - FIRST_STUDENT_NUMBER
             if number % 3 == 0:
-                payment_take(fee=fee, amount=fee.balance, method=LedgerEntry.Method.CARD,
-                             origin=origin)
+                payment_take(
+                    fee=fee, amount=fee.balance, method=LedgerEntry.Method.CARD, origin=origin
+                )
                 paid += 1
             elif number % 7 == 1 and fee.balance > Decimal("10.00"):
-                payment_take(fee=fee, amount="10.00", method=LedgerEntry.Method.CASH,
-                             origin=origin)
+                payment_take(fee=fee, amount="10.00", method=LedgerEntry.Method.CASH, origin=origin)
                 paid += 1
         self._step(f"sample fees: {created} new, {paid} list fees paid")
 
@@ -629,46 +731,69 @@ class Command(BaseCommand):
 
         registered = kinds()
         demos = [
-            ("payschools-demo", "payschools", "PaySchools (demo)",
-             os.environ.get("PAYSCHOOLS_SANDBOX_URL", "http://127.0.0.1:8101/soap"),
-             {"username": "feesync", "password": "sandbox-secret"},
-             [c for c in categories if c != "ACTIVITY"],
-             {"show_lunch_balance": True, "sync_lunch_balance": True,
-              "lunch_balance_threshold": Decimal("5.00"),
-              "lunch_payment_url": "http://127.0.0.1:8101/_sandbox/",
-              "parent_message": "Fees can be paid online with PaySchools. Payments made "
-              "online appear here within minutes."}),
-            ("communitypass-demo", "communitypass", "Community Pass (demo)",
-             os.environ.get("COMMUNITYPASS_SANDBOX_URL", "http://127.0.0.1:8102"),
-             {"api_key": "sandbox-key"}, ["ACTIVITY"],
-             {"show_vendor_balance": True,
-              "balance_message": "Your Community Pass balance includes activity "
-              "registrations made directly with Community Pass."}),
+            (
+                "payschools-demo",
+                "payschools",
+                "PaySchools (demo)",
+                os.environ.get("PAYSCHOOLS_SANDBOX_URL", "http://127.0.0.1:8101/soap"),
+                {"username": "feesync", "password": "sandbox-secret"},
+                [c for c in categories if c != "ACTIVITY"],
+                {
+                    "show_lunch_balance": True,
+                    "sync_lunch_balance": True,
+                    "lunch_balance_threshold": Decimal("5.00"),
+                    "lunch_payment_url": "http://127.0.0.1:8101/_sandbox/",
+                    "parent_message": "Fees can be paid online with PaySchools. Payments made "
+                    "online appear here within minutes.",
+                },
+            ),
+            (
+                "communitypass-demo",
+                "communitypass",
+                "Community Pass (demo)",
+                os.environ.get("COMMUNITYPASS_SANDBOX_URL", "http://127.0.0.1:8102"),
+                {"api_key": "sandbox-key"},
+                ["ACTIVITY"],
+                {
+                    "show_vendor_balance": True,
+                    "balance_message": "Your Community Pass balance includes activity "
+                    "registrations made directly with Community Pass.",
+                },
+            ),
         ]
         for slug, kind, name, url, secrets, codes, options in demos:
             if kind not in registered or Integration.objects.filter(slug=slug).exists():
                 continue
             base = url.removesuffix("/soap")
             integration = Integration(
-                vendor_kind=kind, slug=slug, name=name, enabled=True, service_url=url,
-                import_after=self.year_start, button_url=f"{base}/_sandbox/", **options,
+                vendor_kind=kind,
+                slug=slug,
+                name=name,
+                enabled=True,
+                service_url=url,
+                import_after=self.year_start,
+                button_url=f"{base}/_sandbox/",
+                **options,
             )
             integration.credentials = secrets
             integration.save()
             integration.categories.set([categories[c] for c in codes])
             for fund in funds.values():
-                MerchantAccountMapping.objects.create(integration=integration,
-                                                      merchant_account=fund)
+                MerchantAccountMapping.objects.create(
+                    integration=integration, merchant_account=fund
+                )
         self._step("integrations")
 
     # --- output ------------------------------------------------------------------------------
 
     def _report(self, plan: DistrictPlan) -> None:
         elapsed = time.perf_counter() - self._started
-        self.stdout.write(self.style.SUCCESS(
-            f"Demo district ready in {elapsed:.1f}s: {Student.objects.count()} students, "
-            f"{Guardian.objects.count()} guardians, {Fee.objects.count()} fees."
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo district ready in {elapsed:.1f}s: {Student.objects.count()} students, "
+                f"{Guardian.objects.count()} guardians, {Fee.objects.count()} fees."
+            )
+        )
         password = settings.DEMO_PASSWORD
         self.stdout.write(f"\nLogins (password for all: {password})")
         self.stdout.write("  staff site: /admin/")
@@ -678,8 +803,7 @@ class Command(BaseCommand):
             f"  parent portal: /portal/login/  "
             f"(parent1 … parent{len(plan.guardians)}, each sees only their own children)"
         )
-        names = {s.number: f"{s.first_name} {s.last_name} (grade {s.grade})"
-                 for s in plan.students}
+        names = {s.number: f"{s.first_name} {s.last_name} (grade {s.grade})" for s in plan.students}
         shown = plan.guardians[:4]
         if all(len(g.children) < 3 for g in shown):  # also show a larger family
             shown += [g for g in plan.guardians[4:] if len(g.children) >= 3][:1]

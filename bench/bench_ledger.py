@@ -40,12 +40,18 @@ def assign_fee_50k() -> list[Result]:
     school, student_ids = data.ensure_students(ASSIGN_N)
     student_list = data.school_list(school)
     assignment = assignment_create(
-        student_list=student_list, category=cat.category, merchant_account=cat.merchant_account,
-        description="Chromebook protection plan", amount=AMOUNT, fee_date=data.FEE_DATE,
-        due_date=data.DUE_DATE, origin=Origin(user=cat.clerk),
+        student_list=student_list,
+        category=cat.category,
+        merchant_account=cat.merchant_account,
+        description="Chromebook protection plan",
+        amount=AMOUNT,
+        fee_date=data.FEE_DATE,
+        due_date=data.DUE_DATE,
+        origin=Origin(user=cat.clerk),
     )
-    job = BulkJob.objects.create(assignment=assignment, action=BulkJob.Action.ASSIGN,
-                                 started_by=cat.clerk)
+    job = BulkJob.objects.create(
+        assignment=assignment, action=BulkJob.Action.ASSIGN, started_by=cat.clerk
+    )
     data.analyze()
 
     with stopwatch() as real:
@@ -60,13 +66,18 @@ def assign_fee_50k() -> list[Result]:
 
     with transaction.atomic():
         floor_assignment = FeeAssignment.objects.create(
-            student_list=student_list, category=cat.category,
-            merchant_account=cat.merchant_account, description="Floor", amount=AMOUNT,
-            fee_date=data.FEE_DATE, due_date=data.DUE_DATE,
+            student_list=student_list,
+            category=cat.category,
+            merchant_account=cat.merchant_account,
+            description="Floor",
+            amount=AMOUNT,
+            fee_date=data.FEE_DATE,
+            due_date=data.DUE_DATE,
         )
         with stopwatch() as floor:
-            data.copy_charges(student_ids, catalog=cat, amount=AMOUNT,
-                              assignment_id=floor_assignment.pk)
+            data.copy_charges(
+                student_ids, catalog=cat, amount=AMOUNT, assignment_id=floor_assignment.pk
+            )
             with connection.cursor() as cursor:  # deferred FK checks run here, not at rollback
                 cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         transaction.set_rollback(True)

@@ -40,20 +40,50 @@ CENT = Decimal("0.01")
 FEE_DATE = date(2025, 9, 15)
 DUE_DATE = date(2025, 10, 15)
 LEDGER_TABLES = [
-    "fees_allocation", "fees_ledgerentry", "fees_fee", "fees_bulkjob", "fees_feeassignment",
+    "fees_allocation",
+    "fees_ledgerentry",
+    "fees_fee",
+    "fees_bulkjob",
+    "fees_feeassignment",
 ]
 FIRST = "Ava Liam Mia Noah Zoe Omar Lena Ravi Iris Theo Nora Mateo Aisha Wei".split()
 LAST = "Garcia Smith Nguyen Patel Johnson Kim Okafor Rossi Chen Brown Lopez Haddad".split()
 GRADES = ["K", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"]
 
 FEE_COLUMNS = [
-    "id", "reference", "student_id", "category_id", "merchant_account_id", "assignment_id",
-    "description", "amount", "balance", "fee_date", "due_date", "status", "amount_locked",
-    "version", "created_by_id", "created_at", "updated_at",
+    "id",
+    "reference",
+    "student_id",
+    "category_id",
+    "merchant_account_id",
+    "assignment_id",
+    "description",
+    "amount",
+    "balance",
+    "fee_date",
+    "due_date",
+    "status",
+    "amount_locked",
+    "version",
+    "created_by_id",
+    "created_at",
+    "updated_at",
 ]
 ENTRY_COLUMNS = [
-    "id", "student_id", "fee_id", "kind", "amount", "method", "check_number", "reason",
-    "source", "external_source", "external_id", "reverses_id", "created_by_id", "created_at",
+    "id",
+    "student_id",
+    "fee_id",
+    "kind",
+    "amount",
+    "method",
+    "check_number",
+    "reason",
+    "source",
+    "external_source",
+    "external_id",
+    "reverses_id",
+    "created_by_id",
+    "created_at",
 ]
 ALLOCATION_COLUMNS = ["credit_id", "debit_id", "amount", "manual", "created_at"]
 
@@ -82,9 +112,7 @@ def reserve_ids(table: str, n: int) -> list[int]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
         (sequence,) = cursor.fetchone()
-        cursor.execute(
-            "SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [sequence, n]
-        )
+        cursor.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [sequence, n])
         return [row[0] for row in cursor.fetchall()]
 
 
@@ -146,11 +174,25 @@ def ensure_students(n: int) -> tuple[School, list[int]]:
         start = date(2025, 8, 26)
         copy_rows(
             "students_student",
-            ["student_number", "first_name", "last_name", "grade", "active", "enrollment_date",
-             "school_id"],
+            [
+                "student_number",
+                "first_name",
+                "last_name",
+                "grade",
+                "active",
+                "enrollment_date",
+                "school_id",
+            ],
             (
-                (f"BN{n}-{i:07d}", FIRST[i % len(FIRST)], LAST[(i // 7) % len(LAST)],
-                 GRADES[i % len(GRADES)], True, start - timedelta(days=i % 3000), school.pk)
+                (
+                    f"BN{n}-{i:07d}",
+                    FIRST[i % len(FIRST)],
+                    LAST[(i // 7) % len(LAST)],
+                    GRADES[i % len(GRADES)],
+                    True,
+                    start - timedelta(days=i % 3000),
+                    school.pk,
+                )
                 for i in range(have, n)
             ),
         )
@@ -163,8 +205,11 @@ def school_list(school: School) -> StudentList:
     """The saved dynamic list "active students of `school`" (what a clerk assigns fees to)."""
     student_list, _ = StudentList.objects.get_or_create(
         name=f"Bench: {school.name} active students",
-        defaults={"kind": StudentList.Kind.DYNAMIC, "school": school,
-                  "status": StudentList.Status.ACTIVE},
+        defaults={
+            "kind": StudentList.Kind.DYNAMIC,
+            "school": school,
+            "status": StudentList.Status.ACTIVE,
+        },
     )
     return student_list
 
@@ -189,20 +234,60 @@ def copy_charges(
     fee_ids = reserve_ids("fees_fee", n)
     entry_ids = reserve_ids("fees_ledgerentry", n)
     cat, acct, user = catalog.category.pk, catalog.merchant_account.pk, catalog.clerk.pk
-    copy_rows("fees_fee", FEE_COLUMNS, (
-        (fid, f"BF{fid:012d}", sid, cat, acct, assignment_id, description, amount, amount,
-         FEE_DATE, DUE_DATE, "open", False, 1, user, now, now)
-        for fid, sid in zip(fee_ids, student_ids, strict=True)
-    ))
-    copy_rows("fees_ledgerentry", ENTRY_COLUMNS, (
-        (eid, sid, fid, "charge", amount, "", "", description, "staff", "", "", None, user, now)
-        for eid, fid, sid in zip(entry_ids, fee_ids, student_ids, strict=True)
-    ))
+    copy_rows(
+        "fees_fee",
+        FEE_COLUMNS,
+        (
+            (
+                fid,
+                f"BF{fid:012d}",
+                sid,
+                cat,
+                acct,
+                assignment_id,
+                description,
+                amount,
+                amount,
+                FEE_DATE,
+                DUE_DATE,
+                "open",
+                False,
+                1,
+                user,
+                now,
+                now,
+            )
+            for fid, sid in zip(fee_ids, student_ids, strict=True)
+        ),
+    )
+    copy_rows(
+        "fees_ledgerentry",
+        ENTRY_COLUMNS,
+        (
+            (eid, sid, fid, "charge", amount, "", "", description, "staff", "", "", None, user, now)
+            for eid, fid, sid in zip(entry_ids, fee_ids, student_ids, strict=True)
+        ),
+    )
     return fee_ids
 
 
-AMOUNTS = [Decimal(a) for a in ("3.50", "5.00", "12.75", "15.00", "18.00", "25.00", "35.00",
-                                "40.00", "45.00", "60.00", "85.00", "150.00")]
+AMOUNTS = [
+    Decimal(a)
+    for a in (
+        "3.50",
+        "5.00",
+        "12.75",
+        "15.00",
+        "18.00",
+        "25.00",
+        "35.00",
+        "40.00",
+        "45.00",
+        "60.00",
+        "85.00",
+        "150.00",
+    )
+]
 #: Share of fees in each state: 30% have payments (part, full, or full and partly refunded).
 MIX = {"open": 62, "part_paid": 13, "paid": 15, "refunded": 2, "waived": 5, "voided": 3}
 
@@ -242,14 +327,35 @@ def load_ledger(
     allocations: list[tuple[Any, ...]] = []
     methods = ["cash", "check", "card", "online", "online"]
 
-    def entry(eid: int, sid: int, fid: int, kind: str, amount: Decimal, *, method: str = "",
-              reverses: int | None = None) -> None:
+    def entry(
+        eid: int,
+        sid: int,
+        fid: int,
+        kind: str,
+        amount: Decimal,
+        *,
+        method: str = "",
+        reverses: int | None = None,
+    ) -> None:
         vendor = method == "online"
-        entries.append((
-            eid, sid, fid, kind, amount, method, str(1000 + eid % 9000) if method == "check"
-            else "", "", "vendor" if vendor else "staff", "bench:vendor" if vendor else "",
-            f"V{eid}" if vendor else "", reverses, None if vendor else user, now,
-        ))
+        entries.append(
+            (
+                eid,
+                sid,
+                fid,
+                kind,
+                amount,
+                method,
+                str(1000 + eid % 9000) if method == "check" else "",
+                "",
+                "vendor" if vendor else "staff",
+                "bench:vendor" if vendor else "",
+                f"V{eid}" if vendor else "",
+                reverses,
+                None if vendor else user,
+                now,
+            )
+        )
         mix.by_kind[kind] = mix.by_kind.get(kind, 0) + 1
 
     for i, (fid, state) in enumerate(zip(fee_ids, states, strict=True)):
@@ -280,8 +386,27 @@ def load_ledger(
             entry(credit, sid, fid, kind, amount)
             allocations.append((credit, charge, amount, False, now))
             balance, status = Decimal("0.00"), "waived" if state == "waived" else "voided"
-        fees.append((fid, f"BL{fid:012d}", sid, cat, acct, None, "Bench ledger fee", amount,
-                     balance, FEE_DATE, DUE_DATE, status, locked, 1, user, now, now))
+        fees.append(
+            (
+                fid,
+                f"BL{fid:012d}",
+                sid,
+                cat,
+                acct,
+                None,
+                "Bench ledger fee",
+                amount,
+                balance,
+                FEE_DATE,
+                DUE_DATE,
+                status,
+                locked,
+                1,
+                user,
+                now,
+                now,
+            )
+        )
         mix.by_state[state] = mix.by_state.get(state, 0) + 1
         mix.amount += amount
         mix.balance += balance

@@ -61,8 +61,9 @@ def recreate_database(url: str) -> None:
             "'bench' (or set BENCH_ALLOW_ANY_DATABASE=1)."
         )
     with psycopg.connect(url, dbname="postgres", autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
@@ -83,7 +84,8 @@ def setup_django(url: str) -> None:
 def module_names() -> list[str]:
     """The benchmark modules: bench/bench_*.py, in name order."""
     return sorted(
-        info.name for info in pkgutil.iter_modules([str(BENCH_DIR)])
+        info.name
+        for info in pkgutil.iter_modules([str(BENCH_DIR)])
         if info.name.startswith("bench_")
     )
 
@@ -153,8 +155,14 @@ def table(results: list[dict[str, Any]]) -> Iterator[str]:
     """The results as a plain-text table."""
     header = ("benchmark", "value", "unit", "target", "ok", "n")
     rows = [
-        (r["name"], _fmt(r["value"]), r["unit"], _fmt(r["target"]),
-         "-" if r["ok"] is None else ("ok" if r["ok"] else "MISSED"), _fmt(r["n"]))
+        (
+            r["name"],
+            _fmt(r["value"]),
+            r["unit"],
+            _fmt(r["target"]),
+            "-" if r["ok"] is None else ("ok" if r["ok"] else "MISSED"),
+            _fmt(r["n"]),
+        )
         for r in results
     ]
     widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]
@@ -168,13 +176,22 @@ def table(results: list[dict[str, Any]]) -> Iterator[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-k", dest="pattern", help="Run only benchmarks whose label "
-                        "(bench.bench_x.function) contains this text.")
-    parser.add_argument("--reuse-db", action="store_true",
-                        help="Keep the bench database (and its staged data) instead of "
-                        "recreating it; for iterating on a benchmark, not for figures.")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "-k",
+        dest="pattern",
+        help="Run only benchmarks whose label (bench.bench_x.function) contains this text.",
+    )
+    parser.add_argument(
+        "--reuse-db",
+        action="store_true",
+        help="Keep the bench database (and its staged data) instead of "
+        "recreating it; for iterating on a benchmark, not for figures.",
+    )
     args = parser.parse_args(argv)
     url = database_url()
     if not args.reuse_db:
@@ -190,9 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS_FILE.write_text(json.dumps(results, indent=2) + "\n")
     missed = [r["name"] for r in results if r["ok"] is False]
     met = sum(1 for r in results if r["ok"] is True)
-    print(f"\n{met} target(s) met, {len(missed)} missed{': ' + ', '.join(missed) if missed else ''}"
-          f"; {len(crashed)} crashed{': ' + ', '.join(crashed) if crashed else ''}. "
-          f"Wrote {RESULTS_FILE.relative_to(ROOT)}.")
+    print(
+        f"\n{met} target(s) met, {len(missed)} missed{': ' + ', '.join(missed) if missed else ''}"
+        f"; {len(crashed)} crashed{': ' + ', '.join(crashed) if crashed else ''}. "
+        f"Wrote {RESULTS_FILE.relative_to(ROOT)}."
+    )
     return 1 if crashed else 0
 
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from apps.fees.models import Fee
-from apps.vendors.models import Integration, MerchantAccountMapping
 from apps.vendors.kinds.payschools.sandbox import DEFAULT_PASSWORD, DEFAULT_USERNAME
+from apps.vendors.models import Integration, MerchantAccountMapping
 from tests.factories import CategoryFactory, MerchantAccountFactory, StaffFactory, StudentFactory
 from tests.sync.conftest import Sandbox
 

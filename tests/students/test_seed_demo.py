@@ -27,8 +27,19 @@ from apps.students.models import (
 
 N = 60
 COUNTED: list[type[Model]] = [
-    School, Student, Guardian, Guardian.students.through, Activity, ActivityMembership,
-    StudentList, FeeCategory, MerchantAccount, FeeAssignment, Fee, LedgerEntry, Allocation,
+    School,
+    Student,
+    Guardian,
+    Guardian.students.through,
+    Activity,
+    ActivityMembership,
+    StudentList,
+    FeeCategory,
+    MerchantAccount,
+    FeeAssignment,
+    Fee,
+    LedgerEntry,
+    Allocation,
     get_user_model(),
 ]
 
@@ -58,8 +69,11 @@ def test_district_shape(seeded: str) -> None:
         MerchantAccount.objects.values_list("merchant_id", flat=True)
     )
     # Grades fit the schools.
-    for code, grades in {"LES": {"K", "1", "2", "3", "4", "5"}, "WMS": {"6", "7", "8"},
-                         "JHS": {"9", "10", "11", "12"}}.items():
+    for code, grades in {
+        "LES": {"K", "1", "2", "3", "4", "5"},
+        "WMS": {"6", "7", "8"},
+        "JHS": {"9", "10", "11", "12"},
+    }.items():
         assert set(Student.objects.filter(school__code=code).values_list("grade", flat=True)) <= (
             grades
         )
@@ -69,16 +83,18 @@ def test_district_shape(seeded: str) -> None:
     club = Activity.objects.get(is_sport=False)
     assert sport.members.exists() and club.members.exists()
     # A dynamic list per school and one per activity.
-    assert StudentList.objects.filter(kind="dynamic", activity__isnull=True,
-                                      grade="").count() == 3
+    assert StudentList.objects.filter(kind="dynamic", activity__isnull=True, grade="").count() == 3
     assert StudentList.objects.filter(activity=sport).exists()
     assert StudentList.objects.filter(activity=club).exists()
 
 
 def test_staff_logins_and_groups(seeded: str) -> None:
     users = get_user_model().objects
-    for username, group in [("admin", "District admin"), ("clerk", "Fees clerk"),
-                            ("support", "Support staff")]:
+    for username, group in [
+        ("admin", "District admin"),
+        ("clerk", "Fees clerk"),
+        ("support", "Support staff"),
+    ]:
         user = users.get(username=username)
         assert user.is_staff and not user.is_superuser
         assert list(user.groups.values_list("name", flat=True)) == [group]
@@ -112,11 +128,13 @@ def test_each_parent_sees_only_their_own_children(seeded: str) -> None:
 
 def test_fees_in_every_state_and_the_ledger_is_truthful(seeded: str) -> None:
     assert set(Fee.objects.values_list("status", flat=True)) == set(Fee.Status.values)
-    partly_paid = Fee.objects.filter(status=Fee.Status.OPEN, balance__lt=F("amount"),
-                                     entries__kind="payment")
+    partly_paid = Fee.objects.filter(
+        status=Fee.Status.OPEN, balance__lt=F("amount"), entries__kind="payment"
+    )
     assert partly_paid.exists()
-    refunded = Fee.objects.filter(status=Fee.Status.OPEN, balance=F("amount"),
-                                  entries__kind="refund")
+    refunded = Fee.objects.filter(
+        status=Fee.Status.OPEN, balance=F("amount"), entries__kind="refund"
+    )
     assert refunded.exists()
     assert {"cash", "check", "card", "online"} <= set(
         LedgerEntry.objects.filter(kind="payment").values_list("method", flat=True)

@@ -11,10 +11,8 @@ import lxml.html
 from django.test import Client
 from django.urls import reverse
 
-from apps.vendors.registry import get_adapter_class, register
-from apps.vendors.kinds.base import CheckResult, FeePage, PaymentPage, PushResult
-from apps.vendors.kinds.base import VendorAdapter as _Base
 from apps.vendors.models import Integration
+from apps.vendors.registry import get_adapter_class
 from tests.admin_helpers import page_form_values
 
 CLOSED_URL = "http://127.0.0.1:9/soap"  # nothing listens on the discard port

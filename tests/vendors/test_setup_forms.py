@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from apps.vendors.models import Integration, MerchantAccountMapping
 from apps.vendors.kinds.payschools.sandbox import DEFAULT_PASSWORD, DEFAULT_USERNAME
+from apps.vendors.models import Integration, MerchantAccountMapping
 from tests.admin_helpers import csrf_client
 from tests.factories import CategoryFactory, MerchantAccountFactory, make_fee
 from tests.vendors.setup_pages import (

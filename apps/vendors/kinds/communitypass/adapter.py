@@ -39,7 +39,6 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-
 from apps.vendors.kinds.base import (
     BALANCE_SETTINGS,
     AdapterConfig,

@@ -28,7 +28,6 @@ from zeep import exceptions as zeep_exceptions
 from zeep.transports import Transport
 from zeep.wsse.username import UsernameToken
 
-
 from apps.vendors.kinds.base import (
     LUNCH_SETTINGS,
     AdapterConfig,

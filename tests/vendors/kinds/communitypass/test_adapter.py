@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from apps.vendors.registry import get_adapter_class
 from apps.vendors.kinds.base import FeeRecord, VendorError
 from apps.vendors.kinds.communitypass.adapter import (
     CommunityPassAdapter,
@@ -22,6 +21,7 @@ from apps.vendors.kinds.communitypass.adapter import (
     _money_in,
     _retry_after,
 )
+from apps.vendors.registry import get_adapter_class
 from apps.vendors.sandboxes.common import SandboxControl, SandboxServer
 
 MakeAdapter = Callable[..., CommunityPassAdapter]

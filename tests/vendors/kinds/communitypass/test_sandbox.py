@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import requests
 
-from apps.vendors.registry import load_sandbox, sandboxes
 from apps.vendors.kinds.communitypass import sandbox as cp
+from apps.vendors.registry import load_sandbox, sandboxes
 from apps.vendors.sandboxes.common import SandboxControl, SandboxServer
 
 KEY = {"X-Api-Key": cp.DEFAULT_API_KEY}

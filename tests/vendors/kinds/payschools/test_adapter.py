@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from apps.vendors.registry import get_adapter_class
 from apps.vendors.kinds.base import FeeRecord, VendorError
 from apps.vendors.kinds.payschools.adapter import PaySchoolsAdapter
+from apps.vendors.registry import get_adapter_class
 from apps.vendors.sandboxes.common import SandboxControl, SandboxServer
 
 MakeAdapter = Callable[..., PaySchoolsAdapter]

@@ -32,6 +32,7 @@ from apps.vendors.sandboxes.common import (
     CursorError,
     FeeInput,
     FeeProblem,
+    PaymentRow,
     Request,
     Response,
     SandboxServer,
@@ -250,7 +251,7 @@ def _iso_date(value: object, what: str) -> str:
         raise ValueError(f"{what} {value!r} is not a date (YYYY-MM-DD)") from None
 
 
-def payment_out(payment: Any) -> dict[str, Any]:
+def payment_out(payment: PaymentRow) -> dict[str, Any]:
     """A payment as the API shows it (the control API's `hidden`/`seq` are internal)."""
     return {
         "payment_id": payment.payment_id,

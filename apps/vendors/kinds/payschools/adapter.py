@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, TypeVar
@@ -69,7 +69,7 @@ class _HttpStatusError(Exception):
         self.retry_after = retry_after
 
 
-def _retry_after(headers: Any) -> float | None:
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
     value = headers.get("Retry-After") if headers is not None else None
     try:
         return float(value) if value is not None else None

@@ -45,13 +45,16 @@ test: install
 bench: install
 	$(PY) -m bench.run
 
+## make lint: ruff, then mypy on apps/ (configured in pyproject.toml: strict on the ledger,
+## the sync engine and the vendor adapters).
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf var .pytest_cache .ruff_cache
+	rm -rf var .pytest_cache .ruff_cache .mypy_cache

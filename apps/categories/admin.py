@@ -4,7 +4,7 @@ from .models import FeeCategory
 
 
 @admin.register(FeeCategory)
-class FeeCategoryAdmin(admin.ModelAdmin):
+class FeeCategoryAdmin(admin.ModelAdmin[FeeCategory]):
     list_display = ["code", "description", "active"]
     list_filter = ["active"]
     search_fields = ["code", "description"]

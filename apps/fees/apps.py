@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
@@ -13,7 +15,7 @@ class FeesConfig(AppConfig):
         post_migrate.connect(_sync_groups, sender=self, dispatch_uid="fees.sync_staff_groups")
 
 
-def _sync_groups(sender, **kwargs):
+def _sync_groups(sender: AppConfig, **kwargs: Any) -> None:
     from .roles import sync_staff_groups
 
     sync_staff_groups(using=kwargs.get("using", "default"))

@@ -31,4 +31,4 @@ def register_audited_models() -> None:
     ]
     for model, options in registrations:
         if not auditlog.contains(model):
-            auditlog.register(model, **options)  # type: ignore[arg-type]
+            auditlog.register(model, **options)

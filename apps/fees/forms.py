@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin
@@ -63,14 +63,16 @@ class MoneyField(forms.DecimalField):
         kwargs.pop("step_size", None)
         super().__init__(**kwargs)
 
-    def to_python(self, value: Any) -> Decimal | None:
+    # The stub types IntegerField.to_python as returning int (and ignores DecimalField's own).
+    def to_python(self, value: Any) -> Decimal | None:  # type: ignore[override]
         # Clerks type what is on the check: "$1,250.00".
         if isinstance(value, str):
             value = value.strip().replace(",", "").removeprefix("$").strip()
         return super().to_python(value)
 
     def validate(self, value: Decimal | None) -> None:
-        super().validate(value)
+        # Django's DecimalField.validate takes None (its required check); the stub says Decimal.
+        super().validate(value)  # type: ignore[arg-type]
         if value is None:
             return
         if value < 0:
@@ -87,7 +89,7 @@ def _date_widget() -> AdminDateWidget:
     return AdminDateWidget()
 
 
-def _check_dates(form: forms.Form, fee_date: date | None, due_date: date | None) -> None:
+def _check_dates(form: forms.BaseForm, fee_date: date | None, due_date: date | None) -> None:
     if fee_date and due_date and due_date < fee_date:
         form.add_error("due_date", "The due date cannot be before the fee date.")
 
@@ -134,13 +136,18 @@ class ChargeForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Querysets are evaluated per request so new categories show without a restart.
-        self.fields["category"].queryset = _active_categories()
-        self.fields["merchant_account"].queryset = _active_accounts()
+        cast(
+            "forms.ModelChoiceField[FeeCategory]", self.fields["category"]
+        ).queryset = _active_categories()
+        cast(
+            "forms.ModelChoiceField[MerchantAccount]", self.fields["merchant_account"]
+        ).queryset = _active_accounts()
         if not self.is_bound and "fee_date" not in self.initial:
             self.initial["fee_date"] = timezone.localdate()
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         _check_dates(self, cleaned.get("fee_date"), cleaned.get("due_date"))
         return cleaned
 
@@ -156,7 +163,7 @@ class FeeAddForm(ChargeForm):
     field_order = ["student"]
 
 
-class FeeChangeForm(forms.ModelForm):
+class FeeChangeForm(forms.ModelForm[Fee]):
     """The editable part of a fee's page; saved through `fee_change`, never `save()`."""
 
     reason = forms.CharField(
@@ -180,7 +187,8 @@ class FeeChangeForm(forms.ModelForm):
         }
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         fee: Fee = self.instance
         if "due_date" in self.fields:
             due = cleaned.get("due_date")
@@ -238,7 +246,8 @@ class PaymentForm(forms.Form):
         ].help_text = f"In dollars and cents. {dollars(fee.balance)} is owed on this fee."
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         check_number = (cleaned.get("check_number") or "").strip()
         cleaned["check_number"] = check_number
         if cleaned.get("method") == LedgerEntry.Method.CHECK and not check_number:
@@ -263,7 +272,7 @@ class WaiveForm(forms.Form):
         ].help_text = f"Leave empty to waive everything still owed ({dollars(fee.balance)})."
 
 
-class RefundChoiceField(forms.ModelChoiceField):
+class RefundChoiceField(forms.ModelChoiceField[LedgerEntry]):
     def label_from_instance(self, obj: LedgerEntry) -> str:
         when = date_format(timezone.localtime(obj.created_at), "DATE_FORMAT")
         how = obj.get_method_display() or obj.get_source_display()
@@ -305,7 +314,7 @@ class RefundForm(forms.Form):
     def __init__(self, *args: Any, fee: Fee, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         payments = refundable_payments(fee).filter(amount__gt=F("given_back"))
-        self.fields["payment"].queryset = payments  # type: ignore[attr-defined]
+        cast("RefundChoiceField", self.fields["payment"]).queryset = payments
         if not self.is_bound and len(payments) == 1:
             self.initial["payment"] = payments[0].pk
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import secrets
 from decimal import Decimal
+from typing import Final, TypedDict
 
 from django.conf import settings
 from django.db import models
@@ -25,7 +26,15 @@ from apps.accounts.models import MerchantAccount
 from apps.categories.models import FeeCategory
 from apps.students.models import Student, StudentList
 
-MONEY = {"max_digits": 12, "decimal_places": 2}
+
+class MoneyOptions(TypedDict):
+    """The keyword arguments every money column (and money form field) shares."""
+
+    max_digits: int
+    decimal_places: int
+
+
+MONEY: Final[MoneyOptions] = {"max_digits": 12, "decimal_places": 2}
 ZERO = Decimal("0.00")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -24,7 +25,10 @@ def student_fees(*, student: Student) -> QuerySet[Fee]:
 
 
 def student_balance(*, student: Student) -> Decimal:
-    return Fee.objects.filter(student=student).aggregate(s=Coalesce(Sum("balance"), ZERO))["s"]
+    total: Decimal = Fee.objects.filter(student=student).aggregate(
+        s=Coalesce(Sum("balance"), ZERO)
+    )["s"]
+    return total
 
 
 @dataclass
@@ -49,7 +53,11 @@ class LedgerReport:
 # Each check is one set-based SQL query that returns the offending rows (at most LIMIT), so
 # the whole ledger is verified in a handful of scans however large it is.
 LIMIT = 50
-_IN = lambda kinds: "(" + ", ".join(f"'{k}'" for k in kinds) + ")"  # noqa: E731
+
+
+def _IN(kinds: Iterable[str]) -> str:
+    return "(" + ", ".join(f"'{k}'" for k in kinds) + ")"
+
 
 CHECKS: list[tuple[str, str, str]] = [
     (

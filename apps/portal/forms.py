@@ -8,11 +8,14 @@ become a way into a staff account).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, SetPasswordForm
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 
 class ParentAuthenticationForm(AuthenticationForm):
@@ -24,7 +27,7 @@ class ParentAuthenticationForm(AuthenticationForm):
         "not_parent": "This account is not linked to any student. Please contact the school.",
     }
 
-    def confirm_login_allowed(self, user: Any) -> None:
+    def confirm_login_allowed(self, user: User) -> None:
         super().confirm_login_allowed(user)
         if user.is_staff:
             raise forms.ValidationError(self.error_messages["staff"], code="staff")
@@ -40,7 +43,7 @@ class ParentPasswordResetForm(PasswordResetForm):
         widget=forms.EmailInput(attrs={"autocomplete": "email"}),
     )
 
-    def get_users(self, email: str) -> Iterator[Any]:
+    def get_users(self, email: str) -> Iterator[User]:
         """Only parents' accounts: never a staff account, never a login without a guardian."""
         users = super().get_users(email)
         user_model = get_user_model()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, Concatenate, ParamSpec
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
 from axes.helpers import get_cool_off, get_lockout_message
 from axes.utils import reset as axes_reset
@@ -30,6 +30,10 @@ from django.utils.safestring import mark_safe
 from apps.students.models import Guardian
 
 from .forms import ParentAuthenticationForm, ParentPasswordResetForm, ParentSetPasswordForm
+
+if TYPE_CHECKING:
+    from django.contrib.auth.forms import SetPasswordForm
+    from django.contrib.auth.models import User
 from .sections import section_by_slug
 from .selectors import (
     ChildFees,
@@ -118,7 +122,7 @@ class ParentLoginView(auth_views.LoginView):
     template_name = "portal/login.html"
     authentication_form = ParentAuthenticationForm
     redirect_authenticated_user = True
-    next_page = reverse_lazy("portal:fees")
+    next_page = "portal:fees"  # a URL name: resolve_url() reverses it per request
 
 
 def lockout_response(
@@ -161,14 +165,14 @@ class ParentPasswordResetConfirmView(auth_views.PasswordResetConfirmView):
     template_name = "portal/password_reset_confirm.html"
     success_url = reverse_lazy("portal:password_reset_complete")
 
-    def get_user(self, uidb64: str) -> Any:
+    def get_user(self, uidb64: str) -> User | None:
         user = super().get_user(uidb64)
         # A staff account's link (from anywhere) is not honoured here.
         if user is None or user.is_staff:
             return None
         return user
 
-    def form_valid(self, form: ParentSetPasswordForm) -> HttpResponse:
+    def form_valid(self, form: SetPasswordForm[User]) -> HttpResponse:
         response = super().form_valid(form)
         # Whoever opened the link controls the parent's e-mail: a sign-in pause from wrong
         # passwords no longer protects anything, so it ends with the new password.

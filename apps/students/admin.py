@@ -14,6 +14,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.widgets import AutocompleteSelectMultiple
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, DecimalField, OuterRef, QuerySet, Subquery, Sum
@@ -42,7 +44,7 @@ from .services import activity_join
 # --- joining activities: always through activity_join ---------------------------------------
 
 
-def may_join_students(user: Any) -> bool:
+def may_join_students(user: User | AnonymousUser) -> bool:
     """Joining may charge the activity's fees, so it takes the right to post money too."""
     return bool(user.has_perm("students.add_activitymembership")) and can_post_money(user)
 
@@ -54,7 +56,10 @@ def join_activity(request: HttpRequest, *, activity: Activity, students: list[St
             "student_id", flat=True
         )
     )
-    origin = Origin(user=request.user)
+    # Staff pages only run for a signed-in user; an anonymous one would be recorded as nobody
+    # (as Origin.entry_fields already does for a user without a pk).
+    user = request.user if isinstance(request.user, AbstractBaseUser) else None
+    origin = Origin(user=user)
     charged = 0
     with transaction.atomic():
         for student in students:
@@ -91,7 +96,7 @@ class ActivityPickForm(forms.Form):
 # --- students -----------------------------------------------------------------------------
 
 
-class FeeInline(ReadOnlyMixin, admin.TabularInline):
+class FeeInline(ReadOnlyMixin, admin.TabularInline[Fee, Student]):
     """The student's fees, read-only: money changes on each fee's own page."""
 
     model = Fee
@@ -100,7 +105,7 @@ class FeeInline(ReadOnlyMixin, admin.TabularInline):
     can_delete = False
     verbose_name = "fee"
     verbose_name_plural = "Fees"
-    fields = readonly_fields = [
+    fields = readonly_fields = (
         "fee_link",
         "description",
         "category",
@@ -109,7 +114,7 @@ class FeeInline(ReadOnlyMixin, admin.TabularInline):
         "status",
         "fee_date",
         "due_date",
-    ]
+    )
     ordering = ["-fee_date", "-id"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Fee]:
@@ -128,12 +133,12 @@ class GuardianInline(admin.TabularInline):
     verbose_name_plural = "Guardians (parent-portal logins see this student's fees)"
 
 
-class MembershipInline(NoAddOrChangeMixin, admin.TabularInline):
+class MembershipInline(NoAddOrChangeMixin, admin.TabularInline[ActivityMembership, Student]):
     """Memberships are shown, never added here: joining goes through `activity_join`."""
 
     model = ActivityMembership
     extra = 0
-    fields = readonly_fields = ["activity", "joined_on"]
+    fields = readonly_fields = ("activity", "joined_on")
     verbose_name = "activity"
     verbose_name_plural = "Activities"
 
@@ -141,7 +146,7 @@ class MembershipInline(NoAddOrChangeMixin, admin.TabularInline):
         return super().get_queryset(request).select_related("activity", "student")
 
 
-class StudentForm(forms.ModelForm):
+class StudentForm(forms.ModelForm[Student]):
     class Meta:
         model = Student
         fields = [
@@ -173,7 +178,7 @@ def _owed_subquery() -> Subquery:
 
 
 @admin.register(Student)
-class StudentAdmin(ActionPageMixin, admin.ModelAdmin):
+class StudentAdmin(ActionPageMixin, admin.ModelAdmin[Student]):
     Media = FeeSyncMedia
     form = StudentForm
     change_form_template = "admin/students/student/change_form.html"
@@ -291,7 +296,7 @@ class StudentAdmin(ActionPageMixin, admin.ModelAdmin):
 # --- guardians, schools ---------------------------------------------------------------------
 
 
-class GuardianForm(forms.ModelForm):
+class GuardianForm(forms.ModelForm[Guardian]):
     class Meta:
         model = Guardian
         fields = ["first_name", "last_name", "email", "phone", "address", "user", "students"]
@@ -307,7 +312,7 @@ class GuardianForm(forms.ModelForm):
 
 
 @admin.register(Guardian)
-class GuardianAdmin(admin.ModelAdmin):
+class GuardianAdmin(admin.ModelAdmin[Guardian]):
     form = GuardianForm
     list_display = ["last_name", "first_name", "email", "phone", "children"]
     search_fields = ["last_name", "first_name", "email"]
@@ -328,7 +333,7 @@ class GuardianAdmin(admin.ModelAdmin):
         return ["user"]
 
 
-class SchoolForm(forms.ModelForm):
+class SchoolForm(forms.ModelForm[School]):
     class Meta:
         model = School
         fields = ["code", "name"]
@@ -339,7 +344,7 @@ class SchoolForm(forms.ModelForm):
 
 
 @admin.register(School)
-class SchoolAdmin(admin.ModelAdmin):
+class SchoolAdmin(admin.ModelAdmin[School]):
     form = SchoolForm
     list_display = ["code", "name", "students"]
     search_fields = ["code", "name"]
@@ -356,10 +361,10 @@ class SchoolAdmin(admin.ModelAdmin):
 # --- activities --------------------------------------------------------------------------------
 
 
-class ActivityMemberInline(NoAddOrChangeMixin, admin.TabularInline):
+class ActivityMemberInline(NoAddOrChangeMixin, admin.TabularInline[ActivityMembership, Activity]):
     model = ActivityMembership
     extra = 0
-    fields = readonly_fields = ["student", "joined_on"]
+    fields = readonly_fields = ("student", "joined_on")
     verbose_name = "member"
     verbose_name_plural = "Members (add them with “Add members”, so the activity's fees follow)"
 
@@ -367,7 +372,7 @@ class ActivityMemberInline(NoAddOrChangeMixin, admin.TabularInline):
         return super().get_queryset(request).select_related("student", "activity")
 
 
-class ActivityForm(forms.ModelForm):
+class ActivityForm(forms.ModelForm[Activity]):
     class Meta:
         model = Activity
         fields = ["name", "school", "is_sport"]
@@ -379,7 +384,7 @@ class ActivityForm(forms.ModelForm):
 
 
 @admin.register(Activity)
-class ActivityAdmin(ActionPageMixin, admin.ModelAdmin):
+class ActivityAdmin(ActionPageMixin, admin.ModelAdmin[Activity]):
     form = ActivityForm
     change_form_template = "admin/students/activity/change_form.html"
     list_display = ["name", "school", "is_sport", "members_count"]
@@ -459,7 +464,7 @@ class ActivityAdmin(ActionPageMixin, admin.ModelAdmin):
 # --- student lists ----------------------------------------------------------------------------
 
 
-class StudentListForm(forms.ModelForm):
+class StudentListForm(forms.ModelForm[StudentList]):
     class Meta:
         model = StudentList
         fields = ["name", "kind", "school", "grade", "activity", "status", "students"]
@@ -472,7 +477,8 @@ class StudentListForm(forms.ModelForm):
         }
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         kind = cleaned.get("kind")
         if kind == StudentList.Kind.FIXED:
             used = [
@@ -495,7 +501,7 @@ class StudentListForm(forms.ModelForm):
 
 
 @admin.register(StudentList)
-class StudentListAdmin(admin.ModelAdmin):
+class StudentListAdmin(admin.ModelAdmin[StudentList]):
     form = StudentListForm
     list_display = ["name", "kind", "school", "grade", "activity", "status", "created_at"]
     list_select_related = ["school", "activity"]

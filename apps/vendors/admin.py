@@ -30,7 +30,7 @@ class SetupMedia(FeeSyncMedia):
 
 
 @admin.register(Integration)
-class IntegrationAdmin(SetupPages, DashboardPages, ActionPageMixin, admin.ModelAdmin):
+class IntegrationAdmin(SetupPages, DashboardPages, ActionPageMixin, admin.ModelAdmin[Integration]):
     """One line per vendor integration; its page is the setup page."""
 
     Media = SetupMedia
@@ -84,16 +84,18 @@ class IntegrationAdmin(SetupPages, DashboardPages, ActionPageMixin, admin.ModelA
             reverse("admin:vendors_integration_dashboard", args=[obj.pk]),
         )
 
-    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         extra = {"title": "Payment vendor integrations", **(extra_context or {})}
         return super().changelist_view(request, extra)
 
     # --- who may do what ---
 
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_view_permission(self, request: HttpRequest, obj: Integration | None = None) -> bool:
         return may_view(request.user)
 
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Integration | None = None) -> bool:
         # Deleting would take its sync history with it; an integration is disabled instead.
         return False
 
@@ -138,7 +140,7 @@ class IntegrationAdmin(SetupPages, DashboardPages, ActionPageMixin, admin.ModelA
         return self.setup_view(request, object_id)
 
     def add_view(
-        self, request: HttpRequest, form_url: str = "", extra_context: Any = None
+        self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         if not (self.has_add_permission(request) and may_change(request.user)):
             raise PermissionDenied
@@ -173,7 +175,7 @@ class IntegrationAdmin(SetupPages, DashboardPages, ActionPageMixin, admin.ModelA
         )
 
     def history_view(
-        self, request: HttpRequest, object_id: str, extra_context: Any = None
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         # The audit log (before and after of every setup change) is the history.
         integration = self._integration(request, object_id)
@@ -260,7 +262,9 @@ class OpenFilter(admin.SimpleListFilter):
     title = "status"
     parameter_name = "open"
 
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]
+    ) -> list[tuple[str, str]]:
         return [("yes", "Open"), ("no", "Resolved or repaired")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:

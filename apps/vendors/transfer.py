@@ -304,7 +304,9 @@ class _FTPTLS(ftplib.FTP_TLS):
     Many FTPS servers (vsftpd's default `require_ssl_reuse`, FileZilla Server) refuse a data
     connection that does not reuse the control session, and ftplib does not do it."""
 
-    def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int]:
+    def ntransfercmd(
+        self, cmd: str, rest: int | str | None = None
+    ) -> tuple[socket.socket, int | None]:
         # Skip FTP_TLS's own wrapping (no session reuse): open the plain data connection...
         conn, size = super(ftplib.FTP_TLS, self).ntransfercmd(cmd, rest)
         if self._prot_p:  # type: ignore[attr-defined]  # set by prot_p()
@@ -441,13 +443,14 @@ def _sftp_connect(target: TransferTarget) -> tuple[paramiko.Transport, paramiko.
             )
         _sftp_authenticate(transport, target)
         sftp = paramiko.SFTPClient.from_transport(transport)
-        if sftp is None:
+        channel = sftp.get_channel() if sftp is not None else None
+        if sftp is None or channel is None:
             raise TransferError(
                 f"The {_where(target)} would not open an SFTP session.", permanent=False
             )
         # Every read and write on the session gives up after `timeout` seconds, so a server
         # that stalls mid-upload cannot hang the nightly task.
-        sftp.get_channel().settimeout(target.timeout)
+        channel.settimeout(target.timeout)
     except BaseException:
         transport.close()
         raise

@@ -8,7 +8,12 @@ needs nothing installed or started.
 
 from pathlib import Path
 
+import django_stubs_ext
 import environ
+
+# Lets classes subscript Django's generics at run time (`forms.ModelForm[Fee]`,
+# `admin.ModelAdmin[Student]`), as the type checker reads them (django-stubs).
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"

@@ -2,8 +2,9 @@
 
 import json
 from dataclasses import asdict
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.fees.selectors import ledger_report
 
@@ -11,10 +12,10 @@ from apps.fees.selectors import ledger_report
 class Command(BaseCommand):
     help = "Recompute every balance from the ledger entries and check the ledger invariants."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="Print counts and totals as JSON.")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         report = ledger_report()
         if options["json"]:
             self.stdout.write(

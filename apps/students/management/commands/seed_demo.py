@@ -568,7 +568,8 @@ class Command(BaseCommand):
             if users[g.username] not in guardians
         ]
         Guardian.objects.bulk_create(new_guardians, batch_size=BATCH)
-        guardians.update((g.user_id, g.pk) for g in new_guardians)
+        # Every new guardian was given a user above; the check only narrows the type.
+        guardians.update((g.user_id, g.pk) for g in new_guardians if g.user_id is not None)
         through = Guardian.students.through
         links = [
             through(guardian_id=guardians[users[g.username]], student_id=student_ids[number])

@@ -29,7 +29,7 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
@@ -95,7 +95,7 @@ def _money_in(value: Any, what: str) -> Decimal:
     return amount.quantize(CENT)
 
 
-def _retry_after(headers: Any) -> float | None:
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
     """Retry-After in seconds: delta-seconds or an HTTP-date; None if absent or unreadable."""
     value = headers.get("Retry-After") if headers is not None else None
     if value is None:
@@ -236,7 +236,7 @@ class CommunityPassAdapter(VendorAdapter):
         if retry_after is not None:
             return retry_after if retry_after <= self.max_retry_after else None
         # Exponential backoff with "full jitter", so that workers do not retry in step.
-        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
+        ceiling = min(self.backoff_cap, self.backoff_base * 2.0 ** (attempt - 1))
         return ceiling * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not security
 
     def _attempt(

@@ -32,6 +32,7 @@ from apps.vendors.sandboxes.common import (
     CursorError,
     FeeInput,
     FeeProblem,
+    PaymentRow,
     Request,
     Response,
     SandboxServer,
@@ -250,7 +251,7 @@ def _iso_date(value: object, what: str) -> str:
         raise ValueError(f"{what} {value!r} is not a date (YYYY-MM-DD)") from None
 
 
-def payment_out(payment: Any) -> dict[str, Any]:
+def payment_out(payment: PaymentRow) -> dict[str, Any]:
     """A payment as the API shows it (the control API's `hidden`/`seq` are internal)."""
     return {
         "payment_id": payment.payment_id,
@@ -288,7 +289,8 @@ class CommunityPassState(SandboxState):
         """Balance per student asked (0.00 for a student without fees): the sum of
         `amount_due` of every active fee, including fees only Community Pass has. A fee
         the district made inactive is no longer collected, so it is not owed here."""
-        totals = {s: [ZERO, ZERO, 0] for s in student_ids}
+        # Per student: what is due, what of it is Community Pass's own, how many fees owe.
+        totals: dict[str, list[Decimal | int]] = {s: [ZERO, ZERO, 0] for s in student_ids}
         with self._read() as db:
             rows = db.execute(
                 "SELECT student_id, amount_due, foreign_fee FROM fees"
@@ -496,7 +498,11 @@ class CommunityPassProtocol(VendorProtocol):
     def list_fees(self, request: Request, params: dict[str, str]) -> Response:
         cursor, after = self._after("f", request)
         page = self.state.fees_page(after, _limit(request))
-        next_cursor = self.state.encode_cursor("f", page.last_seq) if page.rows else cursor
+        next_cursor = (
+            self.state.encode_cursor("f", page.last_seq)
+            if page.rows and page.last_seq is not None
+            else cursor
+        )
         return _ok(
             {
                 "data": [fee_json(f) for f in page.rows],
@@ -517,7 +523,11 @@ class CommunityPassProtocol(VendorProtocol):
         student_ids = _student_ids(request, required=False)
         page = self.server.payments_page(after, limit, student_ids)
         # An empty page hands the caller's cursor back: its position is still right.
-        next_cursor = self.state.encode_cursor("p", page.last_seq) if page.rows else cursor
+        next_cursor = (
+            self.state.encode_cursor("p", page.last_seq)
+            if page.rows and page.last_seq is not None
+            else cursor
+        )
         return _ok(
             {
                 "data": [payment_out(p) for p in page.rows],

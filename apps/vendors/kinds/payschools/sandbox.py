@@ -415,7 +415,11 @@ class PaySchoolsProtocol(VendorProtocol):
             if p.refers_to:
                 _add(node, "RefersTo", p.refers_to)
         # An empty page hands the caller's cursor back: its position is still right.
-        next_cursor = self.state.encode_cursor("p", page.last_seq) if page.rows else cursor
+        next_cursor = (
+            self.state.encode_cursor("p", page.last_seq)
+            if page.rows and page.last_seq is not None
+            else cursor
+        )
         if next_cursor:
             _add(response, "NextCursor", next_cursor)
         _add(response, "HasMore", _bool(page.has_more))
@@ -442,7 +446,11 @@ class PaySchoolsProtocol(VendorProtocol):
             _add(node, "Status", f.status)
             _add(node, "Active", _bool(f.active))
             _add(node, "Foreign", _bool(f.foreign))
-        next_cursor = self.state.encode_cursor("f", page.last_seq) if page.rows else cursor
+        next_cursor = (
+            self.state.encode_cursor("f", page.last_seq)
+            if page.rows and page.last_seq is not None
+            else cursor
+        )
         if next_cursor:
             _add(response, "NextCursor", next_cursor)
         _add(response, "HasMore", _bool(page.has_more))

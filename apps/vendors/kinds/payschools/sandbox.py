@@ -4,7 +4,7 @@ It speaks the contract in docs/vendors/payschools.md: the WSDL next to this file
 `GET /soap?wsdl` with the real address filled in), document/literal operations at
 `POST /soap`, WS-Security UsernameToken (PasswordText or PasswordDigest) on every
 operation. State, the control API under `/_sandbox/` and fault injection come from
-`common.py`.
+`apps.vendors.sandboxes`.
 
 Start it with `manage.py sandbox payschools --port 8101`, `python -m
 apps.vendors.kinds.payschools.sandbox --port 8101`, or in a test with `make_server(0).start()`.
@@ -25,21 +25,21 @@ from pathlib import Path
 
 from lxml import etree
 
-from apps.vendors.sandboxes.common import (
-    CursorError,
-    FeeInput,
-    FeeProblem,
-    Request,
-    Response,
+from apps.vendors.sandboxes.messages import Request, Response
+from apps.vendors.sandboxes.server import (
     SandboxServer,
-    SandboxState,
-    UpsertOutcome,
     VendorProtocol,
-    money_str,
-    parse_money,
     sandbox_main,
     serve_until_stopped,
 )
+from apps.vendors.sandboxes.state import (
+    CursorError,
+    FeeInput,
+    FeeProblem,
+    SandboxState,
+    UpsertOutcome,
+)
+from apps.vendors.sandboxes.values import money_str, parse_money
 
 DEFAULT_PORT = 8101
 DEFAULT_USERNAME = "feesync"

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from apps.vendors.registry import get_adapter_class
 from apps.vendors.kinds.base import FeeRecord, VendorError
 from apps.vendors.kinds.communitypass.adapter import (
     CommunityPassAdapter,
@@ -22,7 +21,9 @@ from apps.vendors.kinds.communitypass.adapter import (
     _money_in,
     _retry_after,
 )
-from apps.vendors.sandboxes.common import SandboxControl, SandboxServer
+from apps.vendors.registry import get_adapter_class
+from apps.vendors.sandboxes.client import SandboxControl
+from apps.vendors.sandboxes.server import SandboxServer
 
 MakeAdapter = Callable[..., CommunityPassAdapter]
 MakeFee = Callable[..., FeeRecord]

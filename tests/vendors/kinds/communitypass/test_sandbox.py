@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 import requests
 
-from apps.vendors.registry import load_sandbox, sandboxes
 from apps.vendors.kinds.communitypass import sandbox as cp
-from apps.vendors.sandboxes.common import SandboxControl, SandboxServer
+from apps.vendors.registry import load_sandbox, sandboxes
+from apps.vendors.sandboxes.client import SandboxControl
+from apps.vendors.sandboxes.server import SandboxServer
 
 KEY = {"X-Api-Key": cp.DEFAULT_API_KEY}
 ROOT = Path(__file__).resolve().parents[4]

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from apps.vendors.registry import get_adapter_class
 from apps.vendors.kinds.base import FeeRecord, VendorError
 from apps.vendors.kinds.payschools.adapter import PaySchoolsAdapter
-from apps.vendors.sandboxes.common import SandboxControl, SandboxServer
+from apps.vendors.registry import get_adapter_class
+from apps.vendors.sandboxes.client import SandboxControl
+from apps.vendors.sandboxes.server import SandboxServer
 
 MakeAdapter = Callable[..., PaySchoolsAdapter]
 MakeFee = Callable[..., FeeRecord]

@@ -175,7 +175,6 @@ class SandboxServer(ThreadingHTTPServer):
         self.host = host
         self.port = int(self.server_address[1])
         self.url = f"http://{host}:{self.port}"
-        self.control_url = f"{self.url}/_sandbox"
         self._faults = FaultConfig()
         self._faults_lock = threading.Lock()
         self._every_seen = 0  # vendor requests since the fault was set (for `every`)

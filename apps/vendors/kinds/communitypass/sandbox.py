@@ -42,7 +42,7 @@ from apps.vendors.sandboxes.state import (
     UpsertOutcome,
     fee_json,
 )
-from apps.vendors.sandboxes.values import ZERO, money_str, parse_money, utc_now_iso
+from apps.vendors.sandboxes.values import ZERO, json_default, money_str, parse_money, utc_now_iso
 
 DEFAULT_PORT = 8102
 DEFAULT_API_KEY = "sandbox-key"  # documented sandbox credential, not a secret
@@ -105,12 +105,7 @@ def error_response(error: ApiError) -> Response:
 
 
 def _dumps(data: object) -> bytes:
-    def default(value: object) -> object:
-        if isinstance(value, Decimal):
-            return money_str(value)
-        raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-    return json.dumps(data, default=default, separators=(",", ":")).encode()
+    return json.dumps(data, default=json_default, separators=(",", ":")).encode()
 
 
 def _seconds(n: int) -> str:

@@ -20,7 +20,7 @@ import hmac
 import os
 import sys
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 from lxml import etree
@@ -39,7 +39,7 @@ from apps.vendors.sandboxes.state import (
     SandboxState,
     UpsertOutcome,
 )
-from apps.vendors.sandboxes.values import money_str, parse_money
+from apps.vendors.sandboxes.values import money_str, parse_money, utc_now_iso
 
 DEFAULT_PORT = 8101
 DEFAULT_USERNAME = "feesync"
@@ -463,7 +463,7 @@ class PaySchoolsProtocol(VendorProtocol):
     def test_connection(self, payload: etree._Element) -> etree._Element:
         response = etree.Element(_q("TestConnectionResponse"), nsmap={None: NS})
         _add(response, "Echo", _text(payload, "Echo") or "")
-        _add(response, "ServerTime", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        _add(response, "ServerTime", utc_now_iso())
         return response
 
 

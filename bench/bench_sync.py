@@ -60,7 +60,8 @@ from apps.vendors import engine
 from apps.vendors.kinds.base import FeeRecord, VendorAdapter
 from apps.vendors.models import Discrepancy, Integration, OutboxItem, SyncedFee
 from apps.vendors.registry import get_adapter_class, load_sandbox, sandboxes
-from apps.vendors.sandboxes.common import SandboxControl, SandboxServer
+from apps.vendors.sandboxes.client import SandboxControl
+from apps.vendors.sandboxes.server import SandboxServer
 from bench import Result, data, ratio, result, stopwatch
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,7 +20,8 @@ from apps.vendors.kinds.communitypass import sandbox as communitypass_sandbox
 from apps.vendors.kinds.communitypass.adapter import CommunityPassAdapter
 from apps.vendors.kinds.payschools.adapter import PaySchoolsAdapter
 from apps.vendors.kinds.payschools.sandbox import DEFAULT_PASSWORD, DEFAULT_USERNAME, make_server
-from apps.vendors.sandboxes.common import SandboxControl, SandboxServer
+from apps.vendors.sandboxes.client import SandboxControl
+from apps.vendors.sandboxes.server import SandboxServer
 
 PAYSCHOOLS_CREDENTIALS = {"username": DEFAULT_USERNAME, "password": DEFAULT_PASSWORD}
 COMMUNITYPASS_CREDENTIALS = {"api_key": communitypass_sandbox.DEFAULT_API_KEY}

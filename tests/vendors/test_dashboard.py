@@ -17,7 +17,8 @@ from apps.fees.models import LedgerEntry
 from apps.fees.services import ExternalPayment, Origin, payments_post_bulk
 from apps.vendors.kinds.payschools.sandbox import DEFAULT_PASSWORD, DEFAULT_USERNAME
 from apps.vendors.models import Discrepancy, Integration, OutboxItem, SyncedFee, TaskRun
-from apps.vendors.sandboxes.common import SandboxControl, SandboxServer
+from apps.vendors.sandboxes.client import SandboxControl
+from apps.vendors.sandboxes.server import SandboxServer
 from tests.admin_helpers import csrf_client
 from tests.factories import CategoryFactory, make_fee
 from tests.vendors.setup_pages import (

@@ -3,9 +3,9 @@
 It speaks the contract in contract.md (beside this file): JSON over HTTP under `/v1`, an
 API key in the `X-Api-Key` header, cursor pagination, money as two-decimal strings, and
 errors as `{"error": {"code", "message", "request_id"}}`. State, the control API under
-`/_sandbox/` and fault injection come from `common.py`; this module adds the endpoints,
-the JSON shape of every failure, and account balances that include fees entered at the
-vendor (foreign fees).
+`/_sandbox/` and fault injection come from `apps.vendors.sandboxes`; this module adds the
+endpoints, the JSON shape of every failure, and account balances that include fees entered
+at the vendor (foreign fees).
 
 Start it with `manage.py sandbox communitypass --port 8102`, `python -m
 apps.vendors.kinds.communitypass.sandbox --port 8102`, or in a test with
@@ -27,25 +27,23 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import unquote
 
-from apps.vendors.sandboxes.common import (
-    ZERO,
+from apps.vendors.sandboxes.messages import Request, Response
+from apps.vendors.sandboxes.server import (
+    SandboxServer,
+    VendorProtocol,
+    sandbox_main,
+    serve_until_stopped,
+)
+from apps.vendors.sandboxes.state import (
     CursorError,
     FeeInput,
     FeeProblem,
     PaymentRow,
-    Request,
-    Response,
-    SandboxServer,
     SandboxState,
     UpsertOutcome,
-    VendorProtocol,
     fee_json,
-    money_str,
-    parse_money,
-    sandbox_main,
-    serve_until_stopped,
-    utc_now_iso,
 )
+from apps.vendors.sandboxes.values import ZERO, json_default, money_str, parse_money, utc_now_iso
 
 DEFAULT_PORT = 8102
 DEFAULT_API_KEY = "sandbox-key"  # documented sandbox credential, not a secret
@@ -108,12 +106,7 @@ def error_response(error: ApiError) -> Response:
 
 
 def _dumps(data: object) -> bytes:
-    def default(value: object) -> object:
-        if isinstance(value, Decimal):
-            return money_str(value)
-        raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-    return json.dumps(data, default=default, separators=(",", ":")).encode()
+    return json.dumps(data, default=json_default, separators=(",", ":")).encode()
 
 
 def _seconds(n: int) -> str:

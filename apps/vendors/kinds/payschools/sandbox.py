@@ -4,7 +4,7 @@ It speaks the contract in contract.md (beside this file): the WSDL next to this 
 `GET /soap?wsdl` with the real address filled in), document/literal operations at
 `POST /soap`, WS-Security UsernameToken (PasswordText or PasswordDigest) on every
 operation. State, the control API under `/_sandbox/` and fault injection come from
-`common.py`.
+`apps.vendors.sandboxes`.
 
 Start it with `manage.py sandbox payschools --port 8101`, `python -m
 apps.vendors.kinds.payschools.sandbox --port 8101`, or in a test with `make_server(0).start()`.
@@ -20,26 +20,26 @@ import hmac
 import os
 import sys
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 from lxml import etree
 
-from apps.vendors.sandboxes.common import (
-    CursorError,
-    FeeInput,
-    FeeProblem,
-    Request,
-    Response,
+from apps.vendors.sandboxes.messages import Request, Response
+from apps.vendors.sandboxes.server import (
     SandboxServer,
-    SandboxState,
-    UpsertOutcome,
     VendorProtocol,
-    money_str,
-    parse_money,
     sandbox_main,
     serve_until_stopped,
 )
+from apps.vendors.sandboxes.state import (
+    CursorError,
+    FeeInput,
+    FeeProblem,
+    SandboxState,
+    UpsertOutcome,
+)
+from apps.vendors.sandboxes.values import money_str, parse_money, utc_now_iso
 
 DEFAULT_PORT = 8101
 DEFAULT_USERNAME = "feesync"
@@ -471,7 +471,7 @@ class PaySchoolsProtocol(VendorProtocol):
     def test_connection(self, payload: etree._Element) -> etree._Element:
         response = etree.Element(_q("TestConnectionResponse"), nsmap={None: NS})
         _add(response, "Echo", _text(payload, "Echo") or "")
-        _add(response, "ServerTime", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        _add(response, "ServerTime", utc_now_iso())
         return response
 
 

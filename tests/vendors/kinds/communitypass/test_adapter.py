@@ -22,7 +22,8 @@ from apps.vendors.kinds.communitypass.adapter import (
     _retry_after,
 )
 from apps.vendors.registry import get_adapter_class
-from apps.vendors.sandboxes.common import SandboxControl, SandboxServer
+from apps.vendors.sandboxes.client import SandboxControl
+from apps.vendors.sandboxes.server import SandboxServer
 
 MakeAdapter = Callable[..., CommunityPassAdapter]
 MakeFee = Callable[..., FeeRecord]

@@ -17,7 +17,8 @@ import requests
 
 from apps.vendors.kinds.communitypass import sandbox as cp
 from apps.vendors.registry import load_sandbox, sandboxes
-from apps.vendors.sandboxes.common import SandboxControl, SandboxServer
+from apps.vendors.sandboxes.client import SandboxControl
+from apps.vendors.sandboxes.server import SandboxServer
 
 KEY = {"X-Api-Key": cp.DEFAULT_API_KEY}
 ROOT = Path(__file__).resolve().parents[4]

@@ -13,7 +13,8 @@ import pytest
 from apps.vendors.kinds.base import FeeRecord, VendorError
 from apps.vendors.kinds.payschools.adapter import PaySchoolsAdapter
 from apps.vendors.registry import get_adapter_class
-from apps.vendors.sandboxes.common import SandboxControl, SandboxServer
+from apps.vendors.sandboxes.client import SandboxControl
+from apps.vendors.sandboxes.server import SandboxServer
 
 MakeAdapter = Callable[..., PaySchoolsAdapter]
 MakeFee = Callable[..., FeeRecord]

@@ -17,7 +17,8 @@ from zeep.wsse.username import UsernameToken
 
 from apps.vendors.kinds.payschools.sandbox import NS, SOAP_ENV, WSSE, make_server
 from apps.vendors.registry import load_sandbox, sandboxes
-from apps.vendors.sandboxes.common import SandboxControl, SandboxControlError, SandboxServer
+from apps.vendors.sandboxes.client import SandboxControl, SandboxControlError
+from apps.vendors.sandboxes.server import SandboxServer
 
 PS = {"ps": NS, "soap": SOAP_ENV}
 

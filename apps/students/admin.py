@@ -243,7 +243,7 @@ class StudentAdmin(ActionPageMixin, admin.ModelAdmin):
     def _bring_in_vendor_payments(self, request: HttpRequest, object_id: str) -> None:
         """Opening a student's fees brings in what was paid at the vendors for that student
         (a short time budget; the page renders with a message if a vendor is down)."""
-        from apps.vendors.services import pull_for_student_page
+        from apps.vendors.jobs import pull_for_student_page
 
         student = Student.objects.filter(pk=unquote(object_id)).first()
         if student is None:

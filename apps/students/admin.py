@@ -22,16 +22,16 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
-from apps.fees.admin import (
+from apps.common.admin import (
     ActionPageMixin,
     FeeSyncMedia,
     NoAddOrChangeMixin,
     ReadOnlyMixin,
     admin_url,
-    can_post_money,
 )
 from apps.fees.forms import dollars
 from apps.fees.models import MONEY, ZERO, Fee, FeeAssignment
+from apps.fees.roles import can_post_money
 from apps.fees.selectors import student_balance
 from apps.fees.services import LedgerError, Origin
 

@@ -17,7 +17,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from apps.fees.admin import ActionPageMixin, FeeSyncMedia, ReadOnlyAdmin, admin_url, short_when
+from apps.common.admin import ActionPageMixin, FeeSyncMedia, ReadOnlyAdmin, admin_url, short_when
 
 from .display import counts_text, duration
 from .engine import outbox_retry_parked

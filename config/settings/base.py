@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "auditlog",
     "axes",
+    "apps.common",
     "apps.students",
     "apps.categories",
     "apps.accounts",

@@ -113,10 +113,6 @@ class ChildFees:
     def locked(self) -> bool:
         return bool(self.locks)
 
-    @property
-    def has_fees_paid_elsewhere(self) -> bool:
-        return any(not row.payable_online for row in self.open_fees)
-
     def section_locked(self, section: Section) -> bool:
         return section.lockable and self.locked
 

@@ -28,7 +28,6 @@ from zeep import exceptions as zeep_exceptions
 from zeep.transports import Transport
 from zeep.wsse.username import UsernameToken
 
-
 from apps.vendors.kinds.base import (
     LUNCH_SETTINGS,
     AdapterConfig,
@@ -116,11 +115,6 @@ def _items(value: Any, child: str) -> list[Any]:
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
 
 
 class PaySchoolsAdapter(VendorAdapter):

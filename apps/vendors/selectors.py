@@ -226,7 +226,9 @@ def audit_trail(integration: Integration, limit: int = 12) -> list[dict[str, Any
 def dashboard_records(*, integration: Integration) -> dict[str, Any]:
     """What the dashboard lists besides `sync_status`: whether a task is running now, the
     parked changes, and the open findings (unmatched payments apart), 50 of each at most."""
-    open_findings = Discrepancy.objects.filter(integration=integration, resolved_at__isnull=True)
+    open_findings = Discrepancy.objects.filter(
+        integration=integration, resolved_at__isnull=True
+    ).order_by("-created_at")
     unmatched = open_findings.filter(kind=Discrepancy.Kind.UNMATCHED_PAYMENT)
     return {
         "running": TaskRun.objects.filter(
@@ -237,12 +239,8 @@ def dashboard_records(*, integration: Integration) -> dict[str, Any]:
             .select_related("fee")
             .order_by("updated_at")[:50]
         ),
-        "discrepancies": list(
-            open_findings.exclude(kind=Discrepancy.Kind.UNMATCHED_PAYMENT).order_by("-created_at")[
-                :50
-            ]
-        ),
-        "unmatched": list(unmatched.order_by("-created_at")[:50]),
+        "discrepancies": list(open_findings.exclude(kind=Discrepancy.Kind.UNMATCHED_PAYMENT)[:50]),
+        "unmatched": list(unmatched[:50]),
         "unmatched_count": unmatched.count(),
     }
 

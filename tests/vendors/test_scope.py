@@ -10,6 +10,7 @@ from django.utils import timezone
 from apps.fees.models import Fee
 from apps.vendors.models import OutboxItem
 from apps.vendors.scope import Scope
+from apps.vendors.selectors import scope_preview
 from tests.factories import CategoryFactory, make_fee
 from tests.vendors.setup_pages import make_integration
 
@@ -103,3 +104,20 @@ def test_scopes_of_several_integrations_agree_with_one_by_one(fees, django_asser
         scopes = Scope.of_each([some, every])
 
     assert scopes == {some.pk: Scope.of(some), every.pk: Scope.of(every)}
+
+
+def test_the_setup_preview_counts_what_another_date_would_send(fees):
+    selected, made = fees
+    integration = make_integration(import_after=None, categories=[selected])
+    Fee.objects.filter(pk=made[2].pk).update(status=Fee.Status.CLOSED)
+    mine = [
+        f for f in Fee.objects.filter(pk__in=[f.pk for f in made]) if f.category_id == selected.pk
+    ]
+    day = START + dt.timedelta(days=1)
+    is_open = [f.status == Fee.Status.OPEN for f in mine]
+
+    assert scope_preview(integration, day) == {
+        "sent": sum(f.fee_date >= day for f in mine),
+        "sent_open": sum(f.fee_date >= day and o for f, o in zip(mine, is_open, strict=True)),
+        "never_open": sum(f.fee_date < day and o for f, o in zip(mine, is_open, strict=True)),
+    }

@@ -8,11 +8,10 @@ nothing has changed. Nothing here saves a fee, an entry or an allocation itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
@@ -22,10 +21,17 @@ from django.forms import Form, ModelForm
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils import timezone
-from django.utils.formats import date_format
 from django.utils.html import format_html
 
+from apps.common.admin import (
+    ActionPageMixin,
+    FeeSyncMedia,
+    ReadOnlyAdmin,
+    ReadOnlyMixin,
+    admin_url,
+    short_date,
+    short_when,
+)
 from apps.students.selectors import student_list_students
 
 from .forms import (
@@ -42,6 +48,7 @@ from .forms import (
     refundable_payments,
 )
 from .models import ZERO, Allocation, BulkJob, Fee, FeeAssignment, LedgerEntry
+from .roles import can_post_money
 from .services import (
     LedgerError,
     Origin,
@@ -64,11 +71,6 @@ LEDGER_ERROR_ATTR = "_feesync_ledger_error"
 FINAL_STATUSES = (Fee.Status.VOIDED, Fee.Status.WAIVED, Fee.Status.CLOSED)
 
 
-def can_post_money(user: Any) -> bool:
-    """Fees clerks and district admins post money; support staff only look."""
-    return bool(user.has_perm("fees.add_ledgerentry"))
-
-
 def person(user: AbstractBaseUser | None) -> str:
     if user is None:
         return ""
@@ -83,15 +85,6 @@ def owed_now(fee: Fee) -> str:
     return f"nothing is owed on this fee now ({fee.get_status_display().lower()})"
 
 
-def short_date(value: Any) -> str:
-    """09/15/2026: dates in lists are short so every column fits on a laptop screen."""
-    return date_format(value, "SHORT_DATE_FORMAT") if value else "—"
-
-
-def short_when(value: Any) -> str:
-    return date_format(timezone.localtime(value), "SHORT_DATETIME_FORMAT") if value else "—"
-
-
 def student_cell(student: Any) -> str:
     """A student in a list: name, and the student number under it."""
     return format_html(
@@ -102,83 +95,7 @@ def student_cell(student: Any) -> str:
     )
 
 
-def admin_url(obj: Any, view: str = "change") -> str:
-    opts = obj._meta
-    return reverse(f"admin:{opts.app_label}_{opts.model_name}_{view}", args=[obj.pk])
-
-
-class FeeSyncMedia:
-    css = {"all": ["feesync/admin.css"]}
-
-
-class ActionPageMixin:
-    """A form page in the admin's own look (breadcrumbs, fieldsets, errors, submit row)."""
-
-    action_template = "admin/fees/action_form.html"
-    admin_site: admin.AdminSite
-    opts: Any
-    media: Any
-
-    def render_action_page(
-        self,
-        request: HttpRequest,
-        *,
-        form: Form,
-        title: str,
-        submit_label: str,
-        cancel_url: str,
-        obj: Any = None,
-        intro: str = "",
-        summary: Sequence[tuple[str, Any]] = (),
-        danger: bool = False,
-        hidden_inputs: Sequence[tuple[str, Any]] = (),
-    ) -> TemplateResponse:
-        fields = list(form.fields)
-        fieldsets = [(None, {"fields": fields})] if fields else []
-        adminform = helpers.AdminForm(form, fieldsets, {}, model_admin=self)  # type: ignore[arg-type]
-        context = {
-            **self.admin_site.each_context(request),
-            "title": title,
-            "opts": self.opts,
-            "original": obj,
-            "adminform": adminform,
-            "form": form,
-            "media": self.media + form.media,
-            "submit_label": submit_label,
-            "cancel_url": cancel_url,
-            "intro": intro,
-            "summary": summary,
-            "danger": danger,
-            "hidden_inputs": hidden_inputs,
-        }
-        return TemplateResponse(request, self.action_template, context)
-
-
 # --- ledger entries and allocations: read-only --------------------------------------------
-
-
-class NoAddOrChangeMixin:
-    """Rows shown but never added or edited here (they are written through a service)."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class ReadOnlyMixin(NoAddOrChangeMixin):
-    """For admins and inlines of history: anyone allowed may look, nobody adds, changes or
-    deletes there."""
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    """Money history: anyone allowed may look, nobody adds, changes or deletes here."""
-
-    Media = FeeSyncMedia
 
 
 @admin.register(LedgerEntry)

@@ -224,10 +224,6 @@ class LedgerEntry(models.Model):
     def __str__(self) -> str:
         return f"{self.get_kind_display()} ${self.amount}"
 
-    @property
-    def is_debit(self) -> bool:
-        return self.kind in self.DEBIT_KINDS
-
 
 class Allocation(models.Model):
     """`amount` of the credit entry `credit` settles part of the debit entry `debit`."""

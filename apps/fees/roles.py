@@ -47,6 +47,11 @@ ROLES: dict[str, list[tuple[str, str]]] = {
 }
 
 
+def can_post_money(user: Any) -> bool:
+    """Fees clerks and district admins post money; support staff only look."""
+    return bool(user.has_perm("fees.add_ledgerentry"))
+
+
 def sync_staff_groups(using: str = "default", **kwargs: Any) -> None:
     from django.apps import apps
     from django.contrib.auth.management import create_permissions

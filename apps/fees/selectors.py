@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Count, Sum
 from django.db.models.functions import Coalesce
 
 from apps.students.models import Student
@@ -16,12 +16,6 @@ from .models import ZERO, Allocation, Fee, LedgerEntry
 
 DEBITS = tuple(sorted(LedgerEntry.DEBIT_KINDS))
 CREDITS = tuple(sorted(LedgerEntry.CREDIT_KINDS))
-
-
-def student_fees(*, student: Student) -> QuerySet[Fee]:
-    return student.fees.select_related("category", "merchant_account").order_by(
-        "status", "-fee_date", "-id"
-    )
 
 
 def student_balance(*, student: Student) -> Decimal:

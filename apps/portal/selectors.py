@@ -23,6 +23,7 @@ from django.utils import timezone
 from apps.fees.models import ZERO, Allocation, Fee, LedgerEntry
 from apps.students.models import Guardian, Student
 from apps.vendors.models import Integration, LunchBalance, StudentVendorBalance
+from apps.vendors.scope import Scope
 
 from .sections import CHILD_SECTIONS, Section
 
@@ -112,10 +113,6 @@ class ChildFees:
     def locked(self) -> bool:
         return bool(self.locks)
 
-    @property
-    def has_fees_paid_elsewhere(self) -> bool:
-        return any(not row.payable_online for row in self.open_fees)
-
     def section_locked(self, section: Section) -> bool:
         return section.lockable and self.locked
 
@@ -193,29 +190,19 @@ PAGE_FIELDS = (
 @dataclass(frozen=True)
 class EnabledIntegration:
     integration: Integration
-    category_ids: frozenset[int]  # empty: every category
+    scope: Scope  # decides on fees in memory, so a page of many fees costs no query per fee
 
     def covers(self, fee: Fee) -> bool:
-        """Whether `fee` is in `apps.vendors.engine.fees_in_scope(integration)`, decided on
-        the fee in memory so that a page of many fees costs no query per fee
-        (tests/portal/test_portal_pay.py holds the two to agreement)."""
-        start = self.integration.import_after
-        if start is None or fee.fee_date < start:
-            return False
-        return not self.category_ids or fee.category_id in self.category_ids
+        return self.scope.covers(fee)
 
 
 def enabled_integrations() -> list[EnabledIntegration]:
-    """The enabled integrations with their selected categories, in two queries."""
+    """The enabled integrations with their scopes, in two queries."""
     integrations = list(
         Integration.objects.filter(enabled=True).only(*PAGE_FIELDS).order_by("name", "pk")
     )
-    selected: dict[int, set[int]] = {i.pk: set() for i in integrations}
-    if integrations:
-        through = Integration.categories.through.objects.filter(integration_id__in=selected)
-        for integration_id, category_id in through.values_list("integration_id", "feecategory_id"):
-            selected[integration_id].add(category_id)
-    return [EnabledIntegration(i, frozenset(selected[i.pk])) for i in integrations]
+    scopes = Scope.of_each(integrations)
+    return [EnabledIntegration(i, scopes[i.pk]) for i in integrations]
 
 
 def pay_button(integration: Integration) -> PayButton | None:

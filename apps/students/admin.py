@@ -24,16 +24,16 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
-from apps.fees.admin import (
+from apps.common.admin import (
     ActionPageMixin,
     FeeSyncMedia,
     NoAddOrChangeMixin,
     ReadOnlyMixin,
     admin_url,
-    can_post_money,
 )
 from apps.fees.forms import dollars
 from apps.fees.models import MONEY, ZERO, Fee, FeeAssignment
+from apps.fees.roles import can_post_money
 from apps.fees.selectors import student_balance
 from apps.fees.services import LedgerError, Origin
 
@@ -248,7 +248,7 @@ class StudentAdmin(ActionPageMixin, admin.ModelAdmin[Student]):
     def _bring_in_vendor_payments(self, request: HttpRequest, object_id: str) -> None:
         """Opening a student's fees brings in what was paid at the vendors for that student
         (a short time budget; the page renders with a message if a vendor is down)."""
-        from apps.vendors.services import pull_for_student_page
+        from apps.vendors.jobs import pull_for_student_page
 
         student = Student.objects.filter(pk=unquote(object_id)).first()
         if student is None:

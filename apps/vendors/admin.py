@@ -17,12 +17,14 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from apps.fees.admin import ActionPageMixin, FeeSyncMedia, ReadOnlyAdmin, admin_url, short_when
+from apps.common.admin import ActionPageMixin, FeeSyncMedia, ReadOnlyAdmin, admin_url, short_when
 
+from .display import counts_text, duration
+from .engine import outbox_retry_parked
 from .forms import IntegrationAddForm, add_service_errors
 from .models import Discrepancy, Integration, OutboxItem, SyncedFee, TaskRun
 from .services import integration_create
-from .views import DashboardPages, SetupPages, duration, may_change, may_run, may_view
+from .views import DashboardPages, SetupPages, _audit_url, may_change, may_run, may_view
 
 
 class SetupMedia(FeeSyncMedia):
@@ -179,8 +181,6 @@ class IntegrationAdmin(SetupPages, DashboardPages, ActionPageMixin, admin.ModelA
     ) -> HttpResponse:
         # The audit log (before and after of every setup change) is the history.
         integration = self._integration(request, object_id)
-        from .views import _audit_url
-
         return HttpResponseRedirect(_audit_url(integration))
 
 
@@ -240,8 +240,6 @@ class OutboxItemAdmin(SyncRecordAdmin):
 
     @admin.action(description="Retry the selected parked changes")
     def retry_selected(self, request: HttpRequest, queryset: QuerySet[OutboxItem]) -> None:
-        from .engine import outbox_retry_parked
-
         if not may_run(request.user):
             raise PermissionDenied
         total = 0
@@ -333,8 +331,6 @@ class TaskRunAdmin(SyncRecordAdmin):
 
     @admin.display(description="Counts")
     def counts_shown(self, obj: TaskRun) -> str:
-        from .views import counts_text
-
         return counts_text(obj.counts or {})
 
     @admin.display(description="Error")

@@ -9,7 +9,10 @@ class VendorsConfig(AppConfig):
     def ready(self) -> None:
         from auditlog.registry import auditlog
 
-        from . import receivers  # noqa: F401  (connects the signal receivers)
+        # Imported here, not at the top: an AppConfig module is loaded before the models.
+        # The receivers connect themselves; the tasks are loaded in every process (not only
+        # the worker) so that the engine's by-name queueing runs them eagerly where asked.
+        from . import receivers, tasks  # noqa: F401
         from .models import Integration, MerchantAccountMapping
 
         # Setup changes are audited; the credentials only ever as masked ciphertext.
@@ -38,6 +41,10 @@ class VendorsConfig(AppConfig):
         post_migrate.connect(
             _sync_all_schedules, sender=self, dispatch_uid="vendors.sync_all_schedules"
         )
+
+
+# The receivers below import lazily for the same reason as ready(): models are not loaded
+# when this module is.
 
 
 def _schedule_new_integration(sender, instance, created, raw=False, **kwargs):

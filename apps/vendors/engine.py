@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db.models import F
 from django.utils import timezone
 
 from apps.fees.models import Fee, LedgerEntry
@@ -52,11 +53,12 @@ from .kinds.base import (
 )
 from .models import Discrepancy, Integration, OutboxItem, SyncedFee
 from .registry import get_adapter_class
+from .scope import Scope
 
 log = logging.getLogger(__name__)
 
 
-# --- adapters and scope --------------------------------------------------------------------------
+# --- adapters --------------------------------------------------------------------------
 
 
 def adapter_for(integration: Integration, *, timeout: float | None = None) -> VendorAdapter:
@@ -72,18 +74,6 @@ def adapter_for(integration: Integration, *, timeout: float | None = None) -> Ve
             options={**cls.option_defaults(), **integration.options},
         )
     )
-
-
-def fees_in_scope(integration: Integration) -> QuerySet[Fee]:
-    """The fees this integration manages: dated on or after its import-after date, in its
-    selected categories (none selected = all). No date set: none yet."""
-    if integration.import_after is None:
-        return Fee.objects.none()
-    qs = Fee.objects.filter(fee_date__gte=integration.import_after)
-    category_ids = list(integration.categories.values_list("pk", flat=True))
-    if category_ids:
-        qs = qs.filter(category_id__in=category_ids)
-    return qs
 
 
 def _backoff(attempt: int) -> float:
@@ -102,7 +92,7 @@ def outbox_enqueue(*, integration: Integration, fee_ids: Iterable[int]) -> int:
     trigger delivery once that transaction commits. Fees out of scope are ignored."""
     now = timezone.now()
     ids = list(fee_ids)
-    scope = fees_in_scope(integration)
+    scope = Scope.of(integration).fees()
     rows = [
         OutboxItem(
             integration=integration,
@@ -133,11 +123,15 @@ def outbox_enqueue(*, integration: Integration, fee_ids: Iterable[int]) -> int:
     return len(rows)
 
 
-def _trigger_delivery(integration_id: int) -> None:
-    from .tasks import deliver_outbox
+#: Queued by name: `apps.vendors.tasks` builds on this module, so the engine does not import it.
+DELIVER_TASK = "apps.vendors.tasks.deliver_outbox"
 
+
+def _trigger_delivery(integration_id: int) -> None:
     try:
-        deliver_outbox.delay(integration_id)
+        # A signature, not `send_task`: where the task is loaded (always, through
+        # VendorsConfig.ready) it is the task's own apply_async, so eager mode runs it here.
+        current_app.signature(DELIVER_TASK, args=[integration_id]).delay()
     except Exception:  # The broker being down must not fail the clerk's request.
         log.exception(
             "Could not queue delivery for integration %s; the sweeper will.", integration_id
@@ -343,8 +337,10 @@ def outbox_retry_parked(*, integration: Integration, item_ids: Sequence[int] | N
 def send_fees(*, integration: Integration) -> dict[str, int]:
     """ "Resend fees" / the backfill: queue every in-scope fee the vendor does not hold at
     its current version, then deliver."""
-    stale = fees_in_scope(integration).exclude(
-        synced__integration=integration, synced__acknowledged_version__gte=F("version")
+    stale = (
+        Scope.of(integration)
+        .fees()
+        .exclude(synced__integration=integration, synced__acknowledged_version__gte=F("version"))
     )
     with transaction.atomic():
         queued = outbox_enqueue(integration=integration, fee_ids=stale.values_list("pk", flat=True))
@@ -600,7 +596,8 @@ def validate(*, integration: Integration) -> dict[str, int]:
 
     repush: list[int] = []
     for pk, ref, amount, balance, status in (
-        fees_in_scope(integration)
+        Scope.of(integration)
+        .fees()
         .values_list("pk", "reference", "amount", "balance", "status")
         .iterator(chunk_size=5000)
     ):

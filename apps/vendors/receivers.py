@@ -12,6 +12,7 @@ from apps.fees.services import fee_changed
 
 from . import engine
 from .models import Integration
+from .tasks import pull_payments_for_students
 
 
 @receiver(fee_changed, dispatch_uid="vendors.enqueue_fee_changes")
@@ -35,8 +36,6 @@ def pull_at_parent_login(sender: Any, request: Any, user: Any, **kwargs: Any) ->
     numbers = list(guardian.students.values_list("student_number", flat=True))
     if not numbers:
         return
-    from .tasks import pull_payments_for_students
-
     for integration_id in Integration.objects.filter(enabled=True).values_list("pk", flat=True):
         transaction.on_commit(
             lambda i=integration_id: pull_payments_for_students.delay(i, numbers, "parent login")

@@ -8,8 +8,8 @@ import json
 
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
+from .jobs import tasks_for
 from .models import Integration
-from .services import tasks_for
 
 TASK_PATH = "apps.vendors.tasks.run_integration_task"
 

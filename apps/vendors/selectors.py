@@ -1,18 +1,34 @@
-"""Reads about integrations: one integration at a glance (sync_status, the dashboard)."""
+"""Reads about integrations: one integration at a glance (sync_status, the dashboard), what
+its setup page shows (tasks, scope, connection, recent changes), and a fee at the vendors."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
+from urllib.parse import urlencode
 
-from django.db.models import Min
+from auditlog.models import LogEntry as AuditEntry
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Count, Min, Q
+from django.urls import reverse
+from django_celery_beat.models import PeriodicTask
 
 from apps.fees.models import Fee, LedgerEntry
 
-from .engine import fees_in_scope
-from .models import Discrepancy, Integration, OutboxItem, SyncedFee, TaskRun
-from .services import tasks_for
+from .display import RunShown, next_run, plural, run_shown, schedule_text, value_shown, when
+from .jobs import tasks_for
+from .models import (
+    Discrepancy,
+    Integration,
+    MerchantAccountMapping,
+    OutboxItem,
+    SyncedFee,
+    TaskRun,
+)
+from .registry import get_adapter_class
+from .schedules import periodic_tasks_of, schedule_name
+from .scope import Scope
 
 
 def sync_status(*, integration: Integration) -> dict[str, Any]:
@@ -35,7 +51,7 @@ def sync_status(*, integration: Integration) -> dict[str, Any]:
     return {
         "integration": integration.slug,
         "enabled": integration.enabled,
-        "fees_in_scope": fees_in_scope(integration).count(),
+        "fees_in_scope": Scope.of(integration).fees().count(),
         "fees_acknowledged": integration.synced.count(),
         "changes_waiting": outbox.filter(state=OutboxItem.State.PENDING).count(),
         "oldest_waiting": oldest.isoformat() if oldest else None,
@@ -61,6 +77,172 @@ def outage_message(*, integration: Integration) -> str:
         f"{'are' if waiting != 1 else 'is'} waiting and will be sent when "
         f"{integration.vendor_name} answers again."
     )
+
+
+# --- the setup page and the dashboard -------------------------------------------------------------
+
+
+@dataclass
+class TaskRow:
+    name: str
+    label: str
+    nightly: bool
+    periodic: PeriodicTask | None
+    enabled: bool
+    schedule: str
+    next_run: str
+    runs: list[RunShown] = field(default_factory=list)
+    changelist_url: str = ""
+
+
+def task_rows(integration: Integration, *, runs: int = 1) -> list[TaskRow]:
+    periodic = {p.name: p for p in periodic_tasks_of(integration)}
+    base = reverse("admin:vendors_taskrun_changelist")
+    rows: list[TaskRow] = []
+    for spec in tasks_for(integration):
+        p = periodic.get(schedule_name(integration, spec.label))
+        rows.append(
+            TaskRow(
+                name=spec.name,
+                label=spec.label,
+                nightly=spec.nightly,
+                periodic=p,
+                enabled=bool(p and p.enabled),
+                schedule=schedule_text(p, spec.default_schedule),
+                next_run=next_run(p)[1],
+                runs=[
+                    run_shown(r)
+                    for r in TaskRun.objects.filter(
+                        integration=integration, task=spec.name
+                    ).order_by("-started")[:runs]
+                ],
+                changelist_url=base
+                + "?"
+                + urlencode({"integration__id__exact": integration.pk, "task": spec.name}),
+            )
+        )
+    return rows
+
+
+def scope_preview(integration: Integration, day: date) -> dict[str, int]:
+    """What an import-after date would send with the categories chosen now."""
+    scope = Scope.of(integration).with_date(day)
+    in_scope, open_ = scope.q(), Q(status=Fee.Status.OPEN)
+    return Fee.objects.filter(scope.categories_q()).aggregate(
+        sent=Count("id", filter=in_scope),
+        sent_open=Count("id", filter=in_scope & open_),
+        never_open=Count("id", filter=~in_scope & open_),
+    )
+
+
+def connection_summary(integration: Integration) -> dict[str, Any]:
+    """The connection section for people who may not edit credentials: secrets masked."""
+    from .transfer import fingerprint
+
+    adapter = get_adapter_class(integration.vendor_kind)
+    masked = integration.masked_credentials()
+    rows: list[tuple[str, str]] = [
+        ("Service URL", integration.service_url),
+        ("Timeout", plural(integration.timeout_seconds, "second")),
+    ]
+    rows += [
+        (label, masked.get(key) or "Not set") for key, label in adapter.credential_labels().items()
+    ]
+    transfer: list[tuple[str, str]] = []
+    if "demographics" in adapter.capabilities:
+        key = integration.transfer_host_key
+        try:
+            key_text = fingerprint(key) if key else "Not set"
+        except ValueError:
+            key_text = "Not a valid key"
+        port = integration.transfer_port
+        transfer = [
+            ("Protocol", integration.get_transfer_protocol_display()),
+            ("Server", integration.transfer_host or "—"),
+            ("Port", str(port) if port else "Default"),
+            ("Directory", integration.transfer_directory or "."),
+            ("Pinned host key", key_text),
+            ("Username", masked.get("transfer_username") or "Not set"),
+            ("Password", masked.get("transfer_password") or "Not set"),
+        ]
+    return {"rows": rows, "transfer": transfer}
+
+
+def audit_trail(integration: Integration, limit: int = 12) -> list[dict[str, Any]]:
+    """Recent setup changes from the audit log: the integration and its account mappings
+    (a deleted mapping is found by the integration id recorded in its last state)."""
+    ct_integration = ContentType.objects.get_for_model(Integration)
+    ct_mapping = ContentType.objects.get_for_model(MerchantAccountMapping)
+    own = list(
+        AuditEntry.objects.filter(content_type=ct_integration, object_pk=str(integration.pk))
+        .select_related("actor")
+        .order_by("-timestamp")[:limit]
+    )
+
+    def of_this_integration(entry: AuditEntry) -> bool:
+        values = (entry.changes_dict or {}).get("integration") or []
+        return str(integration.pk) in [str(v) for v in values] or any(
+            str(integration) == str(v) for v in values
+        )
+
+    mappings = [
+        e
+        for e in AuditEntry.objects.filter(content_type=ct_mapping)
+        .select_related("actor")
+        .order_by("-timestamp")[:200]
+        if of_this_integration(e)
+    ]
+    entries = sorted(own + mappings, key=lambda e: e.timestamp, reverse=True)[:limit]
+    out = []
+    for entry in entries:
+        changes = []
+        # A creation or deletion is told by the object's name; field lists only for updates.
+        is_update = entry.action == AuditEntry.Action.UPDATE
+        items = (entry.changes_dict or {}).items() if is_update else []
+        for name, values in items:
+            if name in {"updated_at", "created_at", "id", "integration"}:
+                continue
+            if isinstance(values, dict):  # a many-to-many change
+                verb = "added" if values.get("operation") == "add" else "removed"
+                changes.append((name, f"{verb}: {', '.join(values.get('objects', []))}", ""))
+            elif name == "credentials_encrypted":
+                changes.append(("credentials", "changed (secrets are never logged)", ""))
+            elif isinstance(values, list) and len(values) == 2:
+                changes.append(
+                    (name.replace("_", " "), value_shown(values[0]), value_shown(values[1]))
+                )
+        out.append(
+            {
+                "when": when(entry.timestamp),
+                "who": entry.actor.get_username() if entry.actor else "FeeSync",
+                "what": entry.get_action_display(),
+                "object": entry.object_repr,
+                "changes": changes[:8],
+            }
+        )
+    return out
+
+
+def dashboard_records(*, integration: Integration) -> dict[str, Any]:
+    """What the dashboard lists besides `sync_status`: whether a task is running now, the
+    parked changes, and the open findings (unmatched payments apart), 50 of each at most."""
+    open_findings = Discrepancy.objects.filter(
+        integration=integration, resolved_at__isnull=True
+    ).order_by("-created_at")
+    unmatched = open_findings.filter(kind=Discrepancy.Kind.UNMATCHED_PAYMENT)
+    return {
+        "running": TaskRun.objects.filter(
+            integration=integration, outcome=TaskRun.Outcome.RUNNING
+        ).exists(),
+        "parked_items": list(
+            integration.outbox.filter(state=OutboxItem.State.PARKED)
+            .select_related("fee")
+            .order_by("updated_at")[:50]
+        ),
+        "discrepancies": list(open_findings.exclude(kind=Discrepancy.Kind.UNMATCHED_PAYMENT)[:50]),
+        "unmatched": list(unmatched[:50]),
+        "unmatched_count": unmatched.count(),
+    }
 
 
 # --- a fee at the vendors (the fee's staff page) ------------------------------------------------
@@ -110,7 +292,7 @@ def fee_sync_timeline(*, fee: Fee) -> list[FeeAtVendor]:
     out: list[FeeAtVendor] = []
     for integration in Integration.objects.order_by("name"):
         pk = integration.pk
-        in_scope = fees_in_scope(integration).filter(pk=fee.pk).exists()
+        in_scope = Scope.of(integration).covers(fee)
         payments = entries.get(integration.external_source, [])
         if not (in_scope or pk in synced or pk in outbox or payments or pk in findings):
             continue

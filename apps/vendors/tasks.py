@@ -6,7 +6,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.utils import timezone
 
-from . import engine, services
+from . import engine, jobs
 from .kinds.base import VendorError
 from .models import Integration, OutboxItem
 
@@ -39,7 +39,7 @@ def run_integration_task(
     integration = Integration.objects.get(pk=integration_id)
     if not integration.enabled:
         return
-    services.task_run(
+    jobs.task_run(
         integration=integration,
         task=task,
         trigger=trigger,
@@ -56,12 +56,12 @@ def pull_payments_for_students(
     integration = Integration.objects.get(pk=integration_id)
     if not integration.enabled:
         return
-    services.pull_for_students(
+    jobs.pull_for_students(
         integration=integration, student_numbers=student_numbers, trigger=trigger
     )
     if integration.show_vendor_balance or integration.lock_portal_on_balance:
         try:
-            services.balances_refresh(integration=integration, student_numbers=student_numbers)
+            jobs.balances_refresh(integration=integration, student_numbers=student_numbers)
         except VendorError as exc:  # staff see it; the parent's page keeps the last figures
             Integration.objects.filter(pk=integration_id).update(
                 last_error=exc.message, last_error_at=timezone.now()

@@ -14,30 +14,24 @@ none of it. Views are thin: parse, call one service, render or redirect with a m
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from auditlog.models import LogEntry as AuditEntry
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils import timezone
-from django.utils.formats import date_format
-from django_celery_beat.models import PeriodicTask
 
 from apps.fees.models import Fee
 
 from . import engine, services
+from .display import check_shown, duration, long_date, option_shown, plural, when
 from .forms import (
     AccountMappingForm,
     CategoriesForm,
@@ -48,11 +42,21 @@ from .forms import (
     add_service_errors,
     possessive,
 )
+from .jobs import TASKS, tasks_for
 from .kinds.base import CheckResult, VendorError
-from .models import Discrepancy, Integration, MerchantAccountMapping, OutboxItem, TaskRun
+from .models import Discrepancy, Integration
 from .registry import get_adapter_class
-from .schedules import periodic_tasks_of, schedule_name
-from .selectors import outage_message, sync_status
+from .scope import Scope
+from .selectors import (
+    audit_trail,
+    connection_summary,
+    dashboard_records,
+    outage_message,
+    scope_preview,
+    sync_status,
+    task_rows,
+)
+from .tasks import run_integration_task
 
 #: The setup sections, in the order a district works through them: (anchor, title).
 SECTIONS: list[tuple[str, str]] = [
@@ -96,124 +100,6 @@ def may_run(user: Any) -> bool:
 
 def may_resolve(user: Any) -> bool:
     return bool(user.has_perm("vendors.change_discrepancy"))
-
-
-# --- small presentation helpers ----------------------------------------------------------------
-
-
-def when(value: datetime | None) -> str:
-    if value is None:
-        return "—"
-    return date_format(timezone.localtime(value), "DATETIME_FORMAT")
-
-
-def long_date(day: date | None) -> str:
-    return f"{day:%B} {day.day}, {day.year}" if day else ""
-
-
-def plural(n: int, word: str, words: str | None = None) -> str:
-    return f"{n:,} {word if n == 1 else (words or word + 's')}"
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    if seconds < 1:
-        return f"{int(seconds * 1000)} ms"
-    if seconds < 90:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes} min {secs} s"
-
-
-def in_words(delta: timedelta) -> str:
-    """ "in 14 minutes", "in 3 hours" — for the next run of a task."""
-    seconds = int(delta.total_seconds())
-    if seconds <= 60:
-        return "due now"
-    minutes = seconds // 60
-    if minutes < 90:
-        return f"in {plural(minutes, 'minute')}"
-    hours = round(minutes / 60)
-    if hours < 36:
-        return f"in {plural(hours, 'hour')}"
-    return f"in {plural(round(hours / 24), 'day')}"
-
-
-@dataclass(frozen=True)
-class CheckShown:
-    """A stored Test Pull / Test Push result, split back into its parts for the page."""
-
-    ok: bool | None
-    at: datetime | None
-    tried: str
-    answer: str
-    elapsed: str
-
-
-_DETAIL = re.compile(r"^(?P<tried>.*?) — (?P<answer>.*) \((?P<ms>\d+) ms\)$", re.S)
-
-
-def check_shown(ok: bool | None, at: datetime | None, detail: str) -> CheckShown:
-    match = _DETAIL.match(detail or "")
-    if match:
-        return CheckShown(
-            ok, at, match["tried"], match["answer"], duration(int(match["ms"]) / 1000)
-        )
-    return CheckShown(ok, at, "", detail, "")
-
-
-def counts_text(counts: dict[str, Any]) -> str:
-    parts = [
-        f"{k.replace('_', ' ')} {v:,}" if isinstance(v, int) else f"{k.replace('_', ' ')} {v}"
-        for k, v in counts.items()
-        if k != "seconds"
-    ]
-    return " · ".join(parts) or "—"
-
-
-WEEKDAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
-
-
-def schedule_text(periodic: PeriodicTask | None, default: str = "") -> str:
-    """A beat schedule in words: "Every 15 minutes", "Every day at 01:30 (America/New_York)"."""
-    if periodic is None:
-        return f"Not scheduled (default: {default})" if default else "Not scheduled"
-    if periodic.interval_id:
-        interval = periodic.interval
-        unit = interval.period.rstrip("s")
-        if interval.every == 1:
-            return f"Every {unit}"
-        return f"Every {interval.every} {interval.period}"
-    if periodic.crontab_id:
-        c = periodic.crontab
-        if (
-            c.minute.isdigit()
-            and c.hour.isdigit()
-            and c.day_of_month == "*"
-            and c.month_of_year == "*"
-        ):
-            at = f"{int(c.hour):02d}:{int(c.minute):02d} ({c.timezone})"
-            if c.day_of_week == "*":
-                return f"Every day at {at}"
-            if c.day_of_week.isdigit() and int(c.day_of_week) < 7:
-                return f"Every {WEEKDAYS[int(c.day_of_week)]} at {at}"
-        return c.human_readable
-    return str(periodic.schedule)
-
-
-def next_run(periodic: PeriodicTask | None) -> tuple[datetime | None, str]:
-    """When beat will next run the task, from its schedule and its last run."""
-    if periodic is None or not periodic.enabled:
-        return None, "Off"
-    try:
-        schedule = periodic.schedule
-        now = timezone.now()
-        remaining = schedule.remaining_estimate(periodic.last_run_at or now)
-    except Exception:  # an unusual hand-made schedule: say so rather than fail the page
-        return None, "See the schedule"
-    at = timezone.now() + remaining
-    return at, f"{when(at)} ({in_words(remaining)})"
 
 
 # --- the page frame ----------------------------------------------------------------------------
@@ -303,184 +189,6 @@ def _admin_form(form: forms.Form, fieldsets: list[tuple[str | None, list[str]]])
     )
 
 
-# --- setup: what each section shows ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunShown:
-    started: str
-    took: str
-    trigger: str
-    outcome: str
-    outcome_code: str
-    counts: str
-    error: str
-
-
-def run_shown(run: TaskRun) -> RunShown:
-    took = duration((run.finished - run.started).total_seconds()) if run.finished else "running"
-    return RunShown(
-        started=when(run.started),
-        took=took,
-        trigger=run.trigger,
-        outcome=run.get_outcome_display(),
-        outcome_code=run.outcome,
-        counts=counts_text(run.counts or {}),
-        error=run.error.splitlines()[0] if run.error else "",
-    )
-
-
-@dataclass
-class TaskRow:
-    name: str
-    label: str
-    nightly: bool
-    periodic: PeriodicTask | None
-    enabled: bool
-    schedule: str
-    next_run: str
-    runs: list[RunShown] = field(default_factory=list)
-    changelist_url: str = ""
-
-
-def task_rows(integration: Integration, *, runs: int = 1) -> list[TaskRow]:
-    periodic = {p.name: p for p in periodic_tasks_of(integration)}
-    base = reverse("admin:vendors_taskrun_changelist")
-    rows: list[TaskRow] = []
-    for spec in services.tasks_for(integration):
-        p = periodic.get(schedule_name(integration, spec.label))
-        rows.append(
-            TaskRow(
-                name=spec.name,
-                label=spec.label,
-                nightly=spec.nightly,
-                periodic=p,
-                enabled=bool(p and p.enabled),
-                schedule=schedule_text(p, spec.default_schedule),
-                next_run=next_run(p)[1],
-                runs=[
-                    run_shown(r)
-                    for r in TaskRun.objects.filter(
-                        integration=integration, task=spec.name
-                    ).order_by("-started")[:runs]
-                ],
-                changelist_url=base
-                + "?"
-                + urlencode({"integration__id__exact": integration.pk, "task": spec.name}),
-            )
-        )
-    return rows
-
-
-def scope_preview(integration: Integration, day: date) -> dict[str, int]:
-    """What an import-after date would send with the categories chosen now."""
-    qs = Fee.objects.all()
-    category_ids = list(integration.categories.values_list("pk", flat=True))
-    if category_ids:
-        qs = qs.filter(category_id__in=category_ids)
-    return qs.aggregate(
-        sent=Count("id", filter=Q(fee_date__gte=day)),
-        sent_open=Count("id", filter=Q(fee_date__gte=day, status=Fee.Status.OPEN)),
-        never_open=Count("id", filter=Q(fee_date__lt=day, status=Fee.Status.OPEN)),
-    )
-
-
-def connection_summary(integration: Integration) -> dict[str, Any]:
-    """The connection section for people who may not edit credentials: secrets masked."""
-    from .transfer import fingerprint
-
-    adapter = get_adapter_class(integration.vendor_kind)
-    masked = integration.masked_credentials()
-    rows: list[tuple[str, str]] = [
-        ("Service URL", integration.service_url),
-        ("Timeout", plural(integration.timeout_seconds, "second")),
-    ]
-    rows += [
-        (label, masked.get(key) or "Not set") for key, label in adapter.credential_labels().items()
-    ]
-    transfer: list[tuple[str, str]] = []
-    if "demographics" in adapter.capabilities:
-        key = integration.transfer_host_key
-        try:
-            key_text = fingerprint(key) if key else "Not set"
-        except ValueError:
-            key_text = "Not a valid key"
-        port = integration.transfer_port
-        transfer = [
-            ("Protocol", integration.get_transfer_protocol_display()),
-            ("Server", integration.transfer_host or "—"),
-            ("Port", str(port) if port else "Default"),
-            ("Directory", integration.transfer_directory or "."),
-            ("Pinned host key", key_text),
-            ("Username", masked.get("transfer_username") or "Not set"),
-            ("Password", masked.get("transfer_password") or "Not set"),
-        ]
-    return {"rows": rows, "transfer": transfer}
-
-
-def audit_trail(integration: Integration, limit: int = 12) -> list[dict[str, Any]]:
-    """Recent setup changes from the audit log: the integration and its account mappings
-    (a deleted mapping is found by the integration id recorded in its last state)."""
-    ct_integration = ContentType.objects.get_for_model(Integration)
-    ct_mapping = ContentType.objects.get_for_model(MerchantAccountMapping)
-    own = list(
-        AuditEntry.objects.filter(content_type=ct_integration, object_pk=str(integration.pk))
-        .select_related("actor")
-        .order_by("-timestamp")[:limit]
-    )
-
-    def of_this_integration(entry: AuditEntry) -> bool:
-        values = (entry.changes_dict or {}).get("integration") or []
-        return str(integration.pk) in [str(v) for v in values] or any(
-            str(integration) == str(v) for v in values
-        )
-
-    mappings = [
-        e
-        for e in AuditEntry.objects.filter(content_type=ct_mapping)
-        .select_related("actor")
-        .order_by("-timestamp")[:200]
-        if of_this_integration(e)
-    ]
-    entries = sorted(own + mappings, key=lambda e: e.timestamp, reverse=True)[:limit]
-    out = []
-    for entry in entries:
-        changes = []
-        # A creation or deletion is told by the object's name; field lists only for updates.
-        is_update = entry.action == AuditEntry.Action.UPDATE
-        items = (entry.changes_dict or {}).items() if is_update else []
-        for name, values in items:
-            if name in {"updated_at", "created_at", "id", "integration"}:
-                continue
-            if isinstance(values, dict):  # a many-to-many change
-                verb = "added" if values.get("operation") == "add" else "removed"
-                changes.append((name, f"{verb}: {', '.join(values.get('objects', []))}", ""))
-            elif name == "credentials_encrypted":
-                changes.append(("credentials", "changed (secrets are never logged)", ""))
-            elif isinstance(values, list) and len(values) == 2:
-                changes.append((name.replace("_", " "), _shown(values[0]), _shown(values[1])))
-        out.append(
-            {
-                "when": when(entry.timestamp),
-                "who": entry.actor.get_username() if entry.actor else "FeeSync",
-                "what": entry.get_action_display(),
-                "object": entry.object_repr,
-                "changes": changes[:8],
-            }
-        )
-    return out
-
-
-def _option_shown(value: Any) -> str:
-    if isinstance(value, bool):
-        return "Yes" if value else "No"
-    return str(value) if value not in (None, "") else "—"
-
-
-def _shown(value: Any) -> str:
-    return "—" if value in (None, "None", "") else str(value)
-
-
 class SetupPages(Pages):
     """The setup page and its sections (mixed into IntegrationAdmin)."""
 
@@ -527,7 +235,7 @@ class SetupPages(Pages):
         ctx["categories_all"] = not integration.categories.exists()
         ctx["categories_selected"] = list(integration.categories.all())
         ctx["open_in_scope"] = (
-            engine.fees_in_scope(integration).filter(status=Fee.Status.OPEN).count()
+            Scope.of(integration).fees().filter(status=Fee.Status.OPEN).count()
             if integration.import_after
             else None
         )
@@ -562,8 +270,7 @@ class SetupPages(Pages):
         ctx["parent_form"] = _admin_form(parent, [(None, list(parent.fields))])
         ctx["parent_unavailable"] = parent.unavailable
         ctx["parent_readonly"] = [
-            (f.label, _option_shown(getattr(integration, name)))
-            for name, f in parent.fields.items()
+            (f.label, option_shown(getattr(integration, name))) for name, f in parent.fields.items()
         ]
         message = (
             parent.data.get("parent_message", "") if parent.is_bound else integration.parent_message
@@ -768,8 +475,8 @@ class SetupPages(Pages):
 
     def _task_name(self, request: HttpRequest, integration: Integration) -> Any:
         name = request.POST.get("task", "")
-        spec = services.TASKS.get(name)
-        if spec is None or spec not in services.tasks_for(integration):
+        spec = TASKS.get(name)
+        if spec is None or spec not in tasks_for(integration):
             raise Http404("No such task.")
         return spec
 
@@ -839,8 +546,6 @@ class SetupPages(Pages):
 
 def queue_task(integration: Integration, task: str) -> None:
     """Run one task in the background, as "Run now" (the worker records the run)."""
-    from .tasks import run_integration_task
-
     run_integration_task.delay(integration.pk, task, trigger="manual")
 
 
@@ -856,11 +561,10 @@ class DashboardPages(Pages):
         integration = self._integration(request, object_id)
         ctx = self._frame(request, integration, f"{integration.vendor_name} dashboard")
         status = sync_status(integration=integration)
+        records = dashboard_records(integration=integration)
         in_scope, acked = status["fees_in_scope"], status["fees_acknowledged"]
         percent = 100 if not in_scope else min(100, int(acked * 100 / in_scope))
-        running = TaskRun.objects.filter(
-            integration=integration, outcome=TaskRun.Outcome.RUNNING
-        ).exists()
+        running = records["running"]
         waiting = status["changes_waiting"]
         pk = integration.pk
         oldest = status["oldest_waiting"]
@@ -874,33 +578,15 @@ class DashboardPages(Pages):
                 "waiting": waiting,
                 "oldest_waiting": when(datetime.fromisoformat(oldest)) if oldest else "",
                 "parked": status["changes_parked"],
-                "parked_items": list(
-                    integration.outbox.filter(state=OutboxItem.State.PARKED)
-                    .select_related("fee")
-                    .order_by("updated_at")[:50]
-                ),
+                "parked_items": records["parked_items"],
                 "running": running,
                 "refresh": (waiting > 0 or running) and not refresh_off,
                 "refresh_seconds": 30 if ctx["outage"] else 5,
                 "refresh_off": refresh_off,
                 "tasks": task_rows(integration, runs=5),
-                "discrepancies": list(
-                    Discrepancy.objects.filter(integration=integration, resolved_at__isnull=True)
-                    .exclude(kind=Discrepancy.Kind.UNMATCHED_PAYMENT)
-                    .order_by("-created_at")[:50]
-                ),
-                "unmatched": list(
-                    Discrepancy.objects.filter(
-                        integration=integration,
-                        resolved_at__isnull=True,
-                        kind=Discrepancy.Kind.UNMATCHED_PAYMENT,
-                    ).order_by("-created_at")[:50]
-                ),
-                "unmatched_count": Discrepancy.objects.filter(
-                    integration=integration,
-                    resolved_at__isnull=True,
-                    kind=Discrepancy.Kind.UNMATCHED_PAYMENT,
-                ).count(),
+                "discrepancies": records["discrepancies"],
+                "unmatched": records["unmatched"],
+                "unmatched_count": records["unmatched_count"],
                 "links": {
                     "in_scope": self._fees_in_scope_url(integration),
                     "acknowledged": changelist("syncedfee", integration__id__exact=pk),
@@ -921,20 +607,17 @@ class DashboardPages(Pages):
                     "runs": changelist("taskrun", integration__id__exact=pk),
                 },
                 "resolve_form": DiscrepancyResolveForm(auto_id=False),
-                "send_fees_label": services.TASKS["send-fees"].label,
+                "send_fees_label": TASKS["send-fees"].label,
             }
         )
         return TemplateResponse(request, "admin/vendors/integration/dashboard.html", ctx)
 
     @staticmethod
     def _fees_in_scope_url(integration: Integration) -> str:
-        if integration.import_after is None:
+        filters = Scope.of(integration).changelist_filters()
+        if not filters:
             return ""
-        query: dict[str, Any] = {"fee_date__gte": integration.import_after.isoformat()}
-        ids = list(integration.categories.values_list("pk", flat=True))
-        if ids:
-            query["category__in"] = ",".join(str(i) for i in ids)
-        return reverse("admin:fees_fee_changelist") + "?" + urlencode(query)
+        return reverse("admin:fees_fee_changelist") + "?" + urlencode(filters)
 
     def dashboard_action_view(
         self, request: HttpRequest, object_id: str, action: str

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "auditlog",
     "axes",
+    "apps.common",
     "apps.students",
     "apps.categories",
     "apps.accounts",

@@ -11,7 +11,7 @@ from django.urls import reverse
 from apps.fees.models import Fee
 from apps.fees.services import Origin, payment_take
 from apps.portal.selectors import enabled_integrations
-from apps.vendors.engine import fees_in_scope
+from apps.vendors.scope import Scope
 from tests.factories import CategoryFactory, make_fee
 
 from .conftest import IMPORT_AFTER, IN_SCOPE
@@ -125,7 +125,7 @@ def test_one_button_per_integration_that_manages_open_fees(
 
 
 def test_covers_agrees_with_the_sync_engines_scope(make_integration):
-    """The page decides coverage in memory; it must say what fees_in_scope says."""
+    """The page decides coverage in memory; it must say what the scope's queryset says."""
     selected, other = CategoryFactory(), CategoryFactory()
     every = make_integration()
     some = make_integration(categories=[selected])
@@ -137,7 +137,7 @@ def test_covers_agrees_with_the_sync_engines_scope(make_integration):
 
     loaded = {e.integration.pk: e for e in enabled_integrations()}
     for integration in (every, some, undated):
-        in_scope = set(fees_in_scope(integration).values_list("pk", flat=True))
+        in_scope = set(Scope.of(integration).fees().values_list("pk", flat=True))
         for fee in fees:
             assert loaded[integration.pk].covers(fee) == (fee.pk in in_scope), (
                 integration.slug,

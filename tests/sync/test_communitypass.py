@@ -12,8 +12,9 @@ import pytest
 from apps.fees.models import Fee, LedgerEntry
 from apps.fees.services import LedgerError, Origin, fee_change
 from apps.vendors import engine
+from apps.vendors.jobs import task_run
 from apps.vendors.models import StudentVendorBalance
-from apps.vendors.services import integration_test_connection, task_run
+from apps.vendors.services import integration_test_connection
 from tests.factories import StudentFactory, make_fee
 
 from .conftest import Sandbox

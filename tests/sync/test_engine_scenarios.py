@@ -13,8 +13,8 @@ from django.db import connections
 from apps.fees.models import Fee, LedgerEntry
 from apps.fees.services import Origin, fee_change, fee_waive, payment_take
 from apps.vendors import engine
+from apps.vendors.jobs import pull_for_students, task_run
 from apps.vendors.models import Discrepancy, Integration, OutboxItem
-from apps.vendors.services import pull_for_students, task_run
 from tests.factories import CategoryFactory, MerchantAccountFactory, StudentFactory, make_fee
 
 from .conftest import wait_for

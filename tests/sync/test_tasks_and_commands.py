@@ -17,9 +17,9 @@ from django_celery_beat.models import PeriodicTask
 from apps.fees.models import Fee, LedgerEntry
 from apps.fees.services import Origin
 from apps.vendors import engine
+from apps.vendors.jobs import task_run
 from apps.vendors.models import Integration, OutboxItem, TaskRun
 from apps.vendors.schedules import schedules_sync
-from apps.vendors.services import task_run
 from tests.factories import make_fee
 
 pytestmark = pytest.mark.django_db

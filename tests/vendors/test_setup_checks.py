@@ -10,12 +10,12 @@ import pytest
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
+from apps.vendors.display import in_words, next_run, schedule_text
 from apps.vendors.kinds.payschools.sandbox import DEFAULT_PASSWORD, DEFAULT_USERNAME
 from apps.vendors.models import Integration, MerchantAccountMapping, TaskRun
 from apps.vendors.sandboxes.client import SandboxControl
 from apps.vendors.sandboxes.server import SandboxServer
 from apps.vendors.schedules import periodic_tasks_of
-from apps.vendors.views import in_words, next_run, schedule_text
 from tests.admin_helpers import csrf_client
 from tests.factories import MerchantAccountFactory, StudentFactory, make_fee
 from tests.vendors.setup_pages import (

@@ -58,7 +58,6 @@ MAX_STUDENTS = 200  # student ids per GET /v1/payments or /v1/balances
 
 _JSON = "application/json; charset=utf-8"
 _FEE_REQUIRED = ("fee_ref", "version", "student_id", "amount", "amount_due", "fee_date", "active")
-_FEE_TEXT = ("student_name", "school_code", "category_code", "merchant_id", "description")
 
 #: The error code and default wording of each HTTP status Community Pass answers with.
 ERROR_CODES: dict[int, tuple[str, str]] = {

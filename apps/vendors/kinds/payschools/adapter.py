@@ -122,10 +122,6 @@ def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
 class PaySchoolsAdapter(VendorAdapter):
     kind = "payschools"
     name = "PaySchools"

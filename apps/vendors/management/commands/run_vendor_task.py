@@ -4,8 +4,9 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.vendors.errors import IntegrationError
+from apps.vendors.jobs import TASKS, task_run
 from apps.vendors.models import Integration, TaskRun
-from apps.vendors.services import TASKS, IntegrationError, task_run
 
 
 class Command(BaseCommand):

@@ -1,0 +1,296 @@
+"""The integration tasks: what each one is, what it needs of the vendor, its default
+schedule, and its body; and running one and recording the run for the staff task
+dashboard (start, end, counts, error).
+
+The Celery tasks (`apps.vendors.tasks`) and the "Run now" button call `task_run`; the
+schedules (`apps.vendors.schedules`) are made from `TASKS`. An integration offers the tasks
+whose capability its kind has (`tasks_for`).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.students.models import Student
+
+from . import engine
+from .demographics import export_demographics
+from .errors import IntegrationError
+from .kinds.base import Capability, VendorError
+from .models import Integration, LunchBalance, StudentVendorBalance, TaskRun
+from .transfer import Protocol, TransferError, TransferTarget
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    label: str
+    run: Callable[[Integration], dict[str, Any]]
+    needs: Capability  # what the integration's kind must be able to do to offer it
+    nightly: bool = False
+    default_schedule: str = ""  # crontab "m h dom mon dow", or "every N" (minutes)
+
+
+def _get_payments(integration: Integration) -> dict[str, Any]:
+    r = engine.payments_pull(integration=integration)
+    return {
+        "seen": r.seen,
+        "recorded": r.recorded,
+        "already_recorded": r.already_recorded,
+        "unmatched": r.unmatched,
+        "pages": r.pages,
+    }
+
+
+#: The stored protocol as the transfer layer's type (anything else: no server set up).
+PROTOCOLS: dict[str, Protocol] = {"ftp": "ftp", "ftps": "ftps", "sftp": "sftp"}
+
+
+def _export_demographics(integration: Integration) -> dict[str, Any]:
+    protocol = PROTOCOLS.get(integration.transfer_protocol)
+    if protocol is None or not integration.transfer_host:
+        raise VendorError("No demographics server is set up for this integration.", permanent=True)
+    creds = integration.credentials
+    target = TransferTarget(
+        protocol=protocol,
+        host=integration.transfer_host,
+        port=integration.transfer_port or (22 if integration.transfer_protocol == "sftp" else 21),
+        username=creds.get("transfer_username", ""),
+        password=creds.get("transfer_password", ""),
+        directory=integration.transfer_directory or ".",
+        host_key=integration.transfer_host_key,
+        timeout=float(integration.timeout_seconds),
+    )
+    try:
+        result = export_demographics(target=target)
+    except TransferError as exc:
+        raise VendorError(exc.message, permanent=exc.permanent) from exc
+    return {"rows": result.rows, "bytes": result.bytes_sent, "file": result.remote_name}
+
+
+def _sync_lunch(integration: Integration) -> dict[str, Any]:
+    adapter = engine.adapter_for(integration)
+    now = timezone.now()
+    students = dict(Student.objects.filter(active=True).values_list("student_number", "pk"))
+    numbers = list(students)
+    stored = 0
+    for start in range(0, len(numbers), 500):
+        balances = adapter.get_lunch_balances(numbers[start : start + 500])
+        LunchBalance.objects.bulk_create(
+            [
+                LunchBalance(
+                    integration=integration, student_id=students[n], balance=b, fetched_at=now
+                )
+                for n, b in balances.items()
+                if n in students
+            ],
+            update_conflicts=True,
+            unique_fields=["integration", "student"],
+            update_fields=["balance", "fetched_at"],
+        )
+        stored += len(balances)
+    return {"students": len(numbers), "balances": stored}
+
+
+def _get_balances(integration: Integration) -> dict[str, Any]:
+    return balances_refresh(integration=integration)
+
+
+def balances_refresh(
+    *, integration: Integration, student_numbers: list[str] | None = None
+) -> dict[str, Any]:
+    """Fetch and store the whole vendor-account balance per student (all, or some)."""
+    adapter = engine.adapter_for(integration)
+    now = timezone.now()
+    qs = Student.objects.all()
+    if student_numbers is not None:
+        qs = qs.filter(student_number__in=student_numbers)
+    students = dict(qs.values_list("student_number", "pk"))
+    numbers = list(students)
+    stored = 0
+    for start in range(0, len(numbers), 500):
+        rows = adapter.get_balances(numbers[start : start + 500])
+        StudentVendorBalance.objects.bulk_create(
+            [
+                StudentVendorBalance(
+                    integration=integration,
+                    student_id=students[r.student_id],
+                    balance=r.balance,
+                    fetched_at=now,
+                )
+                for r in rows
+                if r.student_id in students
+            ],
+            update_conflicts=True,
+            unique_fields=["integration", "student"],
+            update_fields=["balance", "fetched_at"],
+        )
+        stored += len(rows)
+    return {"students": len(numbers), "balances": stored}
+
+
+TASKS: dict[str, TaskSpec] = {
+    spec.name: spec
+    for spec in [
+        TaskSpec(
+            "send-fees",
+            "Send fees (import to the vendor)",
+            lambda i: engine.send_fees(integration=i),
+            needs=Capability.SEND,
+            default_schedule="every 15",
+        ),
+        TaskSpec(
+            "get-payments",
+            "Get payments",
+            _get_payments,
+            needs=Capability.PULL,
+            default_schedule="every 15",
+        ),
+        TaskSpec(
+            "validate",
+            "Validate fees",
+            lambda i: engine.validate(integration=i),
+            needs=Capability.VALIDATE,
+            nightly=True,
+            default_schedule="30 1 * * *",
+        ),
+        TaskSpec(
+            "export-demographics",
+            "Demographics export",
+            _export_demographics,
+            needs=Capability.DEMOGRAPHICS,
+            nightly=True,
+            default_schedule="0 2 * * *",
+        ),
+        TaskSpec(
+            "sync-lunch",
+            "Lunch balance sync",
+            _sync_lunch,
+            needs=Capability.LUNCH,
+            nightly=True,
+            default_schedule="30 2 * * *",
+        ),
+        TaskSpec(
+            "get-balances",
+            "Get balances",
+            _get_balances,
+            needs=Capability.BALANCES,
+            default_schedule="every 60",
+        ),
+    ]
+}
+
+
+def tasks_for(integration: Integration) -> list[TaskSpec]:
+    """The tasks the integration's kind can do, in `TASKS` order."""
+    caps = integration.kind.capabilities
+    return [t for t in TASKS.values() if t.needs in caps]
+
+
+def task_run(
+    *,
+    integration: Integration,
+    task: str,
+    trigger: str = "manual",
+    business_date: date | None = None,
+) -> TaskRun | None:
+    """Run one task now and record the run. A nightly run (`business_date` given) runs once
+    per business date: a second one for the same date returns None without running."""
+    spec = TASKS.get(task)
+    if spec is None or spec not in tasks_for(integration):
+        raise IntegrationError(f"{integration.vendor_name} has no task “{task}”.")
+    try:
+        with transaction.atomic():
+            run = TaskRun.objects.create(
+                integration=integration,
+                task=task,
+                trigger=trigger,
+                business_date=business_date,
+                started=timezone.now(),
+            )
+    except IntegrityError:
+        return None
+    started = time.monotonic()
+    try:
+        counts = spec.run(integration)
+    except VendorError as exc:
+        _finish(run, TaskRun.Outcome.FAILED, {}, exc.message, started)
+    except Exception as exc:  # Recorded for staff, then re-raised for the worker's log.
+        _finish(run, TaskRun.Outcome.FAILED, {}, f"{type(exc).__name__}: {exc}", started)
+        run.error += "\n" + traceback.format_exc(limit=5)
+        TaskRun.objects.filter(pk=run.pk).update(error=run.error)
+        raise
+    else:
+        _finish(run, TaskRun.Outcome.OK, counts, "", started)
+    run.refresh_from_db()
+    return run
+
+
+def _finish(run: TaskRun, outcome: str, counts: dict[str, Any], error: str, started: float) -> None:
+    counts = {**counts, "seconds": round(time.monotonic() - started, 3)}
+    TaskRun.objects.filter(pk=run.pk).update(
+        outcome=outcome, counts=counts, error=error, finished=timezone.now()
+    )
+
+
+def pull_for_students(
+    *,
+    integration: Integration,
+    student_numbers: list[str],
+    trigger: str,
+    budget_seconds: float | None = None,
+) -> engine.PullReport | str:
+    """A pull for some students (a clerk opening a fee page, a parent signing in).
+    Returns the report, or the vendor's error in plain words (never raises VendorError)."""
+    try:
+        return engine.payments_pull(
+            integration=integration, student_ids=student_numbers, budget_seconds=budget_seconds
+        )
+    except VendorError as exc:
+        now = timezone.now()
+        Integration.objects.filter(pk=integration.pk).update(
+            last_error=exc.message, last_error_at=now
+        )
+        return exc.message
+
+
+def pull_for_student_page(*, student: Any) -> list[tuple[int, str]]:
+    """The pull when staff open a student's fees: every enabled integration, that student
+    only, each within FEESYNC_STUDENT_PULL_BUDGET_SECONDS. Returns (message level, text)
+    pairs for the page; never raises for a vendor's trouble."""
+    out: list[tuple[int, str]] = []
+    budget = settings.FEESYNC_STUDENT_PULL_BUDGET_SECONDS
+    for integration in Integration.objects.filter(enabled=True):
+        result = pull_for_students(
+            integration=integration,
+            student_numbers=[student.student_number],
+            trigger="fee page",
+            budget_seconds=budget,
+        )
+        if isinstance(result, str):
+            out.append(
+                (
+                    messages.WARNING,
+                    f"Payments at {integration.vendor_name} could not be checked just now: "
+                    f"{result} Payments made there may not show yet.",
+                )
+            )
+        elif result.recorded:
+            out.append(
+                (
+                    messages.INFO,
+                    f"{result.recorded} payment{'s' if result.recorded != 1 else ''} "
+                    f"brought in from {integration.vendor_name}.",
+                )
+            )
+    return out

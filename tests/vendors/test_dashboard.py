@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.fees.models import LedgerEntry
-from apps.fees.services import ExternalPayment, Origin, payments_post_bulk
+from apps.fees.services import Movement, MovementKind, MovementSource, movements_record
 from apps.vendors.models import Discrepancy, Integration, OutboxItem, SyncedFee, TaskRun
 from apps.vendors.sandboxes.common import SandboxControl, SandboxServer
 from apps.vendors.sandboxes.payschools import DEFAULT_PASSWORD, DEFAULT_USERNAME
@@ -92,12 +92,20 @@ def busy() -> tuple[Integration, dict]:
         vendor_ref="PAY-9",
         detail="PaySchools sent payment PAY-9 for fee NOPE-1, which FeeSync does not have.",
     )
-    payments_post_bulk(
-        payments=[ExternalPayment(fees[1].pk, Decimal("4.00"), "PAY-1")],
-        origin=Origin(
-            source=LedgerEntry.Source.VENDOR, external_source=integration.external_source
+    movements_record(
+        source=MovementSource(
+            external_source=integration.external_source,
+            name="PaySchools",
+            ledger_source=LedgerEntry.Source.VENDOR,
         ),
-        note="Paid at PaySchools",
+        movements=[
+            Movement(
+                external_id="PAY-1",
+                kind=MovementKind.PAYMENT,
+                fee_ref=fees[1].reference,
+                amount=Decimal("4.00"),
+            )
+        ],
     )
     TaskRun.objects.create(
         integration=integration,

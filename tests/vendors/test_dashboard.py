@@ -351,8 +351,10 @@ def test_a_fee_page_shows_its_sync_timeline_per_integration(district_admin, busy
     text = timeline(paid)
     assert "Payment of $4.00 recorded from PaySchools" in text
     assert "id at PaySchools: PAY-1" in text
-    # FeeSync's version went up with the payment; the vendor still holds the older one.
-    assert f"PaySchools holds version 1; FeeSync has version {paid.version}." in text
+    # FeeSync's version went up with the payment, and PaySchools holds it: it took the
+    # payment (issue 9: a fee paid at a vendor is not sent back to that vendor).
+    assert f"Up to date: PaySchools holds version {paid.version}." in text
+    assert f"PaySchools already has version {paid.version}: the change came from PaySchools" in text
 
     assert "Version 1 is waiting to be sent to PaySchools." in timeline(waiting)
     text = timeline(parked)

@@ -149,7 +149,7 @@ def movements_record(
             todo.append(i)
 
     known = _recorded(source, [movements[i].external_id for i in todo])
-    new = []
+    new: list[int] = []
     for i in todo:
         if (entry := known.get(movements[i].external_id)) is not None:
             outcomes[i] = _already(movements[i], entry)
@@ -168,7 +168,9 @@ def movements_record(
     return [outcomes[i] for i in range(len(movements))]
 
 
-def _recorded(source: MovementSource, external_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+def _recorded(
+    source: MovementSource, external_ids: Sequence[str]
+) -> dict[str, tuple[int, int | None]]:
     """{external id: (entry id, fee id)} of those this source has on the ledger already."""
     if not external_ids:
         return {}
@@ -180,7 +182,7 @@ def _recorded(source: MovementSource, external_ids: Sequence[str]) -> dict[str, 
     }
 
 
-def _already(m: Movement, entry: tuple[int, int]) -> MovementOutcome:
+def _already(m: Movement, entry: tuple[int, int | None]) -> MovementOutcome:
     return MovementOutcome(
         m.external_id, OutcomeStatus.ALREADY_RECORDED, entry_id=entry[0], fee_id=entry[1]
     )

@@ -9,7 +9,9 @@ class FeesConfig(AppConfig):
     verbose_name = "Fees and payments"
 
     def ready(self) -> None:
-        from . import audit
+        # The task module registers run_bulk_job in every process (web, worker, tests), so
+        # `bulk_job_start` can queue it by name and runs it eagerly where tasks are eager.
+        from . import audit, tasks  # noqa: F401
 
         audit.register_audited_models()
         post_migrate.connect(_sync_groups, sender=self, dispatch_uid="fees.sync_staff_groups")

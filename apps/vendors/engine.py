@@ -33,20 +33,19 @@ from django.utils import timezone
 
 from apps.fees.models import Fee, LedgerEntry
 from apps.fees.services import (
-    ExternalPayment,
-    LedgerError,
-    Origin,
-    credit_reverse,
-    fee_waive,
-    payment_refund,
-    payment_take,
-    payments_post_bulk,
+    Movement,
+    MovementKind,
+    MovementOutcome,
+    MovementSource,
+    OutcomeStatus,
+    movements_record,
 )
 
 from .kinds.base import (
     AdapterConfig,
     FeeRecord,
     PushResult,
+    RefusedMovement,
     VendorAdapter,
     VendorError,
     VendorPayment,
@@ -395,123 +394,72 @@ def discrepancy_record(
     )
 
 
-def _record_one(integration: Integration, payment: VendorPayment, fee: Fee | None) -> bool:
-    """Post one vendor money movement to the ledger. True if it was new."""
-    origin = Origin(
-        source=LedgerEntry.Source.VENDOR,
-        external_source=integration.external_source,
-        external_id=payment.payment_id,
-    )
-    vendor = integration.vendor_name
-    if fee is None:
-        raise LedgerError(
-            f"{vendor} sent {payment.kind} {payment.payment_id} for fee "
-            f"{payment.fee_ref}, which FeeSync does not have."
-        )
-    if payment.kind == "payment":
-        payment_take(
-            fee=fee,
-            amount=payment.amount,
-            method=LedgerEntry.Method.ONLINE,
-            origin=origin,
-            closed=payment.closed,
-            note=f"Paid at {vendor}",
-        )
-    elif payment.kind == "waiver":
-        fee_waive(fee=fee, amount=payment.amount, reason=f"Waived at {vendor}", origin=origin)
-    elif payment.kind in ("refund", "void"):
-        original = LedgerEntry.objects.filter(
-            external_source=integration.external_source, external_id=payment.refers_to or ""
-        ).first()
-        if original is None:
-            raise LedgerError(
-                f"{vendor} sent {payment.kind} {payment.payment_id} of payment "
-                f"{payment.refers_to}, which FeeSync has not recorded."
-            )
-        if payment.kind == "refund":
-            payment_refund(
-                payment=original,
-                amount=payment.amount,
-                fee=fee,
-                reason=f"Refunded at {vendor}",
-                origin=origin,
-            )
-        else:
-            credit_reverse(
-                credit=original,
-                amount=payment.amount,
-                fee=fee,
-                reason=f"Voided at {vendor}",
-                origin=origin,
-            )
-    else:
-        raise LedgerError(
-            f"{vendor} sent a {payment.kind!r} record ({payment.payment_id}), "
-            "which FeeSync does not know how to post."
-        )
-    return True
-
-
 def payments_record(
-    *, integration: Integration, payments: Sequence[VendorPayment], report: PullReport
+    *,
+    integration: Integration,
+    payments: Sequence[VendorPayment],
+    report: PullReport,
+    adapter: VendorAdapter | None = None,
 ) -> None:
-    """Record a page of vendor payments, each exactly once.
-
-    Plain payments go through the ledger's set-wise fast path; everything else (refunds,
-    waivers, voids, `closed` payments, and any payment the fast path refused) is posted one
-    by one afterwards, in the vendor's order."""
+    """Record a page of vendor payments through the ledger's one door, each exactly once,
+    and count what became of them; what was not posted is a finding for staff, and is told
+    back to the adapter (`movements_refused`: a file exchange writes its rejects file)."""
     report.seen += len(payments)
-    known = set(
-        LedgerEntry.objects.filter(
-            external_source=integration.external_source,
-            external_id__in=[p.payment_id for p in payments],
-        ).values_list("external_id", flat=True)
-    )
-    new: list[VendorPayment] = []
-    for payment in payments:
-        if payment.payment_id in known:
-            report.already_recorded += 1
-            continue
-        known.add(payment.payment_id)  # a page may carry the same payment twice
-        new.append(payment)
-    if not new:  # a page recorded before (a re-pull, validation): nothing to look up
-        return
-    fee_ids = dict(
-        Fee.objects.filter(reference__in={p.fee_ref for p in new}).values_list("reference", "pk")
-    )
-    origin = Origin(source=LedgerEntry.Source.VENDOR, external_source=integration.external_source)
-    plain = [p for p in new if p.kind == "payment" and not p.closed and p.fee_ref in fee_ids]
-    posted, _refused = payments_post_bulk(
-        payments=[ExternalPayment(fee_ids[p.fee_ref], p.amount, p.payment_id) for p in plain],
-        origin=origin,
-        note=f"Paid at {integration.vendor_name}",
-    )
-    report.recorded += len(posted)
-    report.recorded_ids.extend(posted)
-    done = set(posted)
-    rest = [p for p in new if p.payment_id not in done]
-    # Whole fees only for what the fast path left (usually nothing on a nightly page).
-    fees = (
-        {f.reference: f for f in Fee.objects.filter(reference__in={p.fee_ref for p in rest})}
-        if rest
-        else {}
-    )
-    for payment in rest:
+    vendor = integration.vendor_name
+    movements: list[Movement] = []
+    unknown: dict[int, MovementOutcome] = {}  # index in `payments` -> refused here
+    for i, p in enumerate(payments):
         try:
-            with transaction.atomic():
-                _record_one(integration, payment, fees.get(payment.fee_ref))
+            kind = MovementKind(p.kind)
+        except ValueError:
+            unknown[i] = MovementOutcome(
+                p.payment_id,
+                OutcomeStatus.REFUSED,
+                f"{vendor} sent a {p.kind!r} record ({p.payment_id}), "
+                "which FeeSync does not know how to post.",
+            )
+            continue
+        movements.append(
+            Movement(
+                external_id=p.payment_id,
+                kind=kind,
+                fee_ref=p.fee_ref,
+                amount=p.amount,
+                closed=p.closed,
+                refers_to=p.refers_to,
+                occurred_at=p.occurred_at,
+                student_number=p.student_id,
+            )
+        )
+    source = MovementSource(
+        external_source=integration.external_source,
+        name=vendor,
+        ledger_source=LedgerEntry.Source.VENDOR,
+    )
+    recorded = iter(movements_record(source=source, movements=movements))
+    refused: list[RefusedMovement] = []
+    for i, p in enumerate(payments):
+        outcome = unknown[i] if i in unknown else next(recorded)
+        if outcome.status == OutcomeStatus.RECORDED:
             report.recorded += 1
-            report.recorded_ids.append(payment.payment_id)
-        except LedgerError as exc:
+            report.recorded_ids.append(p.payment_id)
+        elif outcome.status == OutcomeStatus.ALREADY_RECORDED:
+            report.already_recorded += 1
+        else:
             report.unmatched += 1
+            refused.append(
+                RefusedMovement(p, outcome.reason, held=outcome.status == OutcomeStatus.HELD)
+            )
             discrepancy_record(
                 integration=integration,
                 kind=Discrepancy.Kind.UNMATCHED_PAYMENT,
-                fee_id=fees[payment.fee_ref].pk if payment.fee_ref in fees else None,
-                fee_ref=payment.fee_ref,
-                vendor_ref=payment.payment_id,
-                detail="; ".join(exc.messages),
+                fee_id=outcome.fee_id,
+                fee_ref=p.fee_ref,
+                vendor_ref=p.payment_id,
+                detail=outcome.reason,
             )
+    if refused and adapter is not None:
+        adapter.movements_refused(refused)
 
 
 def payments_pull(
@@ -534,7 +482,9 @@ def payments_pull(
     while True:
         page = adapter.pull_payments(cursor=cursor, student_ids=student_ids, limit=1000)
         report.pages += 1
-        payments_record(integration=integration, payments=page.payments, report=report)
+        payments_record(
+            integration=integration, payments=page.payments, report=report, adapter=adapter
+        )
         if use_cursor and page.cursor:
             Integration.objects.filter(pk=integration.pk).update(payment_cursor=page.cursor)
         cursor = page.cursor

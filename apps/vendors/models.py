@@ -299,6 +299,13 @@ class SyncedFee(models.Model):
     acknowledged_version = models.PositiveIntegerField()
     first_sent_at = models.DateTimeField(auto_now_add=True)
     acknowledged_at = models.DateTimeField()
+    vendor_caused_version = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Set when the vendor holds a version because it caused the change (a "
+        "payment taken there), not because FeeSync sent it. Only meaningful while it "
+        "equals acknowledged_version: a later delivery acknowledges a higher version.",
+    )
 
     class Meta:
         constraints = [

@@ -6,12 +6,14 @@ from typing import Any
 
 from django.contrib.auth.signals import user_logged_in
 from django.db import transaction
+from django.db.models import F
 from django.dispatch import receiver
+from django.utils import timezone
 
 from apps.fees.services import fee_changed
 
 from . import engine
-from .models import Integration
+from .models import Integration, SyncedFee
 from .tasks import pull_payments_for_students
 
 
@@ -23,8 +25,28 @@ def enqueue_fee_changes(
     for integration in Integration.objects.filter(enabled=True, import_after__isnull=False):
         # A change the vendor itself caused (a payment taken there) is already known there.
         if external_source and external_source == integration.external_source:
+            _vendor_holds_its_own_change(integration, fee_ids)
             continue
         engine.outbox_enqueue(integration=integration, fee_ids=fee_ids)
+
+
+def _vendor_holds_its_own_change(integration: Integration, fee_ids: list[int]) -> None:
+    """Record that the vendor holds the version its own change made, so that send-fees
+    (which sends what the vendor holds at a lower version) does not send it back.
+
+    Each `fee_changed` follows exactly one version step per fee, so only where the vendor
+    held the version just before it: a fee with an earlier change not yet delivered (or
+    never sent there: no SyncedFee row) still has that change to send. One UPDATE for the
+    whole list (a nightly pull page changes a thousand fees)."""
+    SyncedFee.objects.filter(
+        integration=integration,
+        fee_id__in=fee_ids,
+        acknowledged_version=F("fee__version") - 1,
+    ).update(
+        acknowledged_version=F("acknowledged_version") + 1,
+        vendor_caused_version=F("acknowledged_version") + 1,
+        acknowledged_at=timezone.now(),
+    )
 
 
 @receiver(user_logged_in, dispatch_uid="vendors.pull_at_parent_login")

@@ -299,7 +299,19 @@ def fee_sync_timeline(*, fee: Fee) -> list[FeeAtVendor]:
         vendor = integration.vendor_name
         s, o = synced.get(pk), outbox.get(pk)
         events: list[TimelineEvent] = []
-        if s is not None and s.acknowledged_at <= s.first_sent_at:
+        if s is not None and s.vendor_caused_version == s.acknowledged_version:
+            # The version it holds came from its own change (a payment taken there), so
+            # FeeSync did not send it back; the recorded time is when FeeSync learned that.
+            events.append(TimelineEvent(s.first_sent_at, f"First sent to {vendor}", level="ok"))
+            events.append(
+                TimelineEvent(
+                    s.acknowledged_at,
+                    f"{vendor} already has version {s.acknowledged_version}: "
+                    f"the change came from {vendor}",
+                    level="ok",
+                )
+            )
+        elif s is not None and s.acknowledged_at <= s.first_sent_at:
             # Acknowledged once so far: the first sending is the last acknowledgement.
             events.append(
                 TimelineEvent(

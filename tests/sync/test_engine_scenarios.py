@@ -8,13 +8,15 @@ import threading
 from decimal import Decimal
 
 import pytest
+import requests
 from django.db import connections
 
 from apps.fees.models import Fee, LedgerEntry
 from apps.fees.services import Origin, fee_change, fee_waive, payment_take
 from apps.vendors import engine
 from apps.vendors.jobs import pull_for_students, task_run
-from apps.vendors.models import Discrepancy, Integration, OutboxItem
+from apps.vendors.models import Discrepancy, Integration, OutboxItem, SyncedFee
+from apps.vendors.selectors import fee_sync_timeline
 from tests.factories import CategoryFactory, MerchantAccountFactory, StudentFactory, make_fee
 
 from .conftest import wait_for
@@ -166,6 +168,39 @@ def test_a_partial_payment_is_recorded_once_by_each_trigger(
     )
     fee.refresh_from_db()
     assert fee.balance == D("25.00")
+
+
+def test_a_fee_paid_at_the_vendor_is_not_sent_back_to_it(live_worker, sandbox, make_integration):
+    integration = make_integration()
+    vendor = integration.vendor_name
+    fee = make_fee(amount="25.00", fee_date=IN_SCOPE)
+    at_vendor(sandbox, fee, version=1)
+    wait_for(
+        lambda: (
+            SyncedFee.objects.filter(fee=fee, acknowledged_version=1).exists()
+            and not OutboxItem.objects.exists()
+        ),
+        what="the vendor's acknowledgement",
+    )
+    sandbox.control("pay", fee_ref=fee.reference, amount="25.00")
+    pulled = task_run(integration=integration, task="get-payments")
+    assert pulled.counts["recorded"] == 1
+    fee.refresh_from_db()
+    assert (fee.status, fee.version) == (Fee.Status.PAID, 2)
+    assert not OutboxItem.objects.exists()
+
+    sandbox.control("requests")  # POST: start counting the vendor's requests from zero
+    run = task_run(integration=integration, task="send-fees")
+    assert run.outcome == "ok", run.error
+    assert (run.counts["queued"], run.counts["sent"]) == (0, 0)
+    counted = requests.get(f"{sandbox.url}/_sandbox/requests", timeout=10).json()
+    assert counted["total"] == 0, counted
+
+    [at_vendor_now] = fee_sync_timeline(fee=fee)
+    assert at_vendor_now.status == f"Up to date: {vendor} holds version 2."
+    texts = [e.text for e in at_vendor_now.events]
+    assert f"{vendor} already has version 2: the change came from {vendor}" in texts
+    assert f"Payment of $25.00 recorded from {vendor}" in texts
 
 
 def _parent_of(student):

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.fees.models import LedgerEntry
-from apps.fees.services import ExternalPayment, Origin, payments_post_bulk
+from apps.fees.services import Movement, MovementKind, MovementSource, movements_record
 from apps.vendors.kinds.payschools.sandbox import DEFAULT_PASSWORD, DEFAULT_USERNAME
 from apps.vendors.models import Discrepancy, Integration, OutboxItem, SyncedFee, TaskRun
 from apps.vendors.sandboxes.client import SandboxControl
@@ -93,12 +93,20 @@ def busy() -> tuple[Integration, dict]:
         vendor_ref="PAY-9",
         detail="PaySchools sent payment PAY-9 for fee NOPE-1, which FeeSync does not have.",
     )
-    payments_post_bulk(
-        payments=[ExternalPayment(fees[1].pk, Decimal("4.00"), "PAY-1")],
-        origin=Origin(
-            source=LedgerEntry.Source.VENDOR, external_source=integration.external_source
+    movements_record(
+        source=MovementSource(
+            external_source=integration.external_source,
+            name="PaySchools",
+            ledger_source=LedgerEntry.Source.VENDOR,
         ),
-        note="Paid at PaySchools",
+        movements=[
+            Movement(
+                external_id="PAY-1",
+                kind=MovementKind.PAYMENT,
+                fee_ref=fees[1].reference,
+                amount=Decimal("4.00"),
+            )
+        ],
     )
     TaskRun.objects.create(
         integration=integration,
@@ -344,8 +352,10 @@ def test_a_fee_page_shows_its_sync_timeline_per_integration(district_admin, busy
     text = timeline(paid)
     assert "Payment of $4.00 recorded from PaySchools" in text
     assert "id at PaySchools: PAY-1" in text
-    # FeeSync's version went up with the payment; the vendor still holds the older one.
-    assert f"PaySchools holds version 1; FeeSync has version {paid.version}." in text
+    # FeeSync's version went up with the payment, and PaySchools holds it: it took the
+    # payment (issue 9: a fee paid at a vendor is not sent back to that vendor).
+    assert f"Up to date: PaySchools holds version {paid.version}." in text
+    assert f"PaySchools already has version {paid.version}: the change came from PaySchools" in text
 
     assert "Version 1 is waiting to be sent to PaySchools." in timeline(waiting)
     text = timeline(parked)

@@ -33,6 +33,8 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 
+from apps.fees.movements import MovementKind
+
 
 class Capability(StrEnum):
     """What a kind can do. The tasks an integration offers, and the dashboard, follow these."""
@@ -45,20 +47,6 @@ class Capability(StrEnum):
     DEMOGRAPHICS = "demographics"  # nightly student file over FTP/FTPS/SFTP
     FILE_EXPORT = "file_export"  # fees out as files
     FILE_IMPORT = "file_import"  # payments back as files
-
-
-class MovementKind(StrEnum):
-    """What a vendor reports as having happened to money (`VendorPayment.kind`).
-
-    `closed` is not a kind of its own: it is a flag on a payment ("the vendor considers the
-    fee settled"), as the vendors send it."""
-
-    PAYMENT = "payment"
-    WAIVER = "waiver"
-    REFUND = "refund"
-    VOID = "void"
-    DISPUTE = "dispute"
-    RESTORE = "restore"
 
 
 class VendorError(Exception):
@@ -140,11 +128,21 @@ class VendorFee:
     foreign: bool = False  # True: the vendor has it but FeeSync never sent it
 
 
+def movement_kind(word: str) -> MovementKind | str:
+    """The vendor's word for a movement as a `MovementKind` (case-insensitive), or the
+    word itself when it is none of them."""
+    try:
+        return MovementKind(word.strip().lower())
+    except ValueError:
+        return word
+
+
 @dataclass(frozen=True)
 class VendorPayment:
-    """A money movement at the vendor. `kind` is a `MovementKind` value (payment, waiver,
-    refund, void, dispute, restore); an adapter passes on whatever the vendor said, and the
-    ledger refuses, in words, a kind it does not know.
+    """A money movement at the vendor. `kind` is a `MovementKind` (payment, waiver, refund,
+    void, dispute, restore), or, for something the vendor said that is none of those, the
+    vendor's own word as a string (`movement_kind`): the engine then refuses it in words
+    instead of guessing.
 
     For a refund or void, `refers_to` is the `payment_id` it gives back. `closed=True` on a
     payment means the vendor considers the fee settled even if `amount` is lower than
@@ -154,7 +152,7 @@ class VendorPayment:
     fee_ref: str
     student_id: str
     amount: Decimal
-    kind: str
+    kind: MovementKind | str
     closed: bool = False
     occurred_at: datetime | None = None
     refers_to: str | None = None

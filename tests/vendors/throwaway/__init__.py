@@ -16,6 +16,7 @@ from typing import ClassVar
 
 from django import forms
 
+from apps.fees.movements import MovementKind
 from apps.vendors.kinds.base import (
     AdapterConfig,
     Capability,
@@ -93,7 +94,7 @@ class LedgerBookAdapter(VendorAdapter):
             fee_ref=fee_ref,
             student_id=fee.student_id,
             amount=Decimal(amount),
-            kind="payment",
+            kind=MovementKind.PAYMENT,
         )
         cls.PAYMENTS.append(payment)
         return payment

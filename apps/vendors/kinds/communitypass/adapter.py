@@ -53,6 +53,7 @@ from apps.vendors.kinds.base import (
     VendorError,
     VendorFee,
     VendorPayment,
+    movement_kind,
     secret_text,
 )
 
@@ -629,7 +630,7 @@ class CommunityPassAdapter(VendorAdapter):
             fee_ref=str(p["fee_ref"]),
             student_id=str(p["student_id"]),
             amount=_money_in(p["amount"], "amount"),
-            kind=kind,
+            kind=movement_kind(kind),
             closed=closed,
             occurred_at=occurred,
             refers_to=str(p["refers_to"]) if p.get("refers_to") else None,

@@ -43,6 +43,7 @@ from apps.vendors.kinds.base import (
     VendorError,
     VendorFee,
     VendorPayment,
+    movement_kind,
     secret_text,
 )
 
@@ -483,7 +484,7 @@ class PaySchoolsAdapter(VendorAdapter):
             fee_ref=p.FeeRef,
             student_id=p.StudentId,
             amount=_money(p.Amount),
-            kind=str(p.Kind).lower(),
+            kind=movement_kind(str(p.Kind)),
             closed=bool(p.Closed),
             occurred_at=occurred,
             refers_to=p.RefersTo or None,

@@ -1,0 +1,21 @@
+"""The ledger's words for money that moves outside FeeSync.
+
+Kept free of Django models so that the vendor adapters (and their standalone sandboxes) can
+speak them without loading the ledger: an adapter reports a `MovementKind`, and the one
+door (`apps.fees.services.outside.movements_record`) posts it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class MovementKind(StrEnum):
+    """What happened at the source. `closed` is a flag on a payment, not a kind."""
+
+    PAYMENT = "payment"
+    WAIVER = "waiver"
+    REFUND = "refund"  # gives back (part of) the payment it `refers_to`
+    VOID = "void"  # undoes the payment it `refers_to`, entered in error
+    DISPUTE = "dispute"  # the ledger cannot record disputes yet: always refused for now
+    RESTORE = "restore"  # reverses (part of) the waiver it `refers_to` (the file model's)

@@ -1,0 +1,638 @@
+"""The ledger's core: every posting of money on a fee goes through these services.
+
+Each service is one atomic action: it locks the fee it changes (`SELECT ... FOR UPDATE`),
+checks the request against what the ledger says now, posts append-only entries with their
+allocations, brings the fee's `amount`, `balance`, `status` and `version` in step, and
+announces the change with the `fee_changed` signal inside the same transaction (the sync
+engine writes its outbox row from it, so a vendor can never miss a committed change).
+
+Bad input raises `LedgerError` (a `ValidationError`) whose message a fees clerk can read;
+nothing is written when it does.
+
+Money from outside FeeSync does not call these directly: it enters through the one door,
+`outside.movements_record`, which uses the private `_payment_take`, `_fee_waive`,
+`_payment_refund` and `_credit_reverse` below to tell a new posting from a repeat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Sum
+from django.db.models.functions import Coalesce
+from django.dispatch import Signal
+
+from apps.accounts.models import MerchantAccount
+from apps.categories.models import FeeCategory
+from apps.students.models import Student
+
+from ..models import (
+    ZERO,
+    Allocation,
+    Fee,
+    FeeAssignment,
+    LedgerEntry,
+)
+
+#: Sent inside the transaction of every change a vendor must see.
+#: kwargs: `fee_ids` (list[int]), `reason` (str: created, changed, paid, waived, refunded,
+#: voided, reversed, closed), `external_source` (who outside FeeSync caused it, e.g.
+#: "integration:3", or ""; that integration already knows and need not be told back).
+fee_changed = Signal()
+
+Kind = LedgerEntry.Kind
+MAX_AMOUNT = Decimal("9999999999.99")
+CENT = Decimal("0.01")
+#: Rows per INSERT in the set-wise services (bulk.py, outside.py).
+BATCH = 2000
+
+
+class LedgerError(ValidationError):
+    """A request the ledger refuses, with the reason in a clerk's words."""
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who is moving money. Staff pass `Origin(user=request.user)`; a vendor, the partner API
+    or a file drop pass their source and their own transaction id, which makes the posting
+    idempotent: the same (external_source, external_id) is recorded once."""
+
+    user: AbstractBaseUser | None = None
+    source: str = LedgerEntry.Source.STAFF
+    external_source: str = ""
+    external_id: str = ""
+
+    def entry_fields(self) -> dict[str, Any]:
+        return {
+            "created_by": self.user if self.user is not None and self.user.pk else None,
+            "source": self.source,
+            "external_source": self.external_source,
+            "external_id": self.external_id,
+        }
+
+
+# --- validation helpers -------------------------------------------------------------------
+
+
+def to_money(value: Any, *, label: str = "Amount", allow_zero: bool = False) -> Decimal:
+    """Parse a money amount: a Decimal with at most two places, not negative, not float."""
+    if isinstance(value, float):
+        raise LedgerError(f"{label} must be given as a decimal, not a floating-point number.")
+    try:
+        amount = Decimal(str(value).strip().replace(",", "").lstrip("$"))
+    except (InvalidOperation, ValueError):
+        raise LedgerError(f"{label} “{value}” is not a number.") from None
+    if not amount.is_finite():
+        raise LedgerError(f"{label} “{value}” is not a number.")
+    if abs(amount) < MAX_AMOUNT and amount != amount.quantize(CENT):
+        raise LedgerError(
+            f"{label} {value} has more than two decimal places; money is kept to the cent."
+        )
+    if amount < 0:
+        raise LedgerError(f"{label} cannot be negative.")
+    if amount == 0 and not allow_zero:
+        raise LedgerError(f"{label} must be more than $0.00.")
+    if amount > MAX_AMOUNT:
+        raise LedgerError(f"{label} is larger than FeeSync can hold.")
+    return amount.quantize(CENT)
+
+
+def _require(text: str, label: str) -> str:
+    text = (text or "").strip()
+    if not text:
+        raise LedgerError(f"{label} is required.")
+    return text
+
+
+def _check_category_and_account(category: FeeCategory, merchant_account: MerchantAccount) -> None:
+    if not category.active:
+        raise LedgerError(f"The fee category {category.code} is inactive; pick an active one.")
+    if not merchant_account.active:
+        raise LedgerError(f"The merchant account {merchant_account.name} is inactive.")
+
+
+# --- internals ------------------------------------------------------------------------------
+
+
+def _lock(fee: Fee) -> Fee:
+    return Fee.objects.select_for_update().get(pk=fee.pk)
+
+
+def _existing_external(origin: Origin) -> LedgerEntry | None:
+    if not origin.external_id:
+        return None
+    return LedgerEntry.objects.filter(
+        external_source=origin.external_source, external_id=origin.external_id
+    ).first()
+
+
+class _AlreadyRecorded(Exception):
+    """This (external_source, external_id) is on the ledger already; `entry` is the posting
+    recorded first (by an earlier call, or by a concurrent one that won the race). The
+    public services return it; the one door reports it as already recorded."""
+
+    def __init__(self, entry: LedgerEntry) -> None:
+        super().__init__(entry.pk)
+        self.entry = entry
+
+
+def _refuse_repeat(origin: Origin) -> None:
+    """Call with the fee locked: a concurrent posting of the same id has committed by then."""
+    if (existing := _existing_external(origin)) is not None:
+        raise _AlreadyRecorded(existing)
+
+
+def _post(*, fee: Fee, kind: str, amount: Decimal, origin: Origin, **extra: Any) -> LedgerEntry:
+    try:
+        with transaction.atomic():
+            return LedgerEntry.objects.create(
+                student_id=fee.student_id,
+                fee=fee,
+                kind=kind,
+                amount=amount,
+                **origin.entry_fields(),
+                **extra,
+            )
+    except IntegrityError as exc:
+        # Two pulls racing on the same vendor transaction: the other one recorded it first.
+        if origin.external_id and (existing := _existing_external(origin)) is not None:
+            raise _AlreadyRecorded(existing) from exc
+        raise
+
+
+def _outstanding_debits(fee: Fee) -> list[tuple[LedgerEntry, Decimal]]:
+    """The fee's debit entries with what is still unsettled on each, oldest first."""
+    debits = (
+        LedgerEntry.objects.filter(fee=fee, kind__in=LedgerEntry.DEBIT_KINDS)
+        .annotate(applied=Coalesce(Sum("allocations_in__amount"), ZERO))
+        .order_by("id")
+    )
+    return [(d, d.amount - d.applied) for d in debits if d.amount - d.applied > 0]
+
+
+def _apply(credit: LedgerEntry, fee: Fee, amount: Decimal) -> None:
+    """Allocate `amount` of `credit` to the fee's unsettled debits, oldest first."""
+    left = amount
+    rows = []
+    for debit, open_ in _outstanding_debits(fee):
+        take = min(open_, left)
+        rows.append(Allocation(credit=credit, debit=debit, amount=take))
+        left -= take
+        if left == 0:
+            break
+    if left != 0:  # The caller checked the balance under lock; this is a broken invariant.
+        raise LedgerError("The fee's entries do not add up; run ledger_check.")
+    Allocation.objects.bulk_create(rows)
+
+
+def credit_kind_totals(fee: Fee) -> dict[str, Decimal]:
+    """Net credit per kind on this fee (payments net of refunds and reversals, and so on)."""
+    applied = dict(
+        Allocation.objects.filter(debit__fee=fee)
+        .values_list("credit__kind")
+        .annotate(s=Sum("amount"))
+        .values_list("credit__kind", "s")
+    )
+    given_back = dict(
+        LedgerEntry.objects.filter(fee=fee, kind__in=[Kind.REFUND, Kind.REVERSAL])
+        .values_list("reverses__kind")
+        .annotate(s=Sum("amount"))
+        .values_list("reverses__kind", "s")
+    )
+    return {
+        kind: (applied.get(kind, ZERO) - given_back.get(kind, ZERO)).quantize(CENT)
+        for kind in LedgerEntry.CREDIT_KINDS
+    }
+
+
+def _status_for(fee: Fee, totals: dict[str, Decimal]) -> str:
+    if fee.balance > 0:
+        return Fee.Status.OPEN
+    if totals[Kind.VOID] > 0:
+        return Fee.Status.VOIDED
+    if totals[Kind.SETTLEMENT] > 0:
+        return Fee.Status.CLOSED
+    if totals[Kind.PAYMENT] > 0:
+        return Fee.Status.PAID
+    if totals[Kind.WAIVER] > 0:
+        return Fee.Status.WAIVED
+    return Fee.Status.PAID
+
+
+def _settle(
+    fee: Fee,
+    *,
+    reason: str,
+    balance_delta: Decimal,
+    origin: Origin,
+    amount_delta: Decimal = ZERO,
+    lock_amount: bool = False,
+) -> Fee:
+    """Save the fee's new totals and status, raise its version, tell the sync engine."""
+    fee.balance += balance_delta
+    fee.amount += amount_delta
+    fee.status = _status_for(fee, credit_kind_totals(fee))
+    fee.version += 1
+    if lock_amount:
+        fee.amount_locked = True
+    fee.save(
+        update_fields=["balance", "amount", "status", "version", "amount_locked", "updated_at"]
+    )
+    fee_changed.send(
+        sender=Fee, fee_ids=[fee.pk], reason=reason, external_source=origin.external_source
+    )
+    return fee
+
+
+def _credit(
+    *,
+    fee: Fee,
+    kind: str,
+    amount: Decimal,
+    origin: Origin,
+    reason_label: str,
+    lock_amount: bool = False,
+    **extra: Any,
+) -> LedgerEntry:
+    entry = _post(fee=fee, kind=kind, amount=amount, origin=origin, **extra)
+    _apply(entry, fee, amount)
+    _settle(fee, origin=origin, reason=reason_label, balance_delta=-amount, lock_amount=lock_amount)
+    return entry
+
+
+# --- fees -------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def fee_create(
+    *,
+    student: Student,
+    category: FeeCategory,
+    merchant_account: MerchantAccount,
+    description: str,
+    amount: Any,
+    fee_date: date,
+    due_date: date | None = None,
+    origin: Origin | None = None,
+    assignment: FeeAssignment | None = None,
+) -> Fee:
+    """Charge one student a fee: the fee and its charge entry, announced to vendors."""
+    origin = origin or Origin()
+    amount = to_money(amount)
+    description = _require(description, "Description")
+    _check_category_and_account(category, merchant_account)
+    if due_date and due_date < fee_date:
+        raise LedgerError("The due date cannot be before the fee date.")
+    fee = Fee.objects.create(
+        student=student,
+        category=category,
+        merchant_account=merchant_account,
+        assignment=assignment,
+        description=description,
+        amount=amount,
+        balance=amount,
+        fee_date=fee_date,
+        due_date=due_date,
+        created_by=origin.entry_fields()["created_by"],
+    )
+    LedgerEntry.objects.create(
+        student=student,
+        fee=fee,
+        kind=Kind.CHARGE,
+        amount=amount,
+        reason=description,
+        **origin.entry_fields(),
+    )
+    fee_changed.send(
+        sender=Fee, fee_ids=[fee.pk], reason="created", external_source=origin.external_source
+    )
+    return fee
+
+
+@transaction.atomic
+def fee_change(
+    *,
+    fee: Fee,
+    origin: Origin,
+    amount: Any | None = None,
+    description: str | None = None,
+    due_date: date | None = None,
+    reason: str = "",
+) -> Fee:
+    """Change a fee's amount (by an adjustment entry), description or due date."""
+    fee = _lock(fee)
+    changed = False
+    if description is not None and description.strip() != fee.description:
+        fee.description = _require(description, "Description")
+        changed = True
+    if due_date is not None and due_date != fee.due_date:
+        if due_date < fee.fee_date:
+            raise LedgerError("The due date cannot be before the fee date.")
+        fee.due_date = due_date
+        changed = True
+    if changed:
+        fee.save(update_fields=["description", "due_date", "updated_at"])
+    if amount is not None:
+        new_amount = to_money(amount)
+        if new_amount != fee.amount:
+            _change_amount(fee, new_amount, origin, reason)
+            return fee
+    if changed:
+        fee.version += 1
+        fee.save(update_fields=["version"])
+        fee_changed.send(
+            sender=Fee, fee_ids=[fee.pk], reason="changed", external_source=origin.external_source
+        )
+    return fee
+
+
+def _change_amount(fee: Fee, new_amount: Decimal, origin: Origin, reason: str) -> None:
+    if fee.amount_locked:
+        raise LedgerError(
+            "The amount of this fee cannot change: a payment vendor has already taken a "
+            "payment on it. Waive or refund instead."
+        )
+    if fee.status in (Fee.Status.VOIDED, Fee.Status.WAIVED, Fee.Status.CLOSED):
+        raise LedgerError(f"This fee is {fee.get_status_display().lower()}; its amount is final.")
+    delta = new_amount - fee.amount
+    why = reason or f"Amount changed from ${fee.amount} to ${new_amount}"
+    if delta > 0:
+        _post(fee=fee, kind=Kind.DEBIT_ADJUSTMENT, amount=delta, origin=origin, reason=why)
+        _settle(fee, origin=origin, reason="changed", balance_delta=delta, amount_delta=delta)
+        return
+    cut = -delta
+    if cut > fee.balance:
+        raise LedgerError(
+            f"The amount cannot go below what has already been paid or waived "
+            f"(${fee.amount - fee.balance}). Refund first, then lower the amount."
+        )
+    if new_amount == 0:
+        raise LedgerError("A fee cannot be lowered to $0.00; void it instead.")
+    entry = _post(fee=fee, kind=Kind.CREDIT_ADJUSTMENT, amount=cut, origin=origin, reason=why)
+    _apply(entry, fee, cut)
+    _settle(fee, origin=origin, reason="changed", balance_delta=-cut, amount_delta=-cut)
+
+
+# --- money in -------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def payment_take(
+    *,
+    fee: Fee,
+    amount: Any,
+    method: str,
+    origin: Origin,
+    check_number: str = "",
+    note: str = "",
+    closed: bool = False,
+) -> LedgerEntry:
+    """Record a payment on a fee (at the district office, from a vendor, the partner API or
+    a file drop). Idempotent by `origin.external_id`: a repeat returns the first entry.
+    `closed=True` (vendors only) settles what is left on the fee, for free or reduced price
+    handled at the vendor."""
+    try:
+        return _payment_take(
+            fee=fee,
+            amount=amount,
+            method=method,
+            origin=origin,
+            check_number=check_number,
+            note=note,
+            closed=closed,
+        )
+    except _AlreadyRecorded as done:
+        return done.entry
+
+
+def _payment_take(
+    *,
+    fee: Fee,
+    amount: Any,
+    method: str,
+    origin: Origin,
+    check_number: str = "",
+    note: str = "",
+    closed: bool = False,
+) -> LedgerEntry:
+    """`payment_take` inside the caller's transaction; a repeat raises `_AlreadyRecorded`."""
+    amount = to_money(amount)
+    if method not in LedgerEntry.Method.values:
+        raise LedgerError(f"“{method}” is not a payment method FeeSync knows.")
+    check_number = (check_number or "").strip()
+    if method == LedgerEntry.Method.CHECK and not check_number:
+        raise LedgerError("A check payment needs the check number.")
+    fee = _lock(fee)
+    _refuse_repeat(origin)
+    if fee.status == Fee.Status.VOIDED:
+        raise LedgerError("This fee was voided; it cannot take a payment.")
+    if amount > fee.balance:
+        raise LedgerError(
+            f"${amount} is more than is owed on this fee (${fee.balance})."
+            if fee.balance
+            else "Nothing is owed on this fee."
+        )
+    by_vendor = origin.source == LedgerEntry.Source.VENDOR
+    entry = _credit(
+        fee=fee,
+        kind=Kind.PAYMENT,
+        amount=amount,
+        origin=origin,
+        reason_label="paid",
+        lock_amount=by_vendor,
+        method=method,
+        check_number=check_number,
+        reason=note,
+    )
+    if closed and fee.balance > 0:
+        settle_origin = Origin(user=origin.user, source=origin.source)
+        _credit(
+            fee=fee,
+            kind=Kind.SETTLEMENT,
+            amount=fee.balance,
+            origin=settle_origin,
+            reason_label="closed",
+            reason="Closed at the vendor: settled for the amount paid.",
+        )
+    return entry
+
+
+@transaction.atomic
+def fee_waive(*, fee: Fee, reason: str, origin: Origin, amount: Any | None = None) -> LedgerEntry:
+    """Waive all (default) or part of what is still owed on a fee. Idempotent by
+    `origin.external_id`: a repeat returns the first entry."""
+    try:
+        return _fee_waive(fee=fee, reason=reason, origin=origin, amount=amount)
+    except _AlreadyRecorded as done:
+        return done.entry
+
+
+def _fee_waive(*, fee: Fee, reason: str, origin: Origin, amount: Any | None = None) -> LedgerEntry:
+    """`fee_waive` inside the caller's transaction; a repeat raises `_AlreadyRecorded`."""
+    reason = _require(reason, "A reason for the waiver")
+    fee = _lock(fee)
+    _refuse_repeat(origin)
+    if fee.balance == 0:
+        raise LedgerError(
+            f"Nothing is owed on this fee (it is {fee.get_status_display().lower()}), "
+            "so there is nothing to waive."
+        )
+    amount = fee.balance if amount in (None, "") else to_money(amount)
+    if amount > fee.balance:
+        raise LedgerError(f"${amount} is more than is owed on this fee (${fee.balance}).")
+    return _credit(
+        fee=fee,
+        kind=Kind.WAIVER,
+        amount=amount,
+        origin=origin,
+        reason_label="waived",
+        reason=reason,
+    )
+
+
+@transaction.atomic
+def fee_void(*, fee: Fee, reason: str, origin: Origin) -> LedgerEntry:
+    """Cancel a fee that was charged in error, by a void entry for what is still owed."""
+    reason = _require(reason, "A reason for voiding")
+    fee = _lock(fee)
+    if fee.status == Fee.Status.VOIDED:
+        raise LedgerError("This fee is already voided.")
+    paid = credit_kind_totals(fee)[Kind.PAYMENT]
+    if paid > 0:
+        raise LedgerError(
+            f"This fee has ${paid} in payments. Refund them first, or waive what is left."
+        )
+    if fee.balance == 0:
+        raise LedgerError("Nothing is owed on this fee, so there is nothing to void.")
+    return _credit(
+        fee=fee,
+        kind=Kind.VOID,
+        amount=fee.balance,
+        origin=origin,
+        reason_label="voided",
+        reason=reason,
+    )
+
+
+# --- money back ------------------------------------------------------------------------------
+
+
+def _given_back_on(credit: LedgerEntry, fee: Fee) -> tuple[Decimal, Decimal]:
+    """(what `credit` settled on `fee`, what has been refunded or reversed of it there)."""
+    applied = Allocation.objects.filter(credit=credit, debit__fee=fee).aggregate(
+        s=Coalesce(Sum("amount"), ZERO)
+    )["s"]
+    back = LedgerEntry.objects.filter(reverses=credit, fee=fee).aggregate(
+        s=Coalesce(Sum("amount"), ZERO)
+    )["s"]
+    # SQLite's SUM loses the scale ("30" not "30.00"); messages show cents.
+    return applied.quantize(CENT), back.quantize(CENT)
+
+
+def _give_back(
+    *,
+    credit: LedgerEntry,
+    kind: str,
+    amount: Any | None,
+    reason: str,
+    origin: Origin,
+    fee: Fee | None,
+) -> LedgerEntry:
+    fee = _lock(fee or credit.fee)  # type: ignore[arg-type]
+    _refuse_repeat(origin)
+    applied, back = _given_back_on(credit, fee)
+    left = applied - back
+    amount = left if amount in (None, "") else to_money(amount)
+    if left <= 0:
+        raise LedgerError(
+            f"This {credit.get_kind_display().lower()} was already given back in full."
+        )
+    if amount > left:
+        raise LedgerError(
+            f"${amount} is more than is left of this {credit.get_kind_display().lower()} "
+            f"on this fee (${left})."
+        )
+    entry = _post(fee=fee, kind=kind, amount=amount, origin=origin, reason=reason, reverses=credit)
+    _settle(
+        fee,
+        origin=origin,
+        reason="refunded" if kind == Kind.REFUND else "reversed",
+        balance_delta=amount,
+    )
+    return entry
+
+
+@transaction.atomic
+def payment_refund(
+    *,
+    payment: LedgerEntry,
+    reason: str,
+    origin: Origin,
+    amount: Any | None = None,
+    fee: Fee | None = None,
+) -> LedgerEntry:
+    """Give back all (default) or part of a payment; what it paid is owed again. Idempotent
+    by `origin.external_id`: a repeat returns the first entry."""
+    try:
+        return _payment_refund(
+            payment=payment, reason=reason, origin=origin, amount=amount, fee=fee
+        )
+    except _AlreadyRecorded as done:
+        return done.entry
+
+
+def _payment_refund(
+    *,
+    payment: LedgerEntry,
+    reason: str,
+    origin: Origin,
+    amount: Any | None = None,
+    fee: Fee | None = None,
+) -> LedgerEntry:
+    """`payment_refund` inside the caller's transaction; a repeat raises `_AlreadyRecorded`."""
+    reason = _require(reason, "A reason for the refund")
+    if payment.kind != Kind.PAYMENT:
+        raise LedgerError("Only a payment can be refunded.")
+    return _give_back(
+        credit=payment, kind=Kind.REFUND, amount=amount, reason=reason, origin=origin, fee=fee
+    )
+
+
+@transaction.atomic
+def credit_reverse(
+    *,
+    credit: LedgerEntry,
+    reason: str,
+    origin: Origin,
+    amount: Any | None = None,
+    fee: Fee | None = None,
+) -> LedgerEntry:
+    """Undo a payment entered in error, or restore a waived amount, by a reversing entry.
+    Idempotent by `origin.external_id`: a repeat returns the first entry."""
+    try:
+        return _credit_reverse(credit=credit, reason=reason, origin=origin, amount=amount, fee=fee)
+    except _AlreadyRecorded as done:
+        return done.entry
+
+
+def _credit_reverse(
+    *,
+    credit: LedgerEntry,
+    reason: str,
+    origin: Origin,
+    amount: Any | None = None,
+    fee: Fee | None = None,
+) -> LedgerEntry:
+    """`credit_reverse` inside the caller's transaction; a repeat raises `_AlreadyRecorded`."""
+    reason = _require(reason, "A reason for the reversal")
+    if credit.kind not in (Kind.PAYMENT, Kind.WAIVER):
+        raise LedgerError("Only a payment or a waiver can be reversed.")
+    return _give_back(
+        credit=credit, kind=Kind.REVERSAL, amount=amount, reason=reason, origin=origin, fee=fee
+    )

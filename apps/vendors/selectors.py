@@ -16,8 +16,19 @@ from django_celery_beat.models import PeriodicTask
 
 from apps.fees.models import Fee, LedgerEntry
 
-from .display import RunShown, next_run, plural, run_shown, schedule_text, value_shown, when
+from .audit import setting_changes
+from .display import (
+    RunShown,
+    next_run,
+    option_shown,
+    plural,
+    run_shown,
+    schedule_text,
+    value_shown,
+    when,
+)
 from .jobs import tasks_for
+from .kinds.base import Capability
 from .models import (
     Discrepancy,
     Integration,
@@ -148,8 +159,12 @@ def connection_summary(integration: Integration) -> dict[str, Any]:
     rows += [
         (label, masked.get(key) or "Not set") for key, label in adapter.credential_labels().items()
     ]
+    rows += [
+        (str(setting.field.label), option_shown(integration.option(key)))
+        for key, setting in adapter.settings_for(step="connection", secret=False).items()
+    ]
     transfer: list[tuple[str, str]] = []
-    if "demographics" in adapter.capabilities:
+    if Capability.DEMOGRAPHICS in adapter.capabilities:
         key = integration.transfer_host_key
         try:
             key_text = fingerprint(key) if key else "Not set"
@@ -193,12 +208,15 @@ def audit_trail(integration: Integration, limit: int = 12) -> list[dict[str, Any
         if of_this_integration(e)
     ]
     entries = sorted(own + mappings, key=lambda e: e.timestamp, reverse=True)[:limit]
+    defaults = integration.kind.option_defaults()
     out = []
     for entry in entries:
         changes = []
         # A creation or deletion is told by the object's name; field lists only for updates.
         is_update = entry.action == AuditEntry.Action.UPDATE
-        items = (entry.changes_dict or {}).items() if is_update else []
+        # Options are one JSON field in the log: each setting's own before and after.
+        changes_by_field = setting_changes(entry.changes_dict or {}, defaults=defaults)
+        items = changes_by_field.items() if is_update else []
         for name, values in items:
             if name in {"updated_at", "created_at", "id", "integration"}:
                 continue

@@ -18,11 +18,18 @@ from django.urls import reverse
 
 from apps.fees.models import Fee, LedgerEntry
 from apps.vendors import registry
-from apps.vendors.models import Integration, SyncedFee, TaskRun
+from apps.vendors.jobs import tasks_for
+from apps.vendors.models import Discrepancy, Integration, SyncedFee, TaskRun
 from apps.vendors.registry import kind_choices
 from tests.admin_helpers import csrf_client
 from tests.factories import CategoryFactory, MerchantAccountFactory, StudentFactory, make_fee
-from tests.vendors.setup_pages import section_text, setup_url, submit_form, texts
+from tests.vendors.setup_pages import (
+    dashboard_url,
+    section_text,
+    setup_url,
+    submit_form,
+    texts,
+)
 from tests.vendors.throwaway import LedgerBookAdapter
 
 pytestmark = pytest.mark.django_db
@@ -33,6 +40,7 @@ def ledger_book() -> Iterator[type[LedgerBookAdapter]]:
     LedgerBookAdapter.BOOK.clear()
     LedgerBookAdapter.PAYMENTS.clear()
     LedgerBookAdapter.BRANCHES_SEEN.clear()
+    LedgerBookAdapter.REFUSED.clear()
     registry.register(LedgerBookAdapter)
     yield LedgerBookAdapter
     registry.unregister(LedgerBookAdapter.kind)
@@ -101,9 +109,13 @@ def test_a_registered_kind_goes_through_setup_delivery_and_a_pull(
     integration.refresh_from_db()
     assert integration.enabled and integration.test_pull_ok and integration.test_push_ok
 
-    # Its tasks follow its capabilities: send and pull, no validation, no demographics.
-    tasks = {run.task for run in TaskRun.objects.filter(integration=integration)}
-    assert tasks <= {"send-fees", "get-payments"}
+    # Its tasks follow its capabilities: send and pull, no validation, no demographics;
+    # the dashboard offers those and no others.
+    assert [t.name for t in tasks_for(integration)] == ["send-fees", "get-payments"]
+    assert {run.task for run in TaskRun.objects.filter(integration=integration)} == {"send-fees"}
+    dashboard = texts(client.get(dashboard_url(integration)))
+    assert "Get payments" in dashboard and "Validate fees" not in dashboard
+    assert "Demographics export" not in dashboard
 
     # Delivery: a fee in scope reaches the book, with the declared option handed over.
     with django_capture_on_commit_callbacks(execute=True):
@@ -134,3 +146,14 @@ def test_a_registered_kind_goes_through_setup_delivery_and_a_pull(
     # Opened again: recorded once.
     clerk_client.get(reverse("admin:students_student_change", args=[student.pk]))
     assert Fee.objects.get(pk=fee.pk).balance == Decimal("25.00")
+
+    # A payment the book reports for a fee FeeSync does not have is not recorded: staff get
+    # a finding, and the book is told which one and why.
+    stray = ledger_book.pay("F-NOT-OURS", "5.00", student_id=student.student_number)
+    clerk_client.get(reverse("admin:students_student_change", args=[student.pk]))
+    assert [(r.payment.payment_id, r.held) for r in ledger_book.REFUSED] == [
+        (stray.payment_id, False)
+    ]
+    assert "which FeeSync does not have" in ledger_book.REFUSED[0].reason
+    finding = Discrepancy.objects.get(integration=integration, vendor_ref=stray.payment_id)
+    assert finding.kind == Discrepancy.Kind.UNMATCHED_PAYMENT

@@ -24,6 +24,7 @@ from apps.vendors.kinds.base import (
     FeeRecord,
     PaymentPage,
     PushResult,
+    RefusedMovement,
     Setting,
     VendorAdapter,
     VendorError,
@@ -53,6 +54,8 @@ class LedgerBookAdapter(VendorAdapter):
     BOOK: ClassVar[dict[str, FeeRecord]] = {}
     PAYMENTS: ClassVar[list[VendorPayment]] = []
     BRANCHES_SEEN: ClassVar[set[str]] = set()
+    #: What FeeSync told the book it did not record, and why.
+    REFUSED: ClassVar[list[RefusedMovement]] = []
 
     def __init__(self, config: AdapterConfig) -> None:
         super().__init__(config)
@@ -85,14 +88,17 @@ class LedgerBookAdapter(VendorAdapter):
         ]
         return PaymentPage(payments=wanted, cursor=None, has_more=False)
 
+    def movements_refused(self, refused: Sequence[RefusedMovement]) -> None:
+        self.REFUSED.extend(refused)
+
     @classmethod
-    def pay(cls, fee_ref: str, amount: str) -> VendorPayment:
-        """A parent pays at the Ledger Book."""
-        fee = cls.BOOK[fee_ref]
+    def pay(cls, fee_ref: str, amount: str, *, student_id: str = "") -> VendorPayment:
+        """A parent pays at the Ledger Book (for a fee it holds, or any reference)."""
+        fee = cls.BOOK.get(fee_ref)
         payment = VendorPayment(
             payment_id=f"LB-{len(cls.PAYMENTS) + 1}-{int(time.time())}",
             fee_ref=fee_ref,
-            student_id=fee.student_id,
+            student_id=fee.student_id if fee else student_id,
             amount=Decimal(amount),
             kind=MovementKind.PAYMENT,
         )

@@ -178,14 +178,25 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- Security --------------------------------------------------------------------------
-# django-axes: lock after repeated failures, per username (https://django-axes.readthedocs.io/)
+# django-axes pauses sign-in after repeated wrong passwords (config/security/throttle.py;
+# https://django-axes.readthedocs.io/en/latest/4_configuration.html):
+# - a username from one address after AXES_FAILURE_LIMIT, so wrong passwords typed for `admin`
+#   elsewhere never lock `admin` out here;
+# - one address, all usernames together, after FEESYNC_ADDRESS_FAILURE_LIMIT (password
+#   spraying). Higher, because many families sign in from one school or district address
+#   (NAT); 0 turns this limit off.
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
+FEESYNC_ADDRESS_FAILURE_LIMIT = env.int("FEESYNC_ADDRESS_FAILURE_LIMIT", default=50)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)
-AXES_LOCKOUT_PARAMETERS = ["username"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_HANDLER = "config.security.throttle.SignInThrottleHandler"
 AXES_RESET_ON_SUCCESS = True
-# Lock by username only: many parents sign in from one school or district address (NAT),
-# so locking an IP would lock out every family behind it.
-SILENCED_SYSTEM_CHECKS = ["axes.W006"]
+# The client address is REMOTE_ADDR unless the district runs N reverse proxies of its own in
+# front of Django (each appending to X-Forwarded-For): then set FEESYNC_TRUSTED_PROXY_COUNT=N.
+# Behind a proxy with this left at 0 everyone shares the proxy's address, and the address
+# limit above would pause everyone at once.
+FEESYNC_TRUSTED_PROXY_COUNT = env.int("FEESYNC_TRUSTED_PROXY_COUNT", default=0)
+AXES_CLIENT_IP_CALLABLE = "config.security.throttle.client_address"
 
 # --- Parent portal ----------------------------------------------------------------------
 # A parent locked out by django-axes gets a page that says what happened, until when, and

@@ -49,6 +49,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Staff are signed out when idle or after a working day (config/security/sessions.py).
+    "config.security.sessions.StaffSessionLimitsMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Records who made each audited change (django-auditlog).
     "auditlog.middleware.AuditlogMiddleware",
@@ -197,6 +199,11 @@ AXES_RESET_ON_SUCCESS = True
 # limit above would pause everyone at once.
 FEESYNC_TRUSTED_PROXY_COUNT = env.int("FEESYNC_TRUSTED_PROXY_COUNT", default=0)
 AXES_CLIENT_IP_CALLABLE = "config.security.throttle.client_address"
+
+# Staff sessions end after this long without a request, and this long after signing in,
+# whichever comes first (config/security/sessions.py). Parents keep Django's session.
+FEESYNC_STAFF_IDLE_MINUTES = env.int("FEESYNC_STAFF_IDLE_MINUTES", default=30)
+FEESYNC_STAFF_SESSION_HOURS = env.int("FEESYNC_STAFF_SESSION_HOURS", default=10)
 
 # --- Parent portal ----------------------------------------------------------------------
 # A parent locked out by django-axes gets a page that says what happened, until when, and

@@ -33,6 +33,8 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "auditlog",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "apps.students",
     "apps.categories",
     "apps.accounts",
@@ -48,9 +50,14 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): has this session given a two-step code (django-otp).
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     # Staff are signed out when idle or after a working day (config/security/sessions.py).
     "config.security.sessions.StaffSessionLimitsMiddleware",
+    # Staff with an authenticator app must have given its code; district admins may be
+    # required to set one up (config/security/two_step.py).
+    "config.security.two_step.StaffTwoStepMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Records who made each audited change (django-auditlog).
     "auditlog.middleware.AuditlogMiddleware",
@@ -204,6 +211,15 @@ AXES_CLIENT_IP_CALLABLE = "config.security.throttle.client_address"
 # whichever comes first (config/security/sessions.py). Parents keep Django's session.
 FEESYNC_STAFF_IDLE_MINUTES = env.int("FEESYNC_STAFF_IDLE_MINUTES", default=30)
 FEESYNC_STAFF_SESSION_HOURS = env.int("FEESYNC_STAFF_SESSION_HOURS", default=10)
+
+# Two-step sign-in for staff with an authenticator app (config/security/two_step.py;
+# https://django-otp-official.readthedocs.io/en/stable/overview.html). Optional for every
+# staff member; with this on, required of district admins.
+FEESYNC_REQUIRE_2FA_FOR_ADMINS = env.bool("FEESYNC_REQUIRE_2FA_FOR_ADMINS", default=False)
+# The name the authenticator app shows next to the code.
+OTP_TOTP_ISSUER = env("FEESYNC_TOTP_ISSUER", default="FeeSync")
+# Nobody, district admins included, sees another person's key or QR code in the admin.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 # --- Parent portal ----------------------------------------------------------------------
 # A parent locked out by django-axes gets a page that says what happened, until when, and

@@ -79,6 +79,8 @@ class StaffSessionLimitsMiddleware:
                 logout(request)  # flushes the session; the message travels in its cookie
                 messages.info(request, reason)
                 login = reverse("admin:login")
+                if request.path == login:
+                    return self.get_response(request)  # already where they sign in again
                 if request.method == "GET":
                     login += "?" + urlencode({"next": request.get_full_path()})
                 return HttpResponseRedirect(login)

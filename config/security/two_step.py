@@ -40,6 +40,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone
 from django.utils.safestring import mark_safe
+from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_otp.util import random_hex
@@ -160,6 +162,8 @@ def _pending(request: HttpRequest) -> tuple[Any, dict[str, Any]] | None:
     return (user, data) if user is not None else None
 
 
+@sensitive_post_parameters("code")
+@never_cache
 def login_code(request: HttpRequest) -> HttpResponse:
     """The second step of the staff sign-in: the code from the authenticator app."""
     pending = _pending(request)
@@ -209,6 +213,7 @@ def _grouped(key_hex: str) -> str:
     return " ".join(secret[i : i + 4] for i in range(0, len(secret), 4))
 
 
+@sensitive_post_parameters("code")
 def setup_page(request: HttpRequest) -> HttpResponse:
     """Two-step sign-in for the signed-in staff member: set it up, or see that it is on and
     turn it off (unless the district requires it of them)."""
@@ -303,10 +308,5 @@ class StaffTwoStepMiddleware:
             return HttpResponseRedirect(login)
         setup = reverse("staff_two_step")
         if request.path != setup and two_step_required(user):
-            messages.warning(
-                request,
-                "The district requires two-step sign-in for district admins. "
-                "Set it up here to go on using the staff site.",
-            )
-            return redirect(setup)
+            return redirect(setup)  # which says why
         return None

@@ -171,3 +171,13 @@ def test_expired_because_follows_the_settings(settings):
 
     assert "after 5 minutes without" in expired_because(fresh, AT + 301)
     assert "after 1 hour." in expired_because(fresh, AT + 3601)
+
+
+def test_signing_in_over_a_session_that_has_run_out_signs_in_afresh(client, clerk):
+    staff_sign_in(client, clerk)
+    move_back(client, **{LAST_SEEN_AT: 31 * 60})
+
+    staff_sign_in(client, clerk)  # the sign-in page left open on the desk, used again
+
+    assert client.get(ADMIN).status_code == 200
+    assert now() - client.session[SIGNED_IN_AT] < 5

@@ -244,8 +244,14 @@ def setup_page(request: HttpRequest) -> HttpResponse:
             if form.is_valid():
                 totp = TOTP(unhexlify(new_key))
                 if totp.verify(int(form.cleaned_data["code"]), tolerance=1):
+                    # The step the code matched: spent, and how far the phone's clock is off.
                     device = TOTPDevice.objects.create(
-                        user=user, name=DEVICE_NAME, key=new_key, confirmed=True, last_t=totp.t()
+                        user=user,
+                        name=DEVICE_NAME,
+                        key=new_key,
+                        confirmed=True,
+                        last_t=totp.t(),
+                        drift=totp.drift,
                     )
                     del request.session[NEW_KEY]
                     django_otp.login(request, device)  # this session has just shown a code

@@ -91,6 +91,16 @@ def test_a_wrong_code_while_setting_up_is_refused_in_words(client, clerk):
     assert client.session[NEW_KEY] == key  # the same QR code on the next try
 
 
+def test_a_phone_whose_clock_runs_a_step_ahead_is_remembered_as_such(client, clerk):
+    client.force_login(clerk)
+    client.get(SETUP)
+    key = client.session[NEW_KEY]
+
+    client.post(SETUP, {"action": "confirm", "code": code_for(key, steps_ahead=1)})
+
+    assert TOTPDevice.objects.get(user=clerk).drift == 1
+
+
 def test_a_code_that_is_not_six_digits_says_what_is_expected(client, clerk):
     client.force_login(clerk)
     client.get(SETUP)

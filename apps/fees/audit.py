@@ -12,6 +12,8 @@ from auditlog.registry import auditlog
 
 def register_audited_models() -> None:
     """Called from `FeesConfig.ready()`; safe to call twice."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
     from apps.accounts.models import MerchantAccount
     from apps.categories.models import FeeCategory
     from apps.students.models import Activity, Guardian, Student, StudentList
@@ -28,6 +30,9 @@ def register_audited_models() -> None:
         (Guardian, {"m2m_fields": {"students"}}),
         (StudentList, {"m2m_fields": {"students"}}),
         (Activity, {}),
+        # A staff member's two-step sign-in turned on (created) and off (deleted); never the
+        # secret key, nor the counters each sign-in moves.
+        (TOTPDevice, {"include_fields": ["user", "name", "confirmed"]}),
     ]
     for model, options in registrations:
         if not auditlog.contains(model):

@@ -38,6 +38,8 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "auditlog",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "apps.common",
     "apps.students",
     "apps.categories",
@@ -54,7 +56,14 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): has this session given a two-step code (django-otp).
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Staff are signed out when idle or after a working day (config/security/sessions.py).
+    "config.security.sessions.StaffSessionLimitsMiddleware",
+    # Staff with an authenticator app must have given its code; district admins may be
+    # required to set one up (config/security/two_step.py).
+    "config.security.two_step.StaffTwoStepMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Records who made each audited change (django-auditlog).
     "auditlog.middleware.AuditlogMiddleware",
@@ -184,14 +193,39 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- Security --------------------------------------------------------------------------
-# django-axes: lock after repeated failures, per username (https://django-axes.readthedocs.io/)
+# django-axes pauses sign-in after repeated wrong passwords (config/security/throttle.py;
+# https://django-axes.readthedocs.io/en/latest/4_configuration.html):
+# - a username from one address after AXES_FAILURE_LIMIT, so wrong passwords typed for `admin`
+#   elsewhere never lock `admin` out here;
+# - one address, all usernames together, after FEESYNC_ADDRESS_FAILURE_LIMIT (password
+#   spraying). Higher, because many families sign in from one school or district address
+#   (NAT); 0 turns this limit off.
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
+FEESYNC_ADDRESS_FAILURE_LIMIT = env.int("FEESYNC_ADDRESS_FAILURE_LIMIT", default=50)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)
-AXES_LOCKOUT_PARAMETERS = ["username"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_HANDLER = "config.security.throttle.SignInThrottleHandler"
 AXES_RESET_ON_SUCCESS = True
-# Lock by username only: many parents sign in from one school or district address (NAT),
-# so locking an IP would lock out every family behind it.
-SILENCED_SYSTEM_CHECKS = ["axes.W006"]
+# The client address is REMOTE_ADDR unless the district runs N reverse proxies of its own in
+# front of Django (each appending to X-Forwarded-For): then set FEESYNC_TRUSTED_PROXY_COUNT=N.
+# Behind a proxy with this left at 0 everyone shares the proxy's address, and the address
+# limit above would pause everyone at once.
+FEESYNC_TRUSTED_PROXY_COUNT = env.int("FEESYNC_TRUSTED_PROXY_COUNT", default=0)
+AXES_CLIENT_IP_CALLABLE = "config.security.throttle.client_address"
+
+# Staff sessions end after this long without a request, and this long after signing in,
+# whichever comes first (config/security/sessions.py). Parents keep Django's session.
+FEESYNC_STAFF_IDLE_MINUTES = env.int("FEESYNC_STAFF_IDLE_MINUTES", default=30)
+FEESYNC_STAFF_SESSION_HOURS = env.int("FEESYNC_STAFF_SESSION_HOURS", default=10)
+
+# Two-step sign-in for staff with an authenticator app (config/security/two_step.py;
+# https://django-otp-official.readthedocs.io/en/stable/overview.html). Optional for every
+# staff member; with this on, required of district admins.
+FEESYNC_REQUIRE_2FA_FOR_ADMINS = env.bool("FEESYNC_REQUIRE_2FA_FOR_ADMINS", default=False)
+# The name the authenticator app shows next to the code.
+OTP_TOTP_ISSUER = env("FEESYNC_TOTP_ISSUER", default="FeeSync")
+# Nobody, district admins included, sees another person's key or QR code in the admin.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 # --- Parent portal ----------------------------------------------------------------------
 # A parent locked out by django-axes gets a page that says what happened, until when, and

@@ -1,5 +1,6 @@
-"""What the staff pages of every app share: the FeeSync stylesheet, a form page in the
-admin's own look for one action, read-only admins for history, and short dates for lists."""
+"""What the staff pages of every app share: the signed-in staff user, the FeeSync
+stylesheet, a form page in the admin's own look for one action, read-only admins for
+history, and short dates for lists."""
 
 from __future__ import annotations
 
@@ -8,12 +9,24 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin import helpers
+from django.contrib.auth.models import AnonymousUser, User
+from django.core.exceptions import PermissionDenied
 from django.forms import Form
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
+
+
+def staff_user(request: HttpRequest) -> User:
+    """The person using a staff page, for `Origin(user=...)` and the like. Staff pages are
+    behind the admin's login, so an anonymous visitor never gets this far; should one, the
+    page is refused rather than money recorded as nobody's."""
+    user = request.user
+    if isinstance(user, AnonymousUser):
+        raise PermissionDenied
+    return user
 
 
 def short_date(value: Any) -> str:
@@ -58,6 +71,7 @@ class ActionPageMixin:
     ) -> TemplateResponse:
         fields = list(form.fields)
         fieldsets = [(None, {"fields": fields})] if fields else []
+        # AdminForm lays out any Form; django-stubs asks for a ModelForm (and a ModelAdmin).
         adminform = helpers.AdminForm(form, fieldsets, {}, model_admin=self)  # type: ignore[arg-type]
         context = {
             **self.admin_site.each_context(request),

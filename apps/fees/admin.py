@@ -9,7 +9,7 @@ nothing has changed. Nothing here saves a fee, an entry or an allocation itself.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
@@ -22,6 +22,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
+from django_stubs_ext import WithAnnotations
 
 from apps.common.admin import (
     ActionPageMixin,
@@ -31,6 +32,7 @@ from apps.common.admin import (
     admin_url,
     short_date,
     short_when,
+    staff_user,
 )
 from apps.students.selectors import student_list_students
 
@@ -178,7 +180,7 @@ class AllocationAdmin(ReadOnlyAdmin):
         return format_html('<a href="{}">{}</a>', admin_url(fee), fee.reference)
 
 
-class LedgerEntryInline(ReadOnlyMixin, admin.TabularInline):
+class LedgerEntryInline(ReadOnlyMixin, admin.TabularInline[LedgerEntry, Fee]):
     model = LedgerEntry
     fk_name = "fee"
     extra = 0
@@ -186,7 +188,7 @@ class LedgerEntryInline(ReadOnlyMixin, admin.TabularInline):
     show_change_link = True
     verbose_name = "ledger entry"
     verbose_name_plural = "Ledger entries (posted money is never changed or deleted)"
-    fields = readonly_fields = [
+    fields = readonly_fields = (
         "created_at",
         "kind",
         "amount",
@@ -197,7 +199,7 @@ class LedgerEntryInline(ReadOnlyMixin, admin.TabularInline):
         "external_id",
         "who",
         "gives_back",
-    ]
+    )
     ordering = ["created_at", "id"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[LedgerEntry]:
@@ -235,7 +237,7 @@ def amount_note(fee: Fee) -> str:
 
 
 @admin.register(Fee)
-class FeeAdmin(ActionPageMixin, admin.ModelAdmin):
+class FeeAdmin(ActionPageMixin, admin.ModelAdmin[Fee]):
     Media = FeeSyncMedia
     form = FeeChangeForm
     change_form_template = "admin/fees/fee/change_form.html"
@@ -348,16 +350,17 @@ class FeeAdmin(ActionPageMixin, admin.ModelAdmin):
         ]
 
     def get_form(
-        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
-    ) -> type[ModelForm]:
+        self, request: HttpRequest, obj: Fee | None = None, change: bool = False, **kwargs: Any
+    ) -> type[ModelForm[Fee]]:
         form_class = super().get_form(request, obj, change, **kwargs)
         error = getattr(request, LEDGER_ERROR_ATTR, None)
         if error is None:
             return form_class
 
+        # mypy takes no class made at run time as a base (the admin builds the form class).
         class RefusedByLedger(form_class):  # type: ignore[misc, valid-type]
             def clean(self) -> dict[str, Any]:
-                cleaned = super().clean()
+                cleaned: dict[str, Any] = super().clean()
                 self.add_error(None, error)
                 return cleaned
 
@@ -383,7 +386,7 @@ class FeeAdmin(ActionPageMixin, admin.ModelAdmin):
         before = Fee.objects.get(pk=obj.pk)
         fee = fee_change(
             fee=obj,
-            origin=Origin(user=request.user),
+            origin=Origin(user=staff_user(request)),
             description=data.get("description"),
             due_date=data.get("due_date"),
             amount=data.get("amount") if "amount" in form.fields else None,
@@ -464,7 +467,7 @@ class FeeAdmin(ActionPageMixin, admin.ModelAdmin):
                     amount=data["amount"],
                     fee_date=data["fee_date"],
                     due_date=data["due_date"],
-                    origin=Origin(user=request.user),
+                    origin=Origin(user=staff_user(request)),
                 )
             except LedgerError as exc:
                 form.add_error(None, exc)
@@ -553,7 +556,7 @@ class FeeAdmin(ActionPageMixin, admin.ModelAdmin):
                 method=data["method"],
                 check_number=data["check_number"],
                 note=data["note"],
-                origin=Origin(user=request.user),
+                origin=Origin(user=staff_user(request)),
             )
             fee.refresh_from_db()
             return f"Payment of {dollars(entry.amount)} recorded; {owed_now(fee)}."
@@ -573,7 +576,7 @@ class FeeAdmin(ActionPageMixin, admin.ModelAdmin):
                 fee=fee,
                 amount=data["amount"],
                 reason=data["reason"],
-                origin=Origin(user=request.user),
+                origin=Origin(user=staff_user(request)),
             )
             fee.refresh_from_db()
             return f"{dollars(entry.amount)} waived; {owed_now(fee)}."
@@ -595,7 +598,7 @@ class FeeAdmin(ActionPageMixin, admin.ModelAdmin):
                 amount=data["amount"],
                 reason=data["reason"],
                 fee=fee,
-                origin=Origin(user=request.user),
+                origin=Origin(user=staff_user(request)),
             )
             fee.refresh_from_db()
             return (
@@ -616,7 +619,7 @@ class FeeAdmin(ActionPageMixin, admin.ModelAdmin):
 
     def void_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         def perform(fee: Fee, data: dict[str, Any]) -> str:
-            fee_void(fee=fee, reason=data["reason"], origin=Origin(user=request.user))
+            fee_void(fee=fee, reason=data["reason"], origin=Origin(user=staff_user(request)))
             fee.refresh_from_db()
             return f"Fee {fee.reference} voided; nothing is owed on it now."
 
@@ -636,13 +639,13 @@ class FeeAdmin(ActionPageMixin, admin.ModelAdmin):
 # --- fees for lists of students ---------------------------------------------------------------
 
 
-class BulkJobInline(ReadOnlyMixin, admin.TabularInline):
+class BulkJobInline(ReadOnlyMixin, admin.TabularInline[BulkJob, FeeAssignment]):
     model = BulkJob
     extra = 0
     can_delete = False
     verbose_name = "job"
     verbose_name_plural = "Jobs on this fee"
-    fields = readonly_fields = ["job", "state", "progress", "changed", "started", "created_at"]
+    fields = readonly_fields = ("job", "state", "progress", "changed", "started", "created_at")
     ordering = ["-created_at"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[BulkJob]:
@@ -703,8 +706,15 @@ def assignment_stats(assignment: FeeAssignment) -> dict[str, Any]:
     return stats
 
 
+class _FeeCounts(TypedDict):
+    """What FeeAssignmentAdmin.get_queryset annotates each assignment with."""
+
+    n_live: int
+    n_paid: int
+
+
 @admin.register(FeeAssignment)
-class FeeAssignmentAdmin(ActionPageMixin, admin.ModelAdmin):
+class FeeAssignmentAdmin(ActionPageMixin, admin.ModelAdmin[FeeAssignment]):
     Media = FeeSyncMedia
     change_form_template = "admin/fees/feeassignment/change_form.html"
     list_display = [
@@ -722,7 +732,7 @@ class FeeAssignmentAdmin(ActionPageMixin, admin.ModelAdmin):
     search_fields = ["description", "student_list__name"]
     search_help_text = "Search by description or student list name."
     inlines = [BulkJobInline]
-    fields = readonly_fields = [
+    fields = readonly_fields = (
         "description",
         "student_list",
         "category",
@@ -732,7 +742,7 @@ class FeeAssignmentAdmin(ActionPageMixin, admin.ModelAdmin):
         "due_date",
         "created_by_name",
         "created_at",
-    ]
+    )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[FeeAssignment]:
         return (
@@ -759,12 +769,12 @@ class FeeAssignmentAdmin(ActionPageMixin, admin.ModelAdmin):
         return short_date(obj.due_date)
 
     @admin.display(description="Students with this fee", ordering="n_live")
-    def students_with_fee(self, obj: FeeAssignment) -> int:
-        return obj.n_live  # type: ignore[attr-defined]
+    def students_with_fee(self, obj: WithAnnotations[FeeAssignment, _FeeCounts]) -> int:
+        return obj.n_live
 
     @admin.display(description="Paid in full", ordering="n_paid")
-    def students_paid(self, obj: FeeAssignment) -> int:
-        return obj.n_paid  # type: ignore[attr-defined]
+    def students_paid(self, obj: WithAnnotations[FeeAssignment, _FeeCounts]) -> int:
+        return obj.n_paid
 
     @admin.display(description="Created by")
     def created_by_name(self, obj: FeeAssignment) -> str:
@@ -817,7 +827,7 @@ class FeeAssignmentAdmin(ActionPageMixin, admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             try:
                 assignment = assignment_create(
-                    **form.cleaned_data, origin=Origin(user=request.user)
+                    **form.cleaned_data, origin=Origin(user=staff_user(request))
                 )
             except LedgerError as exc:
                 form.add_error(None, exc)
@@ -934,7 +944,7 @@ class FeeAssignmentAdmin(ActionPageMixin, admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             try:
                 job = bulk_job_start(
-                    assignment=assignment, action=action, origin=Origin(user=request.user)
+                    assignment=assignment, action=action, origin=Origin(user=staff_user(request))
                 )
             except LedgerError as exc:
                 form.add_error(None, exc)

@@ -264,35 +264,35 @@ def portal_page_for(*, guardian: Guardian, student_id: int | None = None) -> Por
         child.history.sort(key=lambda r: (r.fee.fee_date, r.fee.pk), reverse=True)
         child.due = sum((r.fee.balance for r in child.open_fees), ZERO)
         for integration in lunch_from:
-            got = lunch.get((integration.pk, student.pk))
+            lunch_got = lunch.get((integration.pk, student.pk))
             child.lunch.append(
                 LunchLine(
                     vendor=integration.vendor_name,
-                    balance=got.balance if got else None,
-                    fetched_at=got.fetched_at if got else None,
+                    balance=lunch_got.balance if lunch_got else None,
+                    fetched_at=lunch_got.fetched_at if lunch_got else None,
                     threshold=integration.lunch_balance_threshold,
                     payment_url=integration.lunch_payment_url,
                 )
             )
         for integration in balance_from:
-            got = vendor.get((integration.pk, student.pk))
-            if got is None:
+            held = vendor.get((integration.pk, student.pk))
+            if held is None:
                 continue
             if integration.show_vendor_balance:
                 child.vendor_balances.append(
                     VendorBalanceLine(
                         vendor=integration.vendor_name,
-                        balance=got.balance,
-                        fetched_at=got.fetched_at,
+                        balance=held.balance,
+                        fetched_at=held.fetched_at,
                         message=integration.balance_message,
                     )
                 )
-            if integration.lock_portal_on_balance and got.balance > 0:
+            if integration.lock_portal_on_balance and held.balance > 0:
                 child.locks.append(
                     VendorLock(
                         vendor=integration.vendor_name,
-                        balance=got.balance,
-                        fetched_at=got.fetched_at,
+                        balance=held.balance,
+                        fetched_at=held.fetched_at,
                         message=integration.balance_message,
                         pay=pay_button(integration),
                     )

@@ -76,11 +76,12 @@ def adapter_for(integration: Integration, *, timeout: float | None = None) -> Ve
 
 
 def _backoff(attempt: int) -> float:
-    base = settings.FEESYNC_BACKOFF_BASE_SECONDS
-    cap = settings.FEESYNC_BACKOFF_CAP_SECONDS
+    base: float = settings.FEESYNC_BACKOFF_BASE_SECONDS
+    cap: float = settings.FEESYNC_BACKOFF_CAP_SECONDS
+    growth: int = 2 ** max(0, attempt - 1)  # typeshed: int ** int may be a float (Any)
     # "Full jitter" halves the herd of retries without ever exceeding the cap
     # (https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/).
-    return min(cap, base * 2 ** max(0, attempt - 1)) * random.uniform(0.5, 1.0)  # noqa: S311
+    return min(cap, base * growth) * random.uniform(0.5, 1.0)  # noqa: S311
 
 
 # --- the outbox ----------------------------------------------------------------------------------

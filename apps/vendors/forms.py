@@ -13,6 +13,7 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.db import models
 from django.db.models import Count, Q
 from django.utils.text import capfirst, slugify
 
@@ -98,7 +99,7 @@ class IntegrationAddForm(forms.Form):
     )
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         kind = data.get("vendor_kind")
         if kind and not data.get("name"):
             data["name"] = kind_name(kind)
@@ -312,7 +313,7 @@ class AccountMappingForm(forms.Form):
         return [(account, self[use], self[mid]) for account, use, mid in self.rows]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         if self.accounts and not any(
             data.get(use) or (data.get(mid) or "").strip() for _, use, mid in self.rows
         ):
@@ -342,8 +343,19 @@ def open_fee_counts(import_after: date | None) -> dict[int, int]:
     return dict(qs.values_list("category_id").annotate(n=Count("id")).order_by())
 
 
+class CategoryChoices(forms.ModelMultipleChoiceField[FeeCategory]):
+    """Fee categories, each labelled with its open fees (`counts`, set by the form)."""
+
+    counts: dict[int, int] = {}
+
+    def label_from_instance(self, obj: FeeCategory) -> str:
+        n = self.counts.get(obj.pk, 0)
+        inactive = "" if obj.active else ", inactive"
+        return f"{obj} ({n} open fee{'s' if n != 1 else ''}{inactive})"
+
+
 class CategoriesForm(forms.Form):
-    categories = forms.ModelMultipleChoiceField(
+    categories = CategoryChoices(
         label="Categories to send",
         queryset=FeeCategory.objects.none(),
         required=False,
@@ -362,15 +374,10 @@ class CategoriesForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.integration = integration
         field = self.fields["categories"]
+        if not isinstance(field, CategoryChoices):  # as declared above
+            raise TypeError("CategoriesForm.categories must be a CategoryChoices field.")
         field.queryset = queryset
-        counts = self.counts
-
-        def label(category: FeeCategory) -> str:
-            n = counts.get(category.pk, 0)
-            inactive = "" if category.active else ", inactive"
-            return f"{category} ({n} open fee{'s' if n != 1 else ''}{inactive})"
-
-        field.label_from_instance = label  # type: ignore[attr-defined]
+        field.counts = self.counts
 
     def clean_categories(self) -> list[FeeCategory]:
         chosen = list(self.cleaned_data["categories"])
@@ -426,6 +433,8 @@ class ParentOptionsForm(forms.Form):
                 self.fields[name] = declared[name].form_field()
                 continue
             model_field = model.get_field(name)
+            if not isinstance(model_field, models.Field):  # a column of Integration
+                raise TypeError(f"Integration.{name} is not a column.")
             if name == "button_url":
                 field: forms.Field = WebAddressField(required=False)
             elif name == "parent_message":

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
@@ -30,18 +29,22 @@ from .kinds.base import Capability, VendorError
 from .models import Integration, LunchBalance, StudentVendorBalance, TaskRun
 from .transfer import Protocol, TransferError, TransferTarget
 
+#: What a task's body reports for the run (kept in `TaskRun.counts`, shown on the dashboard):
+#: mostly counts, sometimes a name (the demographics file sent).
+Counts = Mapping[str, int | str]
+
 
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
     label: str
-    run: Callable[[Integration], dict[str, Any]]
+    run: Callable[[Integration], Counts]
     needs: Capability  # what the integration's kind must be able to do to offer it
     nightly: bool = False
     default_schedule: str = ""  # crontab "m h dom mon dow", or "every N" (minutes)
 
 
-def _get_payments(integration: Integration) -> dict[str, Any]:
+def _get_payments(integration: Integration) -> dict[str, int]:
     r = engine.payments_pull(integration=integration)
     return {
         "seen": r.seen,
@@ -56,7 +59,7 @@ def _get_payments(integration: Integration) -> dict[str, Any]:
 PROTOCOLS: dict[str, Protocol] = {"ftp": "ftp", "ftps": "ftps", "sftp": "sftp"}
 
 
-def _export_demographics(integration: Integration) -> dict[str, Any]:
+def _export_demographics(integration: Integration) -> dict[str, int | str]:
     protocol = PROTOCOLS.get(integration.transfer_protocol)
     if protocol is None or not integration.transfer_host:
         raise VendorError("No demographics server is set up for this integration.", permanent=True)
@@ -78,7 +81,7 @@ def _export_demographics(integration: Integration) -> dict[str, Any]:
     return {"rows": result.rows, "bytes": result.bytes_sent, "file": result.remote_name}
 
 
-def _sync_lunch(integration: Integration) -> dict[str, Any]:
+def _sync_lunch(integration: Integration) -> dict[str, int]:
     adapter = engine.adapter_for(integration)
     now = timezone.now()
     students = dict(Student.objects.filter(active=True).values_list("student_number", "pk"))
@@ -102,13 +105,13 @@ def _sync_lunch(integration: Integration) -> dict[str, Any]:
     return {"students": len(numbers), "balances": stored}
 
 
-def _get_balances(integration: Integration) -> dict[str, Any]:
+def _get_balances(integration: Integration) -> dict[str, int]:
     return balances_refresh(integration=integration)
 
 
 def balances_refresh(
     *, integration: Integration, student_numbers: list[str] | None = None
-) -> dict[str, Any]:
+) -> dict[str, int]:
     """Fetch and store the whole vendor-account balance per student (all, or some)."""
     adapter = engine.adapter_for(integration)
     now = timezone.now()
@@ -236,10 +239,10 @@ def task_run(
     return run
 
 
-def _finish(run: TaskRun, outcome: str, counts: dict[str, Any], error: str, started: float) -> None:
-    counts = {**counts, "seconds": round(time.monotonic() - started, 3)}
+def _finish(run: TaskRun, outcome: str, counts: Counts, error: str, started: float) -> None:
+    stored = {**counts, "seconds": round(time.monotonic() - started, 3)}
     TaskRun.objects.filter(pk=run.pk).update(
-        outcome=outcome, counts=counts, error=error, finished=timezone.now()
+        outcome=outcome, counts=stored, error=error, finished=timezone.now()
     )
 
 
@@ -264,7 +267,7 @@ def pull_for_students(
         return exc.message
 
 
-def pull_for_student_page(*, student: Any) -> list[tuple[int, str]]:
+def pull_for_student_page(*, student: Student) -> list[tuple[int, str]]:
     """The pull when staff open a student's fees: every enabled integration, that student
     only, each within FEESYNC_STUDENT_PULL_BUDGET_SECONDS. Returns (message level, text)
     pairs for the page; never raises for a vendor's trouble."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from django.contrib.auth.signals import user_logged_in
@@ -60,5 +61,5 @@ def pull_at_parent_login(sender: Any, request: Any, user: Any, **kwargs: Any) ->
         return
     for integration_id in Integration.objects.filter(enabled=True).values_list("pk", flat=True):
         transaction.on_commit(
-            lambda i=integration_id: pull_payments_for_students.delay(i, numbers, "parent login")
+            partial(pull_payments_for_students.delay, integration_id, numbers, "parent login")
         )

@@ -8,13 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import transaction
 from django.utils import timezone
+
+from apps.categories.models import FeeCategory
 
 from . import engine
 from .errors import IntegrationError
@@ -25,10 +27,14 @@ from .kinds.base import (
     Capability,
     CheckResult,
     Setting,
+    VendorFee,
 )
-from .models import Integration, option_json
+from .models import Discrepancy, Integration, option_json
 from .registry import get_adapter_class
 from .tasks import run_integration_task
+
+if TYPE_CHECKING:
+    from django_celery_beat.models import PeriodicTask
 
 # --- settings ---------------------------------------------------------------------------------
 
@@ -205,12 +211,12 @@ def enable_checklist(*, integration: Integration) -> list[ChecklistItem]:
 
 def vendor_unpaid_fees_that_would_duplicate(
     *, integration: Integration, limit: int = 200
-) -> list[Any]:
+) -> list[VendorFee]:
     """Unpaid fees already at the vendor that FeeSync did not send: the vendors advise
     purging them before enabling, or parents would see both. Raises VendorError."""
     # A person waits on the setup page for this: a short timeout, not the task's.
     adapter = engine.adapter_for(integration, timeout=5)
-    found: list[Any] = []
+    found: list[VendorFee] = []
     cursor = None
     while len(found) < limit:
         page = adapter.list_fees(cursor=cursor)
@@ -246,7 +252,7 @@ def integration_set_enabled(*, integration: Integration, enabled: bool) -> Integ
 
 
 @transaction.atomic
-def discrepancy_resolve(*, discrepancy: Any, note: str, user: AbstractBaseUser) -> Any:
+def discrepancy_resolve(*, discrepancy: Discrepancy, note: str, user: User) -> Discrepancy:
     note = (note or "").strip()
     if not note:
         raise IntegrationError("Say how it was resolved (a short note is kept with it).")
@@ -281,7 +287,7 @@ def integration_test_connection(*, integration: Integration) -> tuple[CheckResul
     return pull, push
 
 
-def integration_user_may_see_secrets(user: AbstractBaseUser) -> bool:
+def integration_user_may_see_secrets(user: User | AnonymousUser) -> bool:
     return bool(user.has_perm("vendors.view_credentials"))
 
 
@@ -451,7 +457,7 @@ def integration_set_account_mappings(
 
 
 @transaction.atomic
-def integration_set_categories(*, integration: Integration, categories: list[Any]) -> None:
+def integration_set_categories(*, integration: Integration, categories: list[FeeCategory]) -> None:
     """The fee categories this integration sends; an empty list means every category,
     including ones added later. Audited through the m2m field (apps.py)."""
     with transaction.atomic():
@@ -480,7 +486,9 @@ def integration_run_check(*, integration: Integration, check: str) -> CheckResul
 
 
 @transaction.atomic
-def integration_task_set_enabled(*, integration: Integration, task: str, enabled: bool) -> Any:
+def integration_task_set_enabled(
+    *, integration: Integration, task: str, enabled: bool
+) -> PeriodicTask:
     """Switch one task's schedule on or off (its django-celery-beat row). A change staff
     make here survives deploys (schedules_sync never overwrites a row). Audited on the
     integration, since the beat row itself is not an audited model."""
@@ -509,7 +517,7 @@ def integration_task_set_enabled(*, integration: Integration, task: str, enabled
     return periodic
 
 
-def discrepancy_resend(*, discrepancy: Any) -> int:
+def discrepancy_resend(*, discrepancy: Discrepancy) -> int:
     """Send a discrepancy's fee to its integration again (through the outbox). Raises
     IntegrationError when there is nothing FeeSync may send."""
     from apps.fees.models import Fee

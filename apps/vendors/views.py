@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from django import forms
@@ -28,6 +28,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from apps.common.admin import staff_user
 from apps.fees.models import Fee
 
 from . import engine, services
@@ -183,10 +184,23 @@ def _say(request: HttpRequest, section: str, level: int, text: str) -> None:
     messages.add_message(request, level, text, extra_tags=MESSAGE_TAG + section)
 
 
-def _admin_form(form: forms.Form, fieldsets: list[tuple[str | None, list[str]]]) -> Any:
+def _admin_form(
+    form: forms.Form, fieldsets: list[tuple[str | None, list[str]]]
+) -> helpers.AdminForm:
     return helpers.AdminForm(
-        form, [(name, {"fields": fields}) for name, fields in fieldsets if fields], {}
+        form,  # type: ignore[arg-type]  # lays out any Form; django-stubs asks for a ModelForm
+        [(name, {"fields": fields}) for name, fields in fieldsets if fields],
+        {},
     )
+
+
+_F = TypeVar("_F", bound=forms.Form)
+
+
+def _bound_form(bound: dict[str, forms.Form], section: str, form_class: type[_F]) -> _F | None:
+    """The form a section was posted with (shown again with its errors), if any."""
+    form = bound.get(section)
+    return form if isinstance(form, form_class) else None
 
 
 class SetupPages(Pages):
@@ -210,7 +224,9 @@ class SetupPages(Pages):
 
         # 1. connection
         if may_edit_credentials(user):
-            form = bound.get("connection") or ConnectionForm(integration=integration)
+            form = _bound_form(bound, "connection", ConnectionForm) or ConnectionForm(
+                integration=integration
+            )
             ctx["connection_form"] = _admin_form(
                 form,
                 [
@@ -225,12 +241,16 @@ class SetupPages(Pages):
         )
 
         # 2. merchant accounts
-        accounts = bound.get("accounts") or AccountMappingForm(integration=integration)
+        accounts = _bound_form(bound, "accounts", AccountMappingForm) or AccountMappingForm(
+            integration=integration
+        )
         ctx["accounts_form"] = accounts
         ctx["mapped_count"] = integration.account_mappings.count()
 
         # 3. categories
-        categories = bound.get("categories") or CategoriesForm(integration=integration)
+        categories = _bound_form(bound, "categories", CategoriesForm) or CategoriesForm(
+            integration=integration
+        )
         ctx["categories_form"] = categories
         ctx["categories_all"] = not integration.categories.exists()
         ctx["categories_selected"] = list(integration.categories.all())
@@ -266,7 +286,9 @@ class SetupPages(Pages):
         ctx["import_after_form"] = bound.get("import-after")
 
         # 6. parent options
-        parent = bound.get("parent-options") or ParentOptionsForm(integration=integration)
+        parent = _bound_form(bound, "parent-options", ParentOptionsForm) or ParentOptionsForm(
+            integration=integration
+        )
         ctx["parent_form"] = _admin_form(parent, [(None, list(parent.fields))])
         ctx["parent_unavailable"] = parent.unavailable
         ctx["parent_readonly"] = [
@@ -692,7 +714,9 @@ class DashboardPages(Pages):
         form = DiscrepancyResolveForm(request.POST)
         note = form.cleaned_data["note"] if form.is_valid() else ""
         try:
-            services.discrepancy_resolve(discrepancy=discrepancy, note=note, user=request.user)
+            services.discrepancy_resolve(
+                discrepancy=discrepancy, note=note, user=staff_user(request)
+            )
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
         else:

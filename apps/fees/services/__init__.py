@@ -9,6 +9,7 @@ apps/fees write ledger rows").
 Import from here: `from apps.fees.services import payment_take`.
 """
 
+from ..movements import MovementKind
 from .bulk import (
     assignment_create,
     bulk_job_run,
@@ -35,7 +36,6 @@ from .ledger import (
 )
 from .outside import (
     Movement,
-    MovementKind,
     MovementOutcome,
     MovementSource,
     OutcomeStatus,

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import date
 from decimal import Decimal
-from typing import Any
 
 from celery import current_app
 from django.db import connection, transaction
@@ -36,6 +35,7 @@ from .ledger import (
     BATCH,
     Kind,
     LedgerError,
+    MoneyInput,
     Origin,
     _check_category_and_account,
     _require,
@@ -57,7 +57,7 @@ def assignment_create(
     category: FeeCategory,
     merchant_account: MerchantAccount,
     description: str,
-    amount: Any,
+    amount: MoneyInput,
     fee_date: date,
     due_date: date | None = None,
     origin: Origin,

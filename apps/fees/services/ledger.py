@@ -57,11 +57,17 @@ class LedgerError(ValidationError):
     """A request the ledger refuses, with the reason in a clerk's words."""
 
 
+#: An amount as a caller hands it over, before `to_money` checks it: a Decimal from a form,
+#: the text of a file or a vendor's answer, or a whole number of dollars.
+MoneyInput = Decimal | str | int
+
+
 @dataclass(frozen=True)
 class Origin:
-    """Who is moving money. Staff pass `Origin(user=request.user)`; a vendor, the partner API
-    or a file drop pass their source and their own transaction id, which makes the posting
-    idempotent: the same (external_source, external_id) is recorded once."""
+    """Who is moving money. Staff pages pass `Origin(user=staff_user(request))` (from
+    apps.common.admin); a vendor, the partner API or a file drop pass their source and their
+    own transaction id, which makes the posting idempotent: the same (external_source,
+    external_id) is recorded once."""
 
     user: AbstractBaseUser | None = None
     source: str = LedgerEntry.Source.STAFF
@@ -80,7 +86,7 @@ class Origin:
 # --- validation helpers -------------------------------------------------------------------
 
 
-def to_money(value: Any, *, label: str = "Amount", allow_zero: bool = False) -> Decimal:
+def to_money(value: object, *, label: str = "Amount", allow_zero: bool = False) -> Decimal:
     """Parse a money amount: a Decimal with at most two places, not negative, not float."""
     if isinstance(value, float):
         raise LedgerError(f"{label} must be given as a decimal, not a floating-point number.")
@@ -276,7 +282,7 @@ def fee_create(
     category: FeeCategory,
     merchant_account: MerchantAccount,
     description: str,
-    amount: Any,
+    amount: MoneyInput,
     fee_date: date,
     due_date: date | None = None,
     origin: Origin | None = None,
@@ -320,7 +326,7 @@ def fee_change(
     *,
     fee: Fee,
     origin: Origin,
-    amount: Any | None = None,
+    amount: MoneyInput | None = None,
     description: str | None = None,
     due_date: date | None = None,
     reason: str = "",
@@ -386,7 +392,7 @@ def _change_amount(fee: Fee, new_amount: Decimal, origin: Origin, reason: str) -
 def payment_take(
     *,
     fee: Fee,
-    amount: Any,
+    amount: MoneyInput,
     method: str,
     origin: Origin,
     check_number: str = "",
@@ -414,7 +420,7 @@ def payment_take(
 def _payment_take(
     *,
     fee: Fee,
-    amount: Any,
+    amount: MoneyInput,
     method: str,
     origin: Origin,
     check_number: str = "",
@@ -464,7 +470,9 @@ def _payment_take(
 
 
 @transaction.atomic
-def fee_waive(*, fee: Fee, reason: str, origin: Origin, amount: Any | None = None) -> LedgerEntry:
+def fee_waive(
+    *, fee: Fee, reason: str, origin: Origin, amount: MoneyInput | None = None
+) -> LedgerEntry:
     """Waive all (default) or part of what is still owed on a fee. Idempotent by
     `origin.external_id`: a repeat returns the first entry."""
     try:
@@ -473,7 +481,9 @@ def fee_waive(*, fee: Fee, reason: str, origin: Origin, amount: Any | None = Non
         return done.entry
 
 
-def _fee_waive(*, fee: Fee, reason: str, origin: Origin, amount: Any | None = None) -> LedgerEntry:
+def _fee_waive(
+    *, fee: Fee, reason: str, origin: Origin, amount: MoneyInput | None = None
+) -> LedgerEntry:
     """`fee_waive` inside the caller's transaction; a repeat raises `_AlreadyRecorded`."""
     reason = _require(reason, "A reason for the waiver")
     fee = _lock(fee)
@@ -539,7 +549,7 @@ def _give_back(
     *,
     credit: LedgerEntry,
     kind: str,
-    amount: Any | None,
+    amount: MoneyInput | None,
     reason: str,
     origin: Origin,
     fee: Fee | None,
@@ -574,7 +584,7 @@ def payment_refund(
     payment: LedgerEntry,
     reason: str,
     origin: Origin,
-    amount: Any | None = None,
+    amount: MoneyInput | None = None,
     fee: Fee | None = None,
 ) -> LedgerEntry:
     """Give back all (default) or part of a payment; what it paid is owed again. Idempotent
@@ -592,7 +602,7 @@ def _payment_refund(
     payment: LedgerEntry,
     reason: str,
     origin: Origin,
-    amount: Any | None = None,
+    amount: MoneyInput | None = None,
     fee: Fee | None = None,
 ) -> LedgerEntry:
     """`payment_refund` inside the caller's transaction; a repeat raises `_AlreadyRecorded`."""
@@ -610,7 +620,7 @@ def credit_reverse(
     credit: LedgerEntry,
     reason: str,
     origin: Origin,
-    amount: Any | None = None,
+    amount: MoneyInput | None = None,
     fee: Fee | None = None,
 ) -> LedgerEntry:
     """Undo a payment entered in error, or restore a waived amount, by a reversing entry.
@@ -626,7 +636,7 @@ def _credit_reverse(
     credit: LedgerEntry,
     reason: str,
     origin: Origin,
-    amount: Any | None = None,
+    amount: MoneyInput | None = None,
     fee: Fee | None = None,
 ) -> LedgerEntry:
     """`credit_reverse` inside the caller's transaction; a repeat raises `_AlreadyRecorded`."""

@@ -6,7 +6,7 @@ from functools import partial
 from typing import Any
 
 from django.contrib.auth.signals import user_logged_in
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.dispatch import receiver
 from django.utils import timezone
@@ -39,6 +39,13 @@ def _vendor_holds_its_own_change(integration: Integration, fee_ids: list[int]) -
     held the version just before it: a fee with an earlier change not yet delivered (or
     never sent there: no SyncedFee row) still has that change to send. One UPDATE for the
     whole list (a nightly pull page changes a thousand fees)."""
+    now = timezone.now()
+    if connection.vendor == "postgresql":
+        # One joined UPDATE over an array: the ORM's version (a subquery on F("fee__version")
+        # with a thousand-item IN list) cost 50 ms a page of the nightly pull (pull_100k_s).
+        with connection.cursor() as cursor:
+            cursor.execute(_HOLDS_OWN_CHANGE_SQL, [now, integration.pk, list(fee_ids)])
+        return
     SyncedFee.objects.filter(
         integration=integration,
         fee_id__in=fee_ids,
@@ -46,8 +53,21 @@ def _vendor_holds_its_own_change(integration: Integration, fee_ids: list[int]) -
     ).update(
         acknowledged_version=F("acknowledged_version") + 1,
         vendor_caused_version=F("acknowledged_version") + 1,
-        acknowledged_at=timezone.now(),
+        acknowledged_at=now,
     )
+
+
+_HOLDS_OWN_CHANGE_SQL = """
+UPDATE vendors_syncedfee AS s
+SET acknowledged_version = s.acknowledged_version + 1,
+    vendor_caused_version = s.acknowledged_version + 1,
+    acknowledged_at = %s
+FROM fees_fee AS f
+WHERE s.integration_id = %s
+  AND s.fee_id = ANY(%s::bigint[])
+  AND f.id = s.fee_id
+  AND s.acknowledged_version = f.version - 1
+"""
 
 
 @receiver(user_logged_in, dispatch_uid="vendors.pull_at_parent_login")

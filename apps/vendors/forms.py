@@ -149,7 +149,7 @@ class ConnectionForm(forms.Form):
         self.integration = integration
         adapter = get_adapter_class(integration.vendor_kind)
         self.fields["service_url"].help_text = (
-            Integration._meta.get_field("service_url").help_text + " " + URL_HELP
+            (adapter.service_url_help or "The vendor's API address.") + " " + URL_HELP
         )
         masked = integration.masked_credentials()
         self.credential_names: list[str] = []

@@ -224,6 +224,7 @@ class VendorAdapter(ABC):
       label and help text; the setup page builds its forms from them, and the values
       reach the adapter as `config.credentials` (secret ones) and `config.options`;
     * `sandbox_module`: the dotted path of its sandbox (`manage.py sandbox KIND`), if any;
+    * `service_url_help`: what the service URL is for this kind (the setup page says it);
     * `contract`: where its wire contract is described, relative to the repository.
 
     and implement `test_pull`, `test_push` and the methods of its capabilities.
@@ -236,6 +237,8 @@ class VendorAdapter(ABC):
     settings: ClassVar[dict[str, Setting]] = {}
     sandbox_module: ClassVar[str] = ""
     contract: ClassVar[str] = ""
+    #: What the service URL is for this kind, for the setup page's help text.
+    service_url_help: ClassVar[str] = ""
     #: Largest number of fees `push_fees` accepts in one call.
     push_batch_size: ClassVar[int] = 200
     #: Vendors that require both tests to pass before an import-after date may be set.

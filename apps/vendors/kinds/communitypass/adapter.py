@@ -156,6 +156,10 @@ class CommunityPassAdapter(VendorAdapter):
     settings = {"api_key": secret_text("API key"), **BALANCE_SETTINGS}
     sandbox_module = "apps.vendors.kinds.communitypass.sandbox"
     contract = "apps/vendors/kinds/communitypass/contract.md"
+    service_url_help = (
+        "The root of Community Pass' API, e.g. https://api.communitypass.example (FeeSync "
+        "adds /v1)."
+    )
     push_batch_size = 200
 
     def __init__(self, config: AdapterConfig) -> None:

@@ -155,6 +155,10 @@ class PaySchoolsAdapter(VendorAdapter):
     }
     sandbox_module = "apps.vendors.kinds.payschools.sandbox"
     contract = "apps/vendors/kinds/payschools/contract.md"
+    service_url_help = (
+        "PaySchools' SOAP endpoint, e.g. https://fees.payschools.example/soap; the service "
+        "description (WSDL) is read from it with ?wsdl."
+    )
     push_batch_size = 200
 
     def __init__(self, config: AdapterConfig) -> None:

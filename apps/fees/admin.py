@@ -52,6 +52,7 @@ from .forms import (
 )
 from .models import ZERO, Allocation, BulkJob, Fee, FeeAssignment, LedgerEntry
 from .once import (
+    STAFF_FORM_SOURCE,
     AlreadyRecorded,
     already_recorded_message,
     first_posting,
@@ -93,6 +94,12 @@ def owed_now(fee: Fee) -> str:
     if fee.balance > 0:
         return f"{dollars(fee.balance)} is still owed"
     return f"nothing is owed on this fee now ({fee.get_status_display().lower()})"
+
+
+def outside_id(entry: LedgerEntry) -> str:
+    """The sender's own transaction id; a staff form's one-time token means nothing to a
+    clerk, so it is not shown (the entry's "who" says who posted it)."""
+    return "" if entry.external_source == STAFF_FORM_SOURCE else entry.external_id
 
 
 def student_cell(student: Any) -> str:
@@ -152,11 +159,11 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Source", ordering="source")
     def source_and_id(self, obj: LedgerEntry) -> str:
-        if obj.external_id:
+        if outside_id(obj):
             return format_html(
                 '{}<br><span class="feesync-quiet">{}</span>',
                 obj.get_source_display(),
-                obj.external_id,
+                outside_id(obj),
             )
         return obj.get_source_display()
 
@@ -204,7 +211,7 @@ class LedgerEntryInline(ReadOnlyMixin, admin.TabularInline):
         "check_number",
         "reason",
         "source",
-        "external_id",
+        "outside_id",
         "who",
         "gives_back",
     ]
@@ -216,6 +223,10 @@ class LedgerEntryInline(ReadOnlyMixin, admin.TabularInline):
     @admin.display(description="Who")
     def who(self, obj: LedgerEntry) -> str:
         return person(obj.created_by) or obj.external_source or obj.get_source_display()
+
+    @admin.display(description="External id")
+    def outside_id(self, obj: LedgerEntry) -> str:
+        return outside_id(obj)
 
     @admin.display(description="Gives back")
     def gives_back(self, obj: LedgerEntry) -> str:

@@ -147,6 +147,7 @@ class IntegrationAdmin(
     ) -> HttpResponse:
         if request.method == "POST":
             # Each section posts to its own URL; the page itself only shows them.
+            self._integration(request, object_id)  # a bad id is a 404 here too
             return HttpResponseRedirect(request.path)
         return self.setup_view(request, object_id)
 

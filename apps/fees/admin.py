@@ -4,6 +4,9 @@ Every page that moves money is a thin view: a Django form parses what the clerk 
 service of `apps.fees.services` does the work, and the clerk reads the result in a message.
 When the service refuses (`LedgerError`), the same form is shown again with its reason and
 nothing has changed. Nothing here saves a fee, an entry or an allocation itself.
+
+Every form that posts money carries a one-time token (`apps.fees.once`): a double click or
+a resubmitted page shows what the first submission recorded instead of recording it again.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ def form_of(client: Client, page_url: str, data: dict[str, Any], **kw: Any) -> d
 
 
 ALREADY = re.compile(
-    r"^This (?P<what>[a-z ]+) was already recorded at \d\d:\d\d by clerk-t; "
+    r"^This (?P<what>[a-z ]+) was already recorded at \d\d:\d\d(?: on [^;]+)? by clerk-t; "
     r"nothing was recorded twice\.$"
 )
 

@@ -99,7 +99,7 @@ def first_posting(token: uuid.UUID | str) -> LedgerEntry | None:
 
 
 def already_recorded_message(entry: LedgerEntry) -> str:
-    """ "This payment was already recorded at 10:42 by clerk; nothing was recorded twice.\""""
+    """What a repeat shows: "This payment was already recorded at 10:42 by clerk; …"."""
     what = WHAT_WAS_RECORDED.get(LedgerEntry.Kind(entry.kind), entry.get_kind_display().lower())
     local = timezone.localtime(entry.created_at)
     at = date_format(local, "H:i")

@@ -236,6 +236,48 @@ def test_two_identical_payment_submissions_at_the_same_moment_record_one_payment
     assert ledger_report().ok
 
 
+@pytest.mark.django_db(transaction=True)
+def test_two_identical_charge_submissions_at_the_same_moment_charge_one_fee(clerk):
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks under real concurrency are a PostgreSQL matter")
+    student = StudentFactory()
+    page_url = url("fees_fee_add") + f"?student={student.pk}"
+    clients = [Client(), Client()]
+    for client in clients:
+        client.force_login(clerk)
+    sent = form_of(
+        clients[0],
+        page_url,
+        {
+            "category": str(CategoryFactory().pk),
+            "merchant_account": str(MerchantAccountFactory().pk),
+            "description": "Library fine",
+            "amount": "3.25",
+            "fee_date": "2026-09-15",
+        },
+    )
+    barrier = threading.Barrier(2)
+    statuses: list[int] = []
+
+    def post(client: Client) -> None:
+        try:
+            barrier.wait()
+            statuses.append(client.post(page_url, sent).status_code)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=post, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert statuses == [302, 302]
+    assert Fee.objects.filter(student=student).count() == 1
+    assert LedgerEntry.objects.filter(student=student, kind="charge").count() == 1
+    assert ledger_report().ok
+
+
 # --- the same check twice ------------------------------------------------------------------------
 
 

@@ -9,10 +9,12 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
 from django.contrib.auth.models import AnonymousUser, User
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import QuerySet
 from django.forms import Form
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -41,6 +43,31 @@ def short_when(value: Any) -> str:
 def admin_url(obj: Any, view: str = "change") -> str:
     opts = obj._meta
     return reverse(f"admin:{opts.app_label}_{opts.model_name}_{view}", args=[obj.pk])
+
+
+def object_or_404(queryset: QuerySet[Any], object_id: Any, what: str) -> Any:
+    """The row with this id from a staff URL or query string, or a 404: an id that is not a
+    number (`abc`) or names nothing (`999999`) is a page that does not exist, never a 500."""
+    try:
+        obj = queryset.filter(pk=unquote(str(object_id))).first()
+    except (ValueError, TypeError, ValidationError):
+        obj = None
+    if obj is None:
+        raise Http404(f"No such {what}.")
+    return obj
+
+
+class NotFoundMixin:
+    """For a ModelAdmin: an id that names nothing in the admin's own change, delete and
+    history pages is a 404, like every other staff page, rather than the admin's redirect
+    to the index (which a bookmark or a mistyped link would silently turn into "home")."""
+
+    opts: Any
+
+    def _get_obj_does_not_exist_redirect(
+        self, request: HttpRequest, opts: Any, object_id: str
+    ) -> HttpResponseRedirect:
+        raise Http404(f"No such {opts.verbose_name}.")
 
 
 class FeeSyncMedia:
@@ -112,7 +139,7 @@ class ReadOnlyMixin(NoAddOrChangeMixin):
         return False
 
 
-class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class ReadOnlyAdmin(NotFoundMixin, ReadOnlyMixin, admin.ModelAdmin):
     """History (money, syncs, runs): anyone allowed may look, nobody adds, changes or
     deletes here."""
 

@@ -4,6 +4,9 @@ Every page that moves money is a thin view: a Django form parses what the clerk 
 service of `apps.fees.services` does the work, and the clerk reads the result in a message.
 When the service refuses (`LedgerError`), the same form is shown again with its reason and
 nothing has changed. Nothing here saves a fee, an entry or an allocation itself.
+
+Every form that posts money carries a one-time token (`apps.fees.once`): a double click or
+a resubmitted page shows what the first submission recorded instead of recording it again.
 """
 
 from __future__ import annotations
@@ -27,13 +30,16 @@ from django_stubs_ext import WithAnnotations
 from apps.common.admin import (
     ActionPageMixin,
     FeeSyncMedia,
+    NotFoundMixin,
     ReadOnlyAdmin,
     ReadOnlyMixin,
     admin_url,
+    object_or_404,
     short_date,
     short_when,
     staff_user,
 )
+from apps.students.models import Student
 from apps.students.selectors import student_list_students
 
 from .forms import (
@@ -50,6 +56,14 @@ from .forms import (
     refundable_payments,
 )
 from .models import ZERO, Allocation, BulkJob, Fee, FeeAssignment, LedgerEntry
+from .once import (
+    STAFF_FORM_SOURCE,
+    AlreadyRecorded,
+    already_recorded_message,
+    first_posting,
+    post_once,
+    staff_origin,
+)
 from .roles import can_post_money
 from .services import (
     LedgerError,
@@ -85,6 +99,12 @@ def owed_now(fee: Fee) -> str:
     if fee.balance > 0:
         return f"{dollars(fee.balance)} is still owed"
     return f"nothing is owed on this fee now ({fee.get_status_display().lower()})"
+
+
+def outside_id(entry: LedgerEntry) -> str:
+    """The sender's own transaction id; a staff form's one-time token means nothing to a
+    clerk, so it is not shown (the entry's "who" says who posted it)."""
+    return "" if entry.external_source == STAFF_FORM_SOURCE else entry.external_id
 
 
 def student_cell(student: Any) -> str:
@@ -144,11 +164,11 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Source", ordering="source")
     def source_and_id(self, obj: LedgerEntry) -> str:
-        if obj.external_id:
+        if outside_id(obj):
             return format_html(
                 '{}<br><span class="feesync-quiet">{}</span>',
                 obj.get_source_display(),
-                obj.external_id,
+                outside_id(obj),
             )
         return obj.get_source_display()
 
@@ -196,7 +216,7 @@ class LedgerEntryInline(ReadOnlyMixin, admin.TabularInline[LedgerEntry, Fee]):
         "check_number",
         "reason",
         "source",
-        "external_id",
+        "outside_id",
         "who",
         "gives_back",
     )
@@ -208,6 +228,10 @@ class LedgerEntryInline(ReadOnlyMixin, admin.TabularInline[LedgerEntry, Fee]):
     @admin.display(description="Who")
     def who(self, obj: LedgerEntry) -> str:
         return person(obj.created_by) or obj.external_source or obj.get_source_display()
+
+    @admin.display(description="External id")
+    def outside_id(self, obj: LedgerEntry) -> str:
+        return outside_id(obj)
 
     @admin.display(description="Gives back")
     def gives_back(self, obj: LedgerEntry) -> str:
@@ -237,7 +261,7 @@ def amount_note(fee: Fee) -> str:
 
 
 @admin.register(Fee)
-class FeeAdmin(ActionPageMixin, admin.ModelAdmin[Fee]):
+class FeeAdmin(NotFoundMixin, ActionPageMixin, admin.ModelAdmin[Fee]):
     Media = FeeSyncMedia
     form = FeeChangeForm
     change_form_template = "admin/fees/fee/change_form.html"
@@ -318,6 +342,8 @@ class FeeAdmin(ActionPageMixin, admin.ModelAdmin[Fee]):
         charge = ["description", "due_date", "amount" if amount_editable else "amount_shown"]
         if amount_editable:
             charge.append("reason")
+        if editable:
+            charge.append("token")  # hidden: the one-time token of apps.fees.once
         return [
             (
                 None,
@@ -383,21 +409,32 @@ class FeeAdmin(ActionPageMixin, admin.ModelAdmin[Fee]):
 
     def save_model(self, request: HttpRequest, obj: Fee, form: Any, change: bool) -> None:
         data = form.cleaned_data
-        before = Fee.objects.get(pk=obj.pk)
-        fee = fee_change(
-            fee=obj,
-            origin=Origin(user=staff_user(request)),
-            description=data.get("description"),
-            due_date=data.get("due_date"),
-            amount=data.get("amount") if "amount" in form.fields else None,
-            reason=data.get("reason", ""),
-        )
-        if fee.amount != before.amount:
-            messages.info(
-                request,
-                f"Amount changed from {dollars(before.amount)} to {dollars(fee.amount)}; "
-                f"{owed_now(fee)}.",
+        token = data["token"]
+        # Inside the admin's transaction: locked until it commits, so of two identical
+        # submissions the second sees what the first did (see apps.fees.once).
+        before = Fee.objects.select_for_update().get(pk=obj.pk)
+        first = first_posting(token)
+        if first is not None:
+            messages.info(request, already_recorded_message(first))
+        else:
+            fee = fee_change(
+                fee=obj,
+                origin=staff_origin(staff_user(request), token),
+                description=data.get("description"),
+                due_date=data.get("due_date"),
+                amount=data.get("amount") if "amount" in form.fields else None,
+                reason=data.get("reason", ""),
             )
+            if fee.amount != before.amount:
+                messages.info(
+                    request,
+                    f"Amount changed from {dollars(before.amount)} to {dollars(fee.amount)}; "
+                    f"{owed_now(fee)}.",
+                )
+        # The form never writes its instance (the ledger does), so it still holds what the
+        # clerk saw; the admin's "… was changed successfully" names it, so it must be the
+        # fee as it is now.
+        obj.refresh_from_db()
 
     def change_view(
         self,
@@ -454,23 +491,39 @@ class FeeAdmin(ActionPageMixin, admin.ModelAdmin[Fee]):
     ) -> HttpResponse:
         if not self.has_add_permission(request):
             raise PermissionDenied
-        initial = {"student": request.GET["student"]} if request.GET.get("student") else {}
+        initial: dict[str, Any] = {}
+        if "student" in request.GET:
+            # "Add a fee" on a student's page; a link with a bad student is a page not found.
+            initial["student"] = object_or_404(
+                Student.objects.all(), request.GET["student"], "student"
+            ).pk
         form = FeeAddForm(request.POST if request.method == "POST" else None, initial=initial)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
-                fee = fee_create(
-                    student=data["student"],
-                    category=data["category"],
-                    merchant_account=data["merchant_account"],
-                    description=data["description"],
-                    amount=data["amount"],
-                    fee_date=data["fee_date"],
-                    due_date=data["due_date"],
-                    origin=Origin(user=staff_user(request)),
+                fee = post_once(
+                    token=data["token"],
+                    lock=Student.objects.filter(pk=data["student"].pk),
+                    perform=lambda: fee_create(
+                        student=data["student"],
+                        category=data["category"],
+                        merchant_account=data["merchant_account"],
+                        description=data["description"],
+                        amount=data["amount"],
+                        fee_date=data["fee_date"],
+                        due_date=data["due_date"],
+                        origin=staff_origin(staff_user(request), data["token"]),
+                    ),
                 )
             except LedgerError as exc:
                 form.add_error(None, exc)
+            except AlreadyRecorded as repeat:
+                # A double click or a resubmitted page: the fee the first one charged.
+                messages.info(request, str(repeat))
+                first_fee = repeat.entry.fee
+                return HttpResponseRedirect(
+                    admin_url(first_fee) if first_fee else reverse("admin:fees_fee_changelist")
+                )
             else:
                 self.log_addition(request, fee, [{"added": {}}])
                 messages.success(
@@ -520,11 +573,20 @@ class FeeAdmin(ActionPageMixin, admin.ModelAdmin[Fee]):
             raise Http404("No such fee.")
         form = form_class(request.POST if request.method == "POST" else None, fee=fee)
         if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
             try:
-                message = perform(fee, form.cleaned_data)
+                message = post_once(
+                    token=data["token"],
+                    lock=Fee.objects.filter(pk=fee.pk),
+                    perform=lambda: perform(fee, data),
+                )
             except LedgerError as exc:
                 form.add_error(None, exc)
                 fee.refresh_from_db()
+            except AlreadyRecorded as repeat:
+                # A double click or a resubmitted page: say what the first one did.
+                messages.info(request, str(repeat))
+                return HttpResponseRedirect(admin_url(fee))
             else:
                 self.log_change(request, fee, message)
                 messages.success(request, message)
@@ -556,7 +618,7 @@ class FeeAdmin(ActionPageMixin, admin.ModelAdmin[Fee]):
                 method=data["method"],
                 check_number=data["check_number"],
                 note=data["note"],
-                origin=Origin(user=staff_user(request)),
+                origin=staff_origin(staff_user(request), data["token"]),
             )
             fee.refresh_from_db()
             return f"Payment of {dollars(entry.amount)} recorded; {owed_now(fee)}."
@@ -576,7 +638,7 @@ class FeeAdmin(ActionPageMixin, admin.ModelAdmin[Fee]):
                 fee=fee,
                 amount=data["amount"],
                 reason=data["reason"],
-                origin=Origin(user=staff_user(request)),
+                origin=staff_origin(staff_user(request), data["token"]),
             )
             fee.refresh_from_db()
             return f"{dollars(entry.amount)} waived; {owed_now(fee)}."
@@ -598,7 +660,7 @@ class FeeAdmin(ActionPageMixin, admin.ModelAdmin[Fee]):
                 amount=data["amount"],
                 reason=data["reason"],
                 fee=fee,
-                origin=Origin(user=staff_user(request)),
+                origin=staff_origin(staff_user(request), data["token"]),
             )
             fee.refresh_from_db()
             return (
@@ -619,7 +681,11 @@ class FeeAdmin(ActionPageMixin, admin.ModelAdmin[Fee]):
 
     def void_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         def perform(fee: Fee, data: dict[str, Any]) -> str:
-            fee_void(fee=fee, reason=data["reason"], origin=Origin(user=staff_user(request)))
+            fee_void(
+                fee=fee,
+                reason=data["reason"],
+                origin=staff_origin(staff_user(request), data["token"]),
+            )
             fee.refresh_from_db()
             return f"Fee {fee.reference} voided; nothing is owed on it now."
 
@@ -714,7 +780,7 @@ class _FeeCounts(TypedDict):
 
 
 @admin.register(FeeAssignment)
-class FeeAssignmentAdmin(ActionPageMixin, admin.ModelAdmin[FeeAssignment]):
+class FeeAssignmentAdmin(NotFoundMixin, ActionPageMixin, admin.ModelAdmin[FeeAssignment]):
     Media = FeeSyncMedia
     change_form_template = "admin/fees/feeassignment/change_form.html"
     list_display = [
@@ -875,13 +941,11 @@ class FeeAssignmentAdmin(ActionPageMixin, admin.ModelAdmin[FeeAssignment]):
     def _assignment_or_404(self, request: HttpRequest, object_id: str) -> FeeAssignment:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        assignment = (
-            FeeAssignment.objects.select_related("student_list", "category")
-            .filter(pk=unquote(object_id))
-            .first()
+        assignment: FeeAssignment = object_or_404(
+            FeeAssignment.objects.select_related("student_list", "category"),
+            object_id,
+            "fee assignment",
         )
-        if assignment is None:
-            raise Http404("No such fee assignment.")
         return assignment
 
     def _summary(self, assignment: FeeAssignment, stats: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -1021,13 +1085,11 @@ class BulkJobAdmin(ReadOnlyAdmin):
     ) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        job = (
-            BulkJob.objects.select_related("assignment__student_list", "started_by")
-            .filter(pk=unquote(object_id))
-            .first()
+        job: BulkJob = object_or_404(
+            BulkJob.objects.select_related("assignment__student_list", "started_by"),
+            object_id,
+            "job",
         )
-        if job is None:
-            raise Http404("No such job.")
         running = job.state in (BulkJob.State.QUEUED, BulkJob.State.RUNNING)
         context = {
             **self.admin_site.each_context(request),

@@ -25,6 +25,8 @@ from apps.categories.models import FeeCategory
 from apps.students.models import Student, StudentList
 
 from .models import MONEY, ZERO, Fee, FeeAssignment, LedgerEntry
+from .once import OneTimeTokenForm, add_token_initial, token_field
+from .selectors import check_payment_recorded
 
 
 def dollars(amount: Decimal) -> str:
@@ -152,8 +154,9 @@ class ChargeForm(forms.Form):
         return cleaned
 
 
-class FeeAddForm(ChargeForm):
-    """Charge one student a fee (calls `fee_create`)."""
+class FeeAddForm(OneTimeTokenForm, ChargeForm):
+    """Charge one student a fee (calls `fee_create`); charged once however often it is
+    sent (the one-time token)."""
 
     student = forms.ModelChoiceField(
         queryset=Student.objects.all(),
@@ -174,6 +177,8 @@ class FeeChangeForm(forms.ModelForm[Fee]):
         help_text="Optional. Recorded on the adjustment entry when the amount changes, "
         "e.g. “Bus cost went up”.",
     )
+    # An amount change posts an adjustment: the same one-time token as every money form.
+    token = token_field()
 
     class Meta:
         model = Fee
@@ -185,6 +190,10 @@ class FeeChangeForm(forms.ModelForm[Fee]):
             "amount": "Raising it adds a debit adjustment, lowering it a credit adjustment; "
             "it cannot go below what has already been paid or waived.",
         }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        add_token_initial(self)
 
     def clean(self) -> dict[str, Any]:
         super().clean()
@@ -208,8 +217,11 @@ class FeeChangeForm(forms.ModelForm[Fee]):
 # --- money on a fee ---------------------------------------------------------------------------
 
 
-class PaymentForm(forms.Form):
-    """Take a payment at the district office (calls `payment_take`)."""
+class PaymentForm(OneTimeTokenForm):
+    """Take a payment at the district office (calls `payment_take`).
+
+    A check number already recorded for the same student is asked about, not refused: one
+    check can pay two fees of a family, but a check typed in twice is the commoner slip."""
 
     METHODS = [
         (LedgerEntry.Method.CASH, "Cash"),
@@ -244,6 +256,21 @@ class PaymentForm(forms.Form):
         self.fields[
             "amount"
         ].help_text = f"In dollars and cents. {dollars(fee.balance)} is owed on this fee."
+        self.earlier_check: LedgerEntry | None = None
+        number = str(self.data.get("check_number") or "").strip() if self.is_bound else ""
+        if number and self.data.get("method") == LedgerEntry.Method.CHECK:
+            self.earlier_check = check_payment_recorded(
+                student_id=fee.student_id, check_number=number
+            )
+        if self.earlier_check is not None:
+            # Shown only when it is needed, right under the check number it is about.
+            self.fields["record_check_again"] = forms.BooleanField(
+                required=False,
+                label=f"Yes, record check {number} again",
+                help_text="Tick only if this is another payment made with the same check, "
+                "e.g. one check for two fees.",
+            )
+            self.order_fields(["amount", "method", "check_number", "record_check_again"])
 
     def clean(self) -> dict[str, Any]:
         super().clean()
@@ -252,10 +279,20 @@ class PaymentForm(forms.Form):
         cleaned["check_number"] = check_number
         if cleaned.get("method") == LedgerEntry.Method.CHECK and not check_number:
             self.add_error("check_number", "Enter the check number for a check payment.")
+        earlier = self.earlier_check
+        if earlier is not None and not cleaned.get("record_check_again"):
+            when = date_format(timezone.localtime(earlier.created_at), "DATE_FORMAT")
+            on_fee = f" on fee {earlier.fee.reference}" if earlier.fee is not None else ""
+            self.add_error(
+                "check_number",
+                f"Check {check_number} was already recorded for this student on {when} "
+                f"({dollars(earlier.amount)}{on_fee}); tick “Yes, record check "
+                f"{check_number} again” and submit again to record it anyway.",
+            )
         return cleaned
 
 
-class WaiveForm(forms.Form):
+class WaiveForm(OneTimeTokenForm):
     """Waive all or part of what is owed (calls `fee_waive`)."""
 
     amount = MoneyField(required=False)
@@ -292,7 +329,7 @@ def refundable_payments(fee: Fee) -> QuerySet[LedgerEntry]:
     )
 
 
-class RefundForm(forms.Form):
+class RefundForm(OneTimeTokenForm):
     """Give back all or part of one payment on this fee (calls `payment_refund`)."""
 
     payment = RefundChoiceField(
@@ -319,7 +356,7 @@ class RefundForm(forms.Form):
             self.initial["payment"] = payments[0].pk
 
 
-class VoidForm(forms.Form):
+class VoidForm(OneTimeTokenForm):
     """Cancel a fee charged in error (calls `fee_void`)."""
 
     reason = forms.CharField(

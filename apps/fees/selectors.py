@@ -25,6 +25,21 @@ def student_balance(*, student: Student) -> Decimal:
     return total
 
 
+def check_payment_recorded(*, student_id: int, check_number: str) -> LedgerEntry | None:
+    """The latest payment by this check number for this student, if there is one."""
+    return (
+        LedgerEntry.objects.select_related("fee")
+        .filter(
+            student_id=student_id,
+            kind=LedgerEntry.Kind.PAYMENT,
+            method=LedgerEntry.Method.CHECK,
+            check_number=check_number,
+        )
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
 @dataclass
 class Breach:
     check: str

@@ -28,6 +28,7 @@ from apps.common.admin import (
     ActionPageMixin,
     FeeSyncMedia,
     NoAddOrChangeMixin,
+    NotFoundMixin,
     ReadOnlyMixin,
     admin_url,
 )
@@ -178,7 +179,7 @@ def _owed_subquery() -> Subquery:
 
 
 @admin.register(Student)
-class StudentAdmin(ActionPageMixin, admin.ModelAdmin[Student]):
+class StudentAdmin(ActionPageMixin, NotFoundMixin, admin.ModelAdmin[Student]):
     Media = FeeSyncMedia
     form = StudentForm
     change_form_template = "admin/students/student/change_form.html"
@@ -239,20 +240,22 @@ class StudentAdmin(ActionPageMixin, admin.ModelAdmin[Student]):
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
         extra = dict(extra_context or {})
+        # get_object is None for an id that is not a number as well as for one that names
+        # nobody; the admin's own change_view then answers 404 (NotFoundMixin).
+        student = self.get_object(request, unquote(object_id))
+        if student is None:
+            return super().change_view(request, object_id, form_url, extra)
         if request.user.has_perm("fees.add_fee") and can_post_money(request.user):
-            extra["add_fee_url"] = reverse("admin:fees_fee_add") + f"?student={unquote(object_id)}"
+            extra["add_fee_url"] = reverse("admin:fees_fee_add") + f"?student={student.pk}"
         if request.method == "GET":
-            self._bring_in_vendor_payments(request, object_id)
+            self._bring_in_vendor_payments(request, student)
         return super().change_view(request, object_id, form_url, extra)
 
-    def _bring_in_vendor_payments(self, request: HttpRequest, object_id: str) -> None:
+    def _bring_in_vendor_payments(self, request: HttpRequest, student: Student) -> None:
         """Opening a student's fees brings in what was paid at the vendors for that student
         (a short time budget; the page renders with a message if a vendor is down)."""
         from apps.vendors.jobs import pull_for_student_page
 
-        student = Student.objects.filter(pk=unquote(object_id)).first()
-        if student is None:
-            return
         for level, message in pull_for_student_page(student=student):
             messages.add_message(request, level, message)
 
@@ -312,7 +315,7 @@ class GuardianForm(forms.ModelForm[Guardian]):
 
 
 @admin.register(Guardian)
-class GuardianAdmin(admin.ModelAdmin[Guardian]):
+class GuardianAdmin(NotFoundMixin, admin.ModelAdmin[Guardian]):
     form = GuardianForm
     list_display = ["last_name", "first_name", "email", "phone", "children"]
     search_fields = ["last_name", "first_name", "email"]
@@ -344,7 +347,7 @@ class SchoolForm(forms.ModelForm[School]):
 
 
 @admin.register(School)
-class SchoolAdmin(admin.ModelAdmin[School]):
+class SchoolAdmin(NotFoundMixin, admin.ModelAdmin[School]):
     form = SchoolForm
     list_display = ["code", "name", "students"]
     search_fields = ["code", "name"]
@@ -384,7 +387,7 @@ class ActivityForm(forms.ModelForm[Activity]):
 
 
 @admin.register(Activity)
-class ActivityAdmin(ActionPageMixin, admin.ModelAdmin[Activity]):
+class ActivityAdmin(ActionPageMixin, NotFoundMixin, admin.ModelAdmin[Activity]):
     form = ActivityForm
     change_form_template = "admin/students/activity/change_form.html"
     list_display = ["name", "school", "is_sport", "members_count"]
@@ -501,7 +504,7 @@ class StudentListForm(forms.ModelForm[StudentList]):
 
 
 @admin.register(StudentList)
-class StudentListAdmin(admin.ModelAdmin[StudentList]):
+class StudentListAdmin(NotFoundMixin, admin.ModelAdmin[StudentList]):
     form = StudentListForm
     list_display = ["name", "kind", "school", "grade", "activity", "status", "created_at"]
     list_select_related = ["school", "activity"]

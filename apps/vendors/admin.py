@@ -17,7 +17,14 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from apps.common.admin import ActionPageMixin, FeeSyncMedia, ReadOnlyAdmin, admin_url, short_when
+from apps.common.admin import (
+    ActionPageMixin,
+    FeeSyncMedia,
+    NotFoundMixin,
+    ReadOnlyAdmin,
+    admin_url,
+    short_when,
+)
 
 from .display import counts_text, duration
 from .engine import outbox_retry_parked
@@ -32,7 +39,9 @@ class SetupMedia(FeeSyncMedia):
 
 
 @admin.register(Integration)
-class IntegrationAdmin(SetupPages, DashboardPages, ActionPageMixin, admin.ModelAdmin[Integration]):
+class IntegrationAdmin(
+    NotFoundMixin, SetupPages, DashboardPages, ActionPageMixin, admin.ModelAdmin[Integration]
+):
     """One line per vendor integration; its page is the setup page."""
 
     Media = SetupMedia
@@ -138,6 +147,7 @@ class IntegrationAdmin(SetupPages, DashboardPages, ActionPageMixin, admin.ModelA
     ) -> HttpResponse:
         if request.method == "POST":
             # Each section posts to its own URL; the page itself only shows them.
+            self._integration(request, object_id)  # a bad id is a 404 here too
             return HttpResponseRedirect(request.path)
         return self.setup_view(request, object_id)
 

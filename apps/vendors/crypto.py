@@ -17,6 +17,12 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 
+class KeyMissing(ImproperlyConfigured):
+    """Stored credentials that none of FEESYNC_CREDENTIAL_KEYS opens: the key they were
+    encrypted with was retired before `rotate_keys` re-encrypted them. The integration
+    turns it into `CredentialsUnreadable`, which names itself and says what to do."""
+
+
 @lru_cache(maxsize=4)
 def _fernet(keys: tuple[str, ...]) -> MultiFernet:
     if not keys:
@@ -36,16 +42,22 @@ def decrypt(token: str) -> dict[str, str]:
     if not token:
         return {}
     try:
-        return json.loads(fernet().decrypt(token.encode()))
+        values: dict[str, str] = json.loads(fernet().decrypt(token.encode()))
     except InvalidToken:
-        raise ImproperlyConfigured(
+        raise KeyMissing(
             "Stored vendor credentials cannot be decrypted with FEESYNC_CREDENTIAL_KEYS: "
             "a key that was used to encrypt them is missing."
         ) from None
+    return values
 
 
 def rotate(token: str) -> str:
-    return fernet().rotate(token.encode()).decode() if token else token
+    if not token:
+        return token
+    try:
+        return fernet().rotate(token.encode()).decode()
+    except InvalidToken:
+        raise KeyMissing("No key of FEESYNC_CREDENTIAL_KEYS opens these credentials.") from None
 
 
 def mask(value: str) -> str:

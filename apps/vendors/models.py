@@ -28,6 +28,7 @@ from apps.fees.models import MONEY, Fee
 from apps.students.models import Student
 
 from . import crypto
+from .errors import CredentialsUnreadable
 from .kinds.base import BALANCE_SETTINGS, LUNCH_SETTINGS, VendorAdapter
 from .registry import get_adapter_class, kind_name, kinds
 
@@ -225,14 +226,34 @@ class Integration(models.Model):
     # Credentials are a dict of the adapter's credential fields, stored encrypted.
     @property
     def credentials(self) -> dict[str, str]:
-        return crypto.decrypt(self.credentials_encrypted)
+        """The decrypted credentials; raises `CredentialsUnreadable` (naming this
+        integration) when no configured key opens them."""
+        try:
+            return crypto.decrypt(self.credentials_encrypted)
+        except crypto.KeyMissing:
+            raise CredentialsUnreadable(self.name) from None
 
     @credentials.setter
     def credentials(self, values: dict[str, str]) -> None:
         self.credentials_encrypted = crypto.encrypt(values)
 
+    @property
+    def credentials_problem(self) -> str:
+        """Why the credentials cannot be read here, in plain words, or ""."""
+        try:
+            self.credentials  # noqa: B018 - reading them is the check
+        except CredentialsUnreadable as exc:
+            return exc.message
+        return ""
+
     def masked_credentials(self) -> dict[str, str]:
-        return {k: crypto.mask(v) for k, v in self.credentials.items()}
+        """What staff see of the secrets; none when they cannot be read (the page says why,
+        from `credentials_problem`, and the form lets them be entered again)."""
+        try:
+            stored = self.credentials
+        except CredentialsUnreadable:
+            return {}
+        return {k: crypto.mask(v) for k, v in stored.items()}
 
 
 class MerchantAccountMapping(models.Model):

@@ -19,7 +19,7 @@ from django.utils import timezone
 from apps.categories.models import FeeCategory
 
 from . import engine
-from .errors import IntegrationError
+from .errors import CredentialsUnreadable, IntegrationError
 from .jobs import TASKS, tasks_for
 from .kinds.base import (
     BALANCE_SETTINGS,
@@ -39,10 +39,20 @@ if TYPE_CHECKING:
 # --- settings ---------------------------------------------------------------------------------
 
 
+def _readable_credentials(integration: Integration) -> dict[str, str]:
+    """The stored credentials to merge what was typed into. When this server has lost the
+    key they were encrypted with, there is nothing to keep: entering them again (all the
+    required ones, which the usual checks ask for) is how staff recover."""
+    try:
+        return integration.credentials
+    except CredentialsUnreadable:
+        return {}
+
+
 @transaction.atomic
 def integration_set_credentials(*, integration: Integration, values: dict[str, str]) -> None:
     """Replace the secrets that were typed again; keep the others (secrets are write-only)."""
-    current = integration.credentials
+    current = _readable_credentials(integration)
     for key, value in values.items():
         if value:
             current[key] = value
@@ -354,7 +364,7 @@ def integration_update_connection(
     if unknown:
         raise IntegrationError(f"Unknown connection settings: {', '.join(sorted(unknown))}.")
 
-    current = integration.credentials
+    current = _readable_credentials(integration)
     merged = dict(current)
     for key, value in credentials.items():
         if value:
@@ -472,8 +482,14 @@ def integration_run_check(*, integration: Integration, check: str) -> CheckResul
     integration. Never raises for the vendor's trouble: the result says what happened."""
     if check not in ("pull", "push"):
         raise IntegrationError(f"Unknown check {check!r}.")
-    adapter = engine.adapter_for(integration)
-    result = adapter.test_pull() if check == "pull" else adapter.test_push()
+    try:
+        adapter = engine.adapter_for(integration)
+    except CredentialsUnreadable as exc:
+        # Nothing was asked of the vendor: the check failed on this server, say why.
+        tried = "Reading the stored credentials"
+        result = CheckResult(ok=False, tried=tried, answer=exc.message, elapsed_ms=0)
+    else:
+        result = adapter.test_pull() if check == "pull" else adapter.test_push()
     values = {
         f"test_{check}_ok": result.ok,
         f"test_{check}_at": timezone.now(),

@@ -3,17 +3,30 @@ the retry policy. All of them are safe to run twice (acks_late redelivers after 
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 from django.utils import timezone
 
 from . import engine, jobs
+from .errors import CredentialsUnreadable
 from .kinds.base import VendorError
 from .models import Integration, OutboxItem
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def deliver_outbox(integration_id: int) -> None:
-    engine.deliver(integration_id=integration_id)
+    try:
+        engine.deliver(integration_id=integration_id)
+    except CredentialsUnreadable as exc:
+        # Retrying cannot help until staff act; they read why on the dashboard (and the
+        # changes stay waiting, to be sent once the credentials can be read again).
+        Integration.objects.filter(pk=integration_id).update(
+            last_error=exc.message, last_error_at=timezone.now()
+        )
+        logger.error("deliver_outbox: %s", exc.message)
 
 
 @shared_task(acks_late=True, ignore_result=True)

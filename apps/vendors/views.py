@@ -151,6 +151,7 @@ class Pages:
             "dashboard_url": reverse("admin:vendors_integration_dashboard", args=[integration.pk]),
             "history_url": _audit_url(integration),
             "outage": outage_message(integration=integration),
+            "credentials_problem": integration.credentials_problem,
             "may_change": may_change(request.user),
             "may_run": may_run(request.user),
             "may_edit_credentials": may_edit_credentials(request.user),
@@ -235,9 +236,9 @@ class SetupPages(Pages):
                 ],
             )
         ctx["connection"] = connection_summary(integration)
+        stored = integration.masked_credentials()  # none when they cannot be read here
         ctx["credentials_set"] = all(
-            integration.credentials.get(k)
-            for k in get_adapter_class(integration.vendor_kind).credential_labels()
+            stored.get(k) for k in get_adapter_class(integration.vendor_kind).credential_labels()
         )
 
         # 2. merchant accounts

@@ -1,9 +1,10 @@
 """`manage.py rotate_keys`: re-encrypt every stored credential under the newest key."""
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from apps.vendors import crypto
+from apps.vendors.errors import CredentialsUnreadable
 from apps.vendors.models import Integration
 
 
@@ -19,7 +20,14 @@ class Command(BaseCommand):
             for integration in Integration.objects.select_for_update().exclude(
                 credentials_encrypted=""
             ):
-                integration.credentials_encrypted = crypto.rotate(integration.credentials_encrypted)
+                try:
+                    rotated = crypto.rotate(integration.credentials_encrypted)
+                except crypto.KeyMissing:
+                    # Nothing is saved (one transaction): add the old key back and run again.
+                    raise CommandError(
+                        CredentialsUnreadable(integration.name).message, returncode=2
+                    ) from None
+                integration.credentials_encrypted = rotated
                 integration.save(update_fields=["credentials_encrypted"])
                 n += 1
         self.stdout.write(

@@ -2,6 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.vendors.errors import CredentialsUnreadable
 from apps.vendors.models import Integration
 from apps.vendors.services import integration_test_connection
 
@@ -17,7 +18,11 @@ class Command(BaseCommand):
             integration = Integration.objects.get(slug=options["slug"])
         except Integration.DoesNotExist:
             raise CommandError(f"No integration named {options['slug']!r}.") from None
-        pull, push = integration_test_connection(integration=integration)
+        try:
+            pull, push = integration_test_connection(integration=integration)
+        except CredentialsUnreadable as exc:
+            # A setup problem of this server, not a failed test: say what to do, no traceback.
+            raise CommandError(exc.message, returncode=2) from None
         for label, result in (("Test Pull", pull), ("Test Push", push)):
             style = self.style.SUCCESS if result.ok else self.style.ERROR
             self.stdout.write(

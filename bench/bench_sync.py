@@ -211,6 +211,8 @@ def celery_worker() -> Iterator[Path]:
                 "-B",
                 "-s",
                 str(tmp / "beat-schedule"),
+                "-Q",
+                "celery,delivery",
                 "--loglevel",
                 "INFO",
                 "--concurrency",

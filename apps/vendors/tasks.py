@@ -4,6 +4,7 @@ the retry policy. All of them are safe to run twice (acks_late redelivers after 
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 from django.utils import timezone
 
 from . import engine, jobs
@@ -13,22 +14,30 @@ from .models import Integration, OutboxItem
 
 @shared_task(acks_late=True, ignore_result=True)
 def deliver_outbox(integration_id: int) -> None:
-    engine.deliver(integration_id=integration_id)
+    # Bounded: a big backlog is sent a few batches per task, each queueing the next, so
+    # the workers take turns between vendors (see engine.deliver). Queue: "delivery".
+    engine.deliver(
+        integration_id=integration_id, max_batches=settings.FEESYNC_DELIVERY_BATCHES_PER_TASK
+    )
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def sweep_outbox() -> None:
     """Every minute: trigger delivery wherever changes are due (after an outage, a crash,
-    a lost task), so a backlog drains by itself."""
+    a lost task), so a backlog drains by itself. One task per integration, however many
+    fees wait; none for an integration backing off (its delivery would only return)."""
     now = timezone.now()
     due = (
         OutboxItem.objects.filter(
             state=OutboxItem.State.PENDING, next_attempt_at__lte=now, integration__enabled=True
         )
+        .exclude(integration__backoff_until__gt=now)
+        # Without order_by() the model's ordering by id joins the DISTINCT: one row per fee.
+        .order_by()
         .values_list("integration_id", flat=True)
         .distinct()
     )
-    for integration_id in due:
+    for integration_id in list(due):
         deliver_outbox.delay(integration_id)
 
 

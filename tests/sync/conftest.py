@@ -132,6 +132,8 @@ class Worker:
                 str(Path(self.tmp) / "beat-schedule"),
                 "--loglevel",
                 "INFO",
+                "-Q",
+                "celery,delivery",  # deliveries have a queue of their own
                 "--concurrency",
                 "2",
                 "--without-gossip",

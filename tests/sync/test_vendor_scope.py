@@ -250,7 +250,8 @@ def test_waive_the_rest_after_a_refund_at_the_vendor_waives_it_and_resolves_the_
     assert fee.balance == 0 and fee.status != Fee.Status.OPEN
     waiver = fee.entries.get(kind="waiver")
     assert waiver.amount == D("15.00") and waiver.created_by == district_admin
-    assert waiver.reason.startswith(f"Waived the rest after the refund at {integration.vendor_name}")
+    vendor = integration.vendor_name
+    assert waiver.reason.startswith(f"Waived the rest after the refund at {vendor}")
     finding.refresh_from_db()
     assert finding.resolved_at is not None and finding.resolved_by == district_admin
     assert ledger_report().ok

@@ -74,6 +74,10 @@ def sync_status(*, integration: Integration) -> dict[str, Any]:
         "discrepancies_open": Discrepancy.objects.filter(
             integration=integration, resolved_at__isnull=True
         ).count(),
+        # Money this vendor reported for fees it does not manage, waiting for staff.
+        "movements_held": HeldMovement.objects.filter(
+            integration=integration, status=HeldMovement.Status.OPEN
+        ).count(),
         "last_error": integration.last_error,
         "tasks": tasks,
     }

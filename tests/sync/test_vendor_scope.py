@@ -15,6 +15,7 @@ from apps.fees.selectors import ledger_report
 from apps.vendors import engine
 from apps.vendors.jobs import task_run
 from apps.vendors.models import Discrepancy, HeldMovement, Integration
+from apps.vendors.selectors import sync_status
 from tests.factories import CategoryFactory, make_fee
 
 from .conftest import Sandbox, integration_for
@@ -89,6 +90,7 @@ def test_a_payment_at_payschools_for_a_fee_only_community_pass_manages_is_held_a
     assert held.detail.startswith(f"PaySchools reported a payment of $40.00 ({payment_id})")
     assert "outside what PaySchools manages" in held.detail
 
+    assert sync_status(integration=ps)["movements_held"] == 1
     # Pulled again (the next page view, the nightly run): still one, still not applied.
     task_run(integration=ps, task="get-payments")
     assert HeldMovement.objects.count() == 1

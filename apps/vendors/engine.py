@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from celery import current_app
@@ -211,12 +211,15 @@ def _delivery_lease_take(integration_id: int) -> bool:
     )
 
 
-def _delivery_due(integration_id: int) -> bool:
-    return OutboxItem.objects.filter(
+def _delivery_due(integration_id: int, *, changed_since: datetime | None = None) -> bool:
+    due = OutboxItem.objects.filter(
         integration_id=integration_id,
         state=OutboxItem.State.PENDING,
         next_attempt_at__lte=timezone.now(),
-    ).exists()
+    )
+    if changed_since is not None:
+        due = due.filter(updated_at__gte=changed_since)
+    return due.exists()
 
 
 def deliver(
@@ -245,11 +248,16 @@ def deliver(
     if not _delivery_lease_take(integration_id):
         report.busy = True
         return report
+    started = timezone.now()
+    bounded = False  # stopped by its time or batch bound, not for want of work
     try:
         adapter = adapter_for(integration)
         deadline = time.monotonic() + budget_seconds
         batches = 0
-        while time.monotonic() < deadline and (max_batches is None or batches < max_batches):
+        while True:
+            if time.monotonic() >= deadline or (max_batches is not None and batches >= max_batches):
+                bounded = True
+                break
             if batches:
                 _delivery_lease_renew(integration_id)
             items = _claim(integration, adapter.push_batch_size)
@@ -270,9 +278,15 @@ def deliver(
             report.rejected += rejected
     finally:
         Integration.objects.filter(pk=integration_id).update(delivering_until=None)
-    # Checked after the lease is released: a change committed while this run held it (its
-    # own trigger returned at once) or the rest of a bounded run gets a task of its own.
-    if not report.failed and _delivery_due(integration_id):
+    # Checked after the lease is released: the rest of a bounded run, or a change committed
+    # while this run held the lease (its own trigger returned at once), gets a task of its
+    # own. Otherwise only changes made about while it ran count (a lease's length before it
+    # started covers a transaction that began earlier and committed late), so a run never
+    # re-queues itself for ever; anything older is the sweeper's.
+    margin = timedelta(seconds=settings.FEESYNC_DELIVERY_LEASE_SECONDS)
+    if not report.failed and _delivery_due(
+        integration_id, changed_since=None if bounded else started - margin
+    ):
         _trigger_delivery(integration_id)
     return report
 

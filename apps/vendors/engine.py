@@ -234,10 +234,13 @@ def deliver(
     returns at once, so thousands of triggers during an outage cost one worker, not the
     pool), and a bounded run (`max_batches`, the Celery task's) queues a fresh task for the
     rest instead of holding its worker until the backlog is gone. Tasks of different
-    integrations therefore take turns on the workers, and a short delivery for one vendor
-    never waits behind another vendor's 50,000-fee backlog. Deliveries also have a queue
-    of their own (`delivery`, config.settings.base.CELERY_TASK_ROUTES), so nightly
-    validation and exports never hold them up either."""
+    integrations therefore take turns on the workers: one vendor's backlog holds at most one
+    worker, and a delivery for another vendor waits at most for one bounded run of it (on
+    a single-process worker), never for the whole backlog. Fair claiming rather than a
+    queue per integration: queues per vendor would need a worker per integration, which
+    districts add in the admin without deploying. Deliveries do have a queue of their own
+    (`delivery`, config.settings.base.CELERY_TASK_ROUTES), so nightly validation and
+    exports never hold them up."""
     report = DeliveryReport()
     integration = Integration.objects.get(pk=integration_id)
     if not integration.enabled:

@@ -10,6 +10,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import redis
+from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -182,6 +184,14 @@ def test_payschools_down_with_a_backlog_of_10000_does_not_delay_community_pass(
         lambda: Integration.objects.get(pk=ps.pk).consecutive_failures >= 1,
         what="PaySchools deliveries to fail and back off",
     )
+    # The sweeper runs every second here: the delivery queue never fills with tasks for
+    # the fees waiting (one per integration per sweep at most, none while backing off).
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    lengths = []
+    for _ in range(15):
+        lengths.append(broker.llen("delivery"))
+        time.sleep(0.2)
+    assert max(lengths) <= 2, lengths
     for _ in range(3):
         fee = make_fee(student=student, category=trips, fee_date=IN_SCOPE)
         started = time.monotonic()

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from django.db import connection, transaction
+from django.utils import timezone
 
 from apps.fees.models import Fee, LedgerEntry
 from apps.fees.selectors import ledger_report
@@ -137,6 +138,17 @@ def make_integration(kind: str, server: SandboxServer, *, enabled: bool = True) 
     return integration
 
 
+def _mark_sent(integration: Integration, fee_ids: Sequence[int]) -> None:
+    """Record that the vendor holds these fees (as delivery would have): a vendor settles
+    only fees it was sent, so a bench that seeds the vendor directly says so here."""
+    now = timezone.now()
+    data.copy_rows(
+        "vendors_syncedfee",
+        ["integration_id", "fee_id", "acknowledged_version", "first_sent_at", "acknowledged_at"],
+        ((integration.pk, pk, 1, now, now) for pk in fee_ids),
+    )
+
+
 def _cleanup() -> None:
     """Leave no integration behind: other benchmarks' fee changes must not reach a dead
     sandbox (nor queue Celery tasks)."""
@@ -211,6 +223,8 @@ def celery_worker() -> Iterator[Path]:
                 "-B",
                 "-s",
                 str(tmp / "beat-schedule"),
+                "-Q",
+                "celery,delivery",
                 "--loglevel",
                 "INFO",
                 "--concurrency",
@@ -488,6 +502,7 @@ def pull_payments(kind: str) -> list[Result]:
             for start in range(0, len(payments), CHUNK):
                 control.pay_many(payments[start : start + CHUNK])
             integration = make_integration(kind, server)
+            _mark_sent(integration, fee_ids)
             source = integration.external_source
             entries_before = LedgerEntry.objects.count()
 
@@ -562,6 +577,7 @@ def validate_fees(kind: str) -> list[Result]:
                 control.foreign_fee(numbers[rows[i][2]], "12.00")
             control.pay_many([{"fee_ref": ref, "amount": "5.00"} for _, ref, _ in missed])
             integration = make_integration(kind, server)
+            _mark_sent(integration, fee_ids)
 
             child = subprocess.run(  # noqa: S603 - our own child, fixed arguments
                 [sys.executable, "-m", "bench.sync_child", "validate", str(integration.pk)],

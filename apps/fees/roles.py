@@ -5,7 +5,8 @@ signal), so the groups exist with exactly these permissions on every database:
 
 * District admin: everything, integration credentials included.
 * Fees clerk: fees, payments, waivers, students and lists; categories and merchant accounts
-  read-only; nothing of integrations.
+  read-only; of integrations only the money vendors reported for fees they do not manage
+  (held movements), to apply or dismiss.
 * Support staff: read-only on setup and on task runs (secrets stay masked), plus running
   test connections and tasks.
 """
@@ -29,6 +30,7 @@ _VENDORS_READ = [
     "merchantaccountmapping",
     "studentvendorbalance",
     "lunchbalance",
+    "heldmovement",
 ]
 
 ROLES: dict[str, list[tuple[str, str]]] = {
@@ -36,6 +38,8 @@ ROLES: dict[str, list[tuple[str, str]]] = {
         [("fees", f"{a}_{m}") for m in _LEDGER for a in ("view", "add", "change")]
         + [("students", f"{a}_{m}") for m in _STUDENTS for a in ("view", "add", "change")]
         + [("categories", "view_feecategory"), ("accounts", "view_merchantaccount")]
+        # Money a vendor reported for a fee it does not manage: clerks apply or dismiss it.
+        + [("vendors", "view_heldmovement"), ("vendors", "change_heldmovement")]
     ),
     SUPPORT_STAFF: (
         [("fees", f"view_{m}") for m in _LEDGER]

@@ -12,8 +12,9 @@ from typing import Any
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import URLPattern, path, reverse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, re_path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
@@ -26,12 +27,21 @@ from apps.common.admin import (
     short_when,
 )
 
+from . import findings
 from .display import counts_text, duration
 from .engine import outbox_retry_parked
 from .forms import IntegrationAddForm, add_service_errors
-from .models import Discrepancy, Integration, OutboxItem, SyncedFee, TaskRun
+from .models import Discrepancy, HeldMovement, Integration, OutboxItem, SyncedFee, TaskRun
 from .services import integration_create
-from .views import DashboardPages, SetupPages, _audit_url, may_change, may_run, may_view
+from .views import (
+    DashboardPages,
+    SetupPages,
+    _audit_url,
+    may_act_on_held,
+    may_change,
+    may_run,
+    may_view,
+)
 
 
 class SetupMedia(FeeSyncMedia):
@@ -374,3 +384,135 @@ class SyncedFeeAdmin(SyncRecordAdmin):
     @admin.display(description="Last acknowledged", ordering="acknowledged_at")
     def acknowledged(self, obj: SyncedFee) -> str:
         return short_when(obj.acknowledged_at)
+
+
+class HeldStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]
+    ) -> list[tuple[str, str]]:
+        return list(HeldMovement.Status.choices)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset.filter(status=self.value()) if self.value() else queryset
+
+
+@admin.register(HeldMovement)
+class HeldMovementAdmin(SyncRecordAdmin):
+    """Money vendors reported for fees they do not manage, for fees clerks and district
+    admins to apply or dismiss (support staff look). Its page is the movement with its
+    actions; nothing is edited here."""
+
+    list_display = [
+        "held_on",
+        "what",
+        "fee_link",
+        "vendor_ref",
+        "integration_link",
+        "reason",
+        "status",
+        "resolution",
+    ]
+    list_select_related = ["fee", "integration", "resolved_by"]
+    list_filter = [HeldStatusFilter, "integration", "reason"]
+    search_fields = ["=fee_ref", "=vendor_ref", "=student_number"]
+    search_help_text = "Search by fee reference, the vendor's id or the student number."
+
+    @admin.display(description="Held", ordering="created_at")
+    def held_on(self, obj: HeldMovement) -> str:
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse("admin:vendors_heldmovement_change", args=[obj.pk]),
+            short_when(obj.created_at),
+        )
+
+    @admin.display(description="Movement", ordering="amount")
+    def what(self, obj: HeldMovement) -> str:
+        return f"{obj.kind.capitalize()} of ${obj.amount}"
+
+    @admin.display(description="Resolution")
+    def resolution(self, obj: HeldMovement) -> str:
+        if obj.resolved_at is None:
+            return "—"
+        who = obj.resolved_by.get_username() if obj.resolved_by else ""
+        return f"{short_when(obj.resolved_at)} {who}: {obj.resolution_note}".strip()
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            # Only these two actions: the admin's own "<id>/change/" and friends stay its own.
+            re_path(
+                r"^(?P<object_id>[0-9]+)/(?P<action>apply|dismiss)/$",
+                self.admin_site.admin_view(self.act_view),
+                name="vendors_heldmovement_act",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _held(self, request: HttpRequest, object_id: str) -> HeldMovement:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        held = (
+            HeldMovement.objects.select_related("integration", "fee", "resolved_by", "entry")
+            .filter(pk=object_id)
+            .first()
+            if object_id.isdigit()
+            else None
+        )
+        if held is None:
+            raise Http404("No such held movement.")
+        return held
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        held = self._held(request, object_id)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": held,
+            "title": f"{held.kind.capitalize()} of ${held.amount} held from "
+            f"{held.integration.vendor_name}",
+            "held": held,
+            "may_act_on_held": may_act_on_held(request.user),
+            "media": self.media,
+        }
+        return TemplateResponse(request, "admin/vendors/heldmovement/detail.html", context)
+
+    def act_view(self, request: HttpRequest, object_id: str, action: str) -> HttpResponse:
+        held = self._held(request, object_id)
+        if action not in ("apply", "dismiss"):
+            raise Http404("No such action.")
+        if not may_act_on_held(request.user):
+            raise PermissionDenied
+        back = (
+            reverse("admin:vendors_integration_dashboard", args=[held.integration_id]) + "#held"
+            if request.POST.get("back") == "dashboard"
+            else reverse("admin:vendors_heldmovement_change", args=[held.pk])
+        )
+        if request.method != "POST":
+            return HttpResponseRedirect(back)
+        try:
+            if action == "apply":
+                findings.held_movement_apply(held=held, user=request.user)
+                text = (
+                    f"{held.kind.capitalize()} {held.vendor_ref} of ${held.amount} is applied "
+                    f"to fee {held.fee_ref}."
+                )
+            else:
+                findings.held_movement_dismiss(
+                    held=held, user=request.user, note=request.POST.get("note", "")
+                )
+                text = (
+                    f"{held.kind.capitalize()} {held.vendor_ref} is dismissed; nothing was posted."
+                )
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        else:
+            messages.success(request, text)
+        return HttpResponseRedirect(back)

@@ -13,7 +13,7 @@ class VendorsConfig(AppConfig):
         # The receivers connect themselves; the tasks are loaded in every process (not only
         # the worker) so that the engine's by-name queueing runs them eagerly where asked.
         from . import receivers, tasks  # noqa: F401
-        from .models import Integration, MerchantAccountMapping
+        from .models import HeldMovement, Integration, MerchantAccountMapping
 
         # Setup changes are audited; the credentials only ever as masked ciphertext.
         if not auditlog.contains(Integration):
@@ -28,10 +28,13 @@ class VendorsConfig(AppConfig):
                     "last_error_at",
                     "consecutive_failures",
                     "backoff_until",
+                    "delivering_until",
                 ],
                 m2m_fields={"categories"},
             )
             auditlog.register(MerchantAccountMapping)
+            # Staff deciding what becomes of money a vendor reported is audited.
+            auditlog.register(HeldMovement)
 
         post_save.connect(
             _schedule_new_integration,

@@ -20,15 +20,16 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from celery import current_app
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F
+from django.db import connections, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from apps.fees.models import Fee, LedgerEntry
@@ -50,7 +51,7 @@ from .kinds.base import (
     VendorError,
     VendorPayment,
 )
-from .models import Discrepancy, Integration, OutboxItem, SyncedFee
+from .models import Discrepancy, HeldMovement, Integration, OutboxItem, SyncedFee
 from .registry import get_adapter_class
 from .scope import Scope
 
@@ -61,8 +62,9 @@ log = logging.getLogger(__name__)
 
 
 def adapter_for(integration: Integration, *, timeout: float | None = None) -> VendorAdapter:
-    """The integration's adapter; `timeout` (seconds) shortens its own for interactive
-    calls that a person is waiting on."""
+    """The integration's adapter; `timeout` (seconds) is what is left of the deadline of a
+    page a person is waiting on: it shortens the integration's own timeout and is the
+    adapter's deadline, its own retries included (`AdapterConfig.deadline`)."""
     cls = get_adapter_class(integration.vendor_kind)
     own = float(integration.timeout_seconds)
     return cls(
@@ -71,6 +73,7 @@ def adapter_for(integration: Integration, *, timeout: float | None = None) -> Ve
             credentials=integration.credentials,
             timeout=min(own, timeout) if timeout else own,
             options={**cls.option_defaults(), **integration.options},
+            deadline=time.monotonic() + timeout if timeout else None,
         )
     )
 
@@ -146,6 +149,7 @@ class DeliveryReport:
     failed: int = 0
     error: str = ""
     skipped_backoff: bool = False
+    busy: bool = False  # another delivery to this integration was running: it sends these
 
 
 def _claim(integration: Integration, limit: int) -> list[OutboxItem]:
@@ -196,9 +200,48 @@ def fee_records(integration: Integration, fee_ids: Sequence[int]) -> dict[int, F
     }
 
 
-def deliver(*, integration_id: int, budget_seconds: float = 50.0) -> DeliveryReport:
+def _delivery_lease_take(integration_id: int) -> bool:
+    """Take (or renew) the integration's delivery lease; False if another delivery holds it.
+    Renewed before every batch, so a crashed worker's lease runs out after one lease."""
+    now = timezone.now()
+    until = now + timedelta(seconds=settings.FEESYNC_DELIVERY_LEASE_SECONDS)
+    return bool(
+        Integration.objects.filter(pk=integration_id)
+        .filter(Q(delivering_until__isnull=True) | Q(delivering_until__lte=now))
+        .update(delivering_until=until)
+    )
+
+
+def _delivery_due(integration_id: int, *, changed_since: datetime | None = None) -> bool:
+    due = OutboxItem.objects.filter(
+        integration_id=integration_id,
+        state=OutboxItem.State.PENDING,
+        next_attempt_at__lte=timezone.now(),
+    )
+    if changed_since is not None:
+        due = due.filter(updated_at__gte=changed_since)
+    return due.exists()
+
+
+def deliver(
+    *, integration_id: int, budget_seconds: float = 50.0, max_batches: int | None = None
+) -> DeliveryReport:
     """Send what is due in the integration's outbox, batch by batch, until it is empty,
-    the vendor fails, or the time budget is spent. Safe to run concurrently and twice."""
+    the vendor fails, the time budget is spent, or `max_batches` are sent. Safe to run
+    concurrently and twice.
+
+    Fairness between vendors (DESIGN.md, "One vendor's outage never delays another"): at
+    most one delivery runs per integration at a time (a lease on its row: a second one
+    returns at once, so thousands of triggers during an outage cost one worker, not the
+    pool), and a bounded run (`max_batches`, the Celery task's) queues a fresh task for the
+    rest instead of holding its worker until the backlog is gone. Tasks of different
+    integrations therefore take turns on the workers: one vendor's backlog holds at most one
+    worker, and a delivery for another vendor waits at most for one bounded run of it (on
+    a single-process worker), never for the whole backlog. Fair claiming rather than a
+    queue per integration: queues per vendor would need a worker per integration, which
+    districts add in the admin without deploying. Deliveries do have a queue of their own
+    (`delivery`, config.settings.base.CELERY_TASK_ROUTES), so nightly validation and
+    exports never hold them up."""
     report = DeliveryReport()
     integration = Integration.objects.get(pk=integration_id)
     if not integration.enabled:
@@ -206,25 +249,57 @@ def deliver(*, integration_id: int, budget_seconds: float = 50.0) -> DeliveryRep
     if integration.backoff_until and integration.backoff_until > timezone.now():
         report.skipped_backoff = True
         return report
-    adapter = adapter_for(integration)
-    deadline = time.monotonic() + budget_seconds
-    while time.monotonic() < deadline:
-        items = _claim(integration, adapter.push_batch_size)
-        if not items:
-            break
-        records = fee_records(integration, [i.fee_id for i in items])
-        try:
-            result = adapter.push_fees(list(records.values()))
-        except VendorError as exc:
-            _delivery_failed(integration, items, exc)
-            report.failed += len(items)
-            report.error = exc.message
-            break
-        report.sent += len(items)
-        acked, rejected = _delivery_acknowledged(integration, items, records, result)
-        report.acknowledged += acked
-        report.rejected += rejected
+    if not _delivery_lease_take(integration_id):
+        report.busy = True
+        return report
+    started = timezone.now()
+    bounded = False  # stopped by its time or batch bound, not for want of work
+    try:
+        adapter = adapter_for(integration)
+        deadline = time.monotonic() + budget_seconds
+        batches = 0
+        while True:
+            if time.monotonic() >= deadline or (max_batches is not None and batches >= max_batches):
+                bounded = True
+                break
+            if batches:
+                _delivery_lease_renew(integration_id)
+            items = _claim(integration, adapter.push_batch_size)
+            if not items:
+                break
+            batches += 1
+            records = fee_records(integration, [i.fee_id for i in items])
+            try:
+                result = adapter.push_fees(list(records.values()))
+            except VendorError as exc:
+                _delivery_failed(integration, items, exc)
+                report.failed += len(items)
+                report.error = exc.message
+                break
+            report.sent += len(items)
+            acked, rejected = _delivery_acknowledged(integration, items, records, result)
+            report.acknowledged += acked
+            report.rejected += rejected
+    finally:
+        Integration.objects.filter(pk=integration_id).update(delivering_until=None)
+    # Checked after the lease is released: the rest of a bounded run, or a change committed
+    # while this run held the lease (its own trigger returned at once), gets a task of its
+    # own. Otherwise only changes made about while it ran count (a lease's length before it
+    # started covers a transaction that began earlier and committed late), so a run never
+    # re-queues itself for ever; anything older is the sweeper's.
+    margin = timedelta(seconds=settings.FEESYNC_DELIVERY_LEASE_SECONDS)
+    if not report.failed and _delivery_due(
+        integration_id, changed_since=None if bounded else started - margin
+    ):
+        _trigger_delivery(integration_id)
     return report
+
+
+def _delivery_lease_renew(integration_id: int) -> None:
+    # Should it have run out meanwhile (a batch slower than the lease), a second run may
+    # have started: harmless, because items are claimed and leased one by one.
+    until = timezone.now() + timedelta(seconds=settings.FEESYNC_DELIVERY_LEASE_SECONDS)
+    Integration.objects.filter(pk=integration_id).update(delivering_until=until)
 
 
 def _delivery_acknowledged(
@@ -363,6 +438,7 @@ class PullReport:
     recorded: int = 0
     already_recorded: int = 0
     unmatched: int = 0
+    held: int = 0  # for a fee this vendor does not manage: kept for staff, not posted
     pages: int = 0
     recorded_ids: list[str] = field(default_factory=list)
 
@@ -395,6 +471,95 @@ def discrepancy_record(
     )
 
 
+def _settle_rule(
+    integration: Integration,
+) -> tuple[Callable[[set[int]], set[int]], dict[int, str]]:
+    """The `MovementSource.may_settle` of an integration: a vendor settles only fees in its
+    scope that it was sent (it holds a SyncedFee row). Also returns, filled in as the door
+    asks, why each other fee was refused (a `HeldMovement.Reason`)."""
+    scope = Scope.of(integration)
+    why: dict[int, str] = {}
+
+    def may_settle(fee_ids: set[int]) -> set[int]:
+        in_scope = set(scope.fees().filter(pk__in=fee_ids).values_list("pk", flat=True))
+        sent = set(
+            SyncedFee.objects.filter(integration=integration, fee_id__in=in_scope).values_list(
+                "fee_id", flat=True
+            )
+        )
+        why.update(dict.fromkeys(fee_ids - in_scope, HeldMovement.Reason.OUT_OF_SCOPE))
+        why.update(dict.fromkeys(in_scope - sent, HeldMovement.Reason.NEVER_SENT))
+        return sent
+
+    return may_settle, why
+
+
+def _held_detail(vendor: str, p: VendorPayment, reason: str) -> str:
+    what = {
+        MovementKind.PAYMENT: "a payment",
+        MovementKind.WAIVER: "a waiver",
+        MovementKind.REFUND: "a refund",
+        MovementKind.VOID: "a void",
+        MovementKind.RESTORE: "a restored waiver",
+    }.get(MovementKind(p.kind), f"a {p.kind}")
+    why = (
+        f"which FeeSync never sent to {vendor}"
+        if reason == HeldMovement.Reason.NEVER_SENT
+        else f"which is outside what {vendor} manages (its categories or import-after date)"
+    )
+    return (
+        f"{vendor} reported {what} of ${p.amount} ({p.payment_id}) for fee {p.fee_ref}, "
+        f"{why}. Nothing was posted: apply it to the fee anyway, or dismiss it with a note."
+    )
+
+
+def _held_record(integration: Integration, held: list[tuple[VendorPayment, int, str]]) -> None:
+    """Keep movements the door held, once per vendor id (a re-pull, or one staff have
+    already dismissed, changes nothing)."""
+    vendor = integration.vendor_name
+    HeldMovement.objects.bulk_create(
+        [
+            HeldMovement(
+                integration=integration,
+                fee_id=fee_id,
+                fee_ref=p.fee_ref,
+                vendor_ref=p.payment_id,
+                kind=str(p.kind),
+                amount=p.amount,
+                closed=p.closed,
+                refers_to=p.refers_to or "",
+                occurred_at=p.occurred_at,
+                student_number=p.student_id,
+                reason=reason,
+                detail=_held_detail(vendor, p, reason),
+            )
+            for p, fee_id, reason in held
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def _refund_finding(integration: Integration, p: VendorPayment, fee_id: int | None) -> None:
+    """A refund made at the vendor leaves the fee owed again; staff decide whether it
+    stays owed or the rest is waived (the finding's two actions on the dashboard)."""
+    vendor = integration.vendor_name
+    due = (
+        Fee.objects.filter(pk=fee_id).values_list("balance", flat=True).first()
+        if fee_id is not None
+        else None
+    )
+    owed = f" ${due} is owed on it again." if due is not None else ""
+    discrepancy_record(
+        integration=integration,
+        kind=Discrepancy.Kind.REFUNDED_AT_VENDOR,
+        fee_id=fee_id,
+        fee_ref=p.fee_ref,
+        vendor_ref=p.payment_id,
+        detail=f"Refunded at {vendor}: ${p.amount} of payment {p.refers_to or '(unknown)'} "
+        f"on fee {p.fee_ref} was given back.{owed} Keep it owed, or waive the rest.",
+    )
+
+
 def payments_record(
     *,
     integration: Integration,
@@ -403,8 +568,11 @@ def payments_record(
     adapter: VendorAdapter | None = None,
 ) -> None:
     """Record a page of vendor payments through the ledger's one door, each exactly once,
-    and count what became of them; what was not posted is a finding for staff, and is told
-    back to the adapter (`movements_refused`: a file exchange writes its rejects file)."""
+    and count what became of them. The door holds what the vendor may not settle (a fee
+    outside its scope, or never sent to it): that is kept as a `HeldMovement` for staff.
+    What was refused is a finding for staff; both are told back to the adapter
+    (`movements_refused`: a file exchange writes its rejects file). A refund recorded is a
+    finding too: the fee is owed again, and staff decide what happens to it."""
     report.seen += len(payments)
     vendor = integration.vendor_name
     movements: list[Movement] = []
@@ -432,20 +600,30 @@ def payments_record(
                 student_number=p.student_id,
             )
         )
+    may_settle, why = _settle_rule(integration)
     source = MovementSource(
         external_source=integration.external_source,
         name=vendor,
         ledger_source=LedgerEntry.Source.VENDOR,
+        may_settle=may_settle,
     )
     recorded = iter(movements_record(source=source, movements=movements))
     refused: list[RefusedMovement] = []
+    held: list[tuple[VendorPayment, int, str]] = []
     for i, p in enumerate(payments):
         outcome = unknown[i] if i in unknown else next(recorded)
         if outcome.status == OutcomeStatus.RECORDED:
             report.recorded += 1
             report.recorded_ids.append(p.payment_id)
+            if p.kind == MovementKind.REFUND:
+                _refund_finding(integration, p, outcome.fee_id)
         elif outcome.status == OutcomeStatus.ALREADY_RECORDED:
             report.already_recorded += 1
+        elif outcome.status == OutcomeStatus.HELD and outcome.fee_id is not None:
+            report.held += 1
+            reason = why.get(outcome.fee_id, HeldMovement.Reason.OUT_OF_SCOPE)
+            held.append((p, outcome.fee_id, reason))
+            refused.append(RefusedMovement(p, _held_detail(vendor, p, reason), held=True))
         else:
             report.unmatched += 1
             refused.append(
@@ -459,6 +637,8 @@ def payments_record(
                 vendor_ref=p.payment_id,
                 detail=outcome.reason,
             )
+    if held:
+        _held_record(integration, held)
     if refused and adapter is not None:
         adapter.movements_refused(refused)
 
@@ -493,6 +673,85 @@ def payments_pull(
             break
     Integration.objects.filter(pk=integration.pk).update(payments_pulled_at=timezone.now())
     return report
+
+
+@dataclass
+class PagePull:
+    """What one integration answered for a page (`payments_pull_within`): its report, its
+    error in plain words, or `late` (no answer before the page's deadline)."""
+
+    integration: Integration
+    report: PullReport | None = None
+    error: str = ""
+    late: bool = False
+
+
+def _fetch_payments(
+    adapter: VendorAdapter, student_ids: list[str], deadline: float
+) -> list[VendorPayment]:
+    """Runs in a pool thread: the vendor's answer only, no database (recording happens in
+    the caller's thread, so it sees the caller's transaction)."""
+    try:
+        payments: list[VendorPayment] = []
+        cursor: str | None = None
+        while True:
+            page = adapter.pull_payments(cursor=cursor, student_ids=student_ids, limit=1000)
+            payments.extend(page.payments)
+            cursor = page.cursor
+            if not page.has_more or time.monotonic() > deadline:
+                return payments
+    finally:
+        # Should an adapter ever touch the database, this thread's connection must not
+        # outlive it (Django opens one per thread and closes it only at a request's end).
+        connections.close_all()
+
+
+def payments_pull_within(
+    *, integrations: Sequence[Integration], student_ids: Sequence[str], seconds: float
+) -> list[PagePull]:
+    """Pull some students' payments from several integrations at once, all within one
+    deadline of `seconds` however many vendors are slow (a person is waiting on a page).
+
+    Each vendor is asked in a thread of its own with what is left of the deadline as its
+    timeout and deadline (retries included: `adapter_for`); what answered in time is
+    recorded here, through the one door, in the caller's thread. A vendor that did not
+    answer in time is `late`: its thread is left to end by its own timeout and its answer
+    is dropped (the next pull brings it in: recording is idempotent)."""
+    deadline = time.monotonic() + seconds
+    pool = ThreadPoolExecutor(
+        max_workers=max(1, len(integrations)), thread_name_prefix="feesync-page-pull"
+    )
+    futures: dict[Future[list[VendorPayment]], tuple[Integration, VendorAdapter]] = {}
+    try:
+        for integration in integrations:
+            adapter = adapter_for(integration, timeout=seconds)
+            future = pool.submit(_fetch_payments, adapter, list(student_ids), deadline)
+            futures[future] = (integration, adapter)
+        done, _ = wait(futures, timeout=max(0.0, deadline - time.monotonic()))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    pulls: list[PagePull] = []
+    for future, (integration, adapter) in futures.items():
+        pull = PagePull(integration)
+        pulls.append(pull)
+        if future not in done:
+            pull.late = True
+            continue
+        now = timezone.now()
+        try:
+            payments = future.result()
+        except VendorError as exc:
+            pull.error = exc.message
+            Integration.objects.filter(pk=integration.pk).update(
+                last_error=exc.message, last_error_at=now
+            )
+            continue
+        pull.report = PullReport(pages=1)
+        payments_record(
+            integration=integration, payments=payments, report=pull.report, adapter=adapter
+        )
+        Integration.objects.filter(pk=integration.pk).update(payments_pulled_at=now)
+    return pulls
 
 
 # --- validation ----------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ def _get_payments(integration: Integration) -> dict[str, int]:
         "recorded": r.recorded,
         "already_recorded": r.already_recorded,
         "unmatched": r.unmatched,
+        "held": r.held,
         "pages": r.pages,
     }
 
@@ -268,32 +269,39 @@ def pull_for_students(
 
 
 def pull_for_student_page(*, student: Student) -> list[tuple[int, str]]:
-    """The pull when staff open a student's fees: every enabled integration, that student
-    only, each within FEESYNC_STUDENT_PULL_BUDGET_SECONDS. Returns (message level, text)
-    pairs for the page; never raises for a vendor's trouble."""
+    """The pull when staff open a student's fees: every enabled integration at once, that
+    student only, all within FEESYNC_STUDENT_PAGE_DEADLINE_SECONDS however many vendors
+    are slow. Returns (message level, text) pairs for the page, one note for each vendor
+    that failed or did not answer in time; never raises for a vendor's trouble."""
     out: list[tuple[int, str]] = []
-    budget = settings.FEESYNC_STUDENT_PULL_BUDGET_SECONDS
-    for integration in Integration.objects.filter(enabled=True):
-        result = pull_for_students(
-            integration=integration,
-            student_numbers=[student.student_number],
-            trigger="fee page",
-            budget_seconds=budget,
-        )
-        if isinstance(result, str):
+    seconds = float(settings.FEESYNC_STUDENT_PAGE_DEADLINE_SECONDS)
+    enabled = Integration.objects.filter(enabled=True)
+    integrations = [i for i in enabled if Capability.PULL in i.kind.capabilities]
+    if not integrations:
+        return out
+    for pull in engine.payments_pull_within(
+        integrations=integrations, student_ids=[student.student_number], seconds=seconds
+    ):
+        vendor = pull.integration.vendor_name
+        if pull.late:
             out.append(
                 (
                     messages.WARNING,
-                    f"Payments at {integration.vendor_name} could not be checked just now: "
-                    f"{result} Payments made there may not show yet.",
+                    f"Payments at {vendor} could not be checked within {seconds:g} "
+                    f"second{'s' if seconds != 1 else ''}; payments made there may not show "
+                    "yet. They are brought in by the next check.",
                 )
             )
-        elif result.recorded:
+        elif pull.error:
             out.append(
                 (
-                    messages.INFO,
-                    f"{result.recorded} payment{'s' if result.recorded != 1 else ''} "
-                    f"brought in from {integration.vendor_name}.",
+                    messages.WARNING,
+                    f"Payments at {vendor} could not be checked just now: "
+                    f"{pull.error} Payments made there may not show yet.",
                 )
             )
+        elif pull.report and pull.report.recorded:
+            n = pull.report.recorded
+            text = f"{n} payment{'s' if n != 1 else ''} brought in from {vendor}."
+            out.append((messages.INFO, text))
     return out

@@ -7,6 +7,7 @@
 * `SyncedFee`: which version of a fee the vendor has acknowledged.
 * `TaskRun`: one run of an integration task (start, end, outcome, counts, error).
 * `Discrepancy`: what validation or a pull found and could not fix by itself.
+* `HeldMovement`: money a vendor reported for a fee it does not manage, held for staff.
 * `StudentVendorBalance` / `LunchBalance`: balances fetched from the vendor, with when.
 """
 
@@ -139,6 +140,13 @@ class Integration(models.Model):
         editable=False,
         help_text="While the vendor is failing, calls wait until then (capped exponential "
         "backoff with jitter) instead of hammering it.",
+    )
+    delivering_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="A delivery to this vendor is running until then at the latest (its lease): "
+        "a second one returns at once, so one vendor's backlog holds one worker, not all.",
     )
 
     # --- parent portal -----------------------------------------------------------------------
@@ -378,6 +386,7 @@ class Discrepancy(models.Model):
         PAYMENT_MISSED = "payment_missed", "Payment the pulls missed"
         UNMATCHED_PAYMENT = "unmatched_payment", "Vendor payment FeeSync cannot record"
         REJECTED_FEE = "rejected_fee", "Fee the vendor refused"
+        REFUNDED_AT_VENDOR = "refunded_at_vendor", "Refunded at the vendor"
 
     integration = models.ForeignKey(
         Integration, on_delete=models.CASCADE, related_name="discrepancies"
@@ -413,6 +422,73 @@ class Discrepancy(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.fee_ref or self.vendor_ref}"
+
+
+class HeldMovement(models.Model):
+    """A payment, waiver or refund a vendor reported for a fee it does not manage (outside
+    its scope, or never sent to it). Nothing was posted: staff apply it to the fee anyway
+    or dismiss it, with a note. It keeps everything the ledger's door needs to post it
+    later, and is held once per (integration, vendor id) however often it is pulled."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Waiting for staff"
+        APPLIED = "applied", "Applied to the fee"
+        CREDITED = "credited", "Held as the student's credit"
+        DISMISSED = "dismissed", "Dismissed"
+
+    class Reason(models.TextChoices):
+        OUT_OF_SCOPE = "out_of_scope", "The fee is outside this integration's scope"
+        NEVER_SENT = "never_sent", "The fee was never sent to this vendor"
+
+    integration = models.ForeignKey(
+        Integration, on_delete=models.CASCADE, related_name="held_movements"
+    )
+    fee = models.ForeignKey(Fee, on_delete=models.PROTECT, related_name="held_movements")
+    fee_ref = models.CharField(max_length=40)
+    vendor_ref = models.CharField(
+        "vendor's id", max_length=100, help_text="The vendor's id for this movement."
+    )
+    kind = models.CharField(max_length=20, help_text="payment, waiver, refund, void, restore")
+    amount = models.DecimalField(**MONEY)
+    closed = models.BooleanField(
+        default=False, help_text="The vendor said this payment settles the fee."
+    )
+    refers_to = models.CharField(
+        max_length=100, blank=True, help_text="For a refund or void: the payment it gives back."
+    )
+    occurred_at = models.DateTimeField(null=True, blank=True)
+    student_number = models.CharField(max_length=40, blank=True)
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    detail = models.TextField(help_text="Why it was held, in plain words.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    entry = models.ForeignKey(
+        "fees.LedgerEntry",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The ledger entry that posted it, once applied.",
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    resolution_note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "held vendor movement"
+        constraints = [
+            # Pulled again (every night, every page view) it is the same held movement.
+            models.UniqueConstraint(
+                fields=["integration", "vendor_ref"], name="one_held_movement_per_vendor_id"
+            )
+        ]
+        indexes = [models.Index(fields=["status", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.vendor_ref} of ${self.amount} on {self.fee_ref}"
 
 
 class FetchedBalance(models.Model):

@@ -31,6 +31,7 @@ from .jobs import tasks_for
 from .kinds.base import Capability
 from .models import (
     Discrepancy,
+    HeldMovement,
     Integration,
     MerchantAccountMapping,
     OutboxItem,
@@ -72,6 +73,10 @@ def sync_status(*, integration: Integration) -> dict[str, Any]:
         ).count(),
         "discrepancies_open": Discrepancy.objects.filter(
             integration=integration, resolved_at__isnull=True
+        ).count(),
+        # Money this vendor reported for fees it does not manage, waiting for staff.
+        "movements_held": HeldMovement.objects.filter(
+            integration=integration, status=HeldMovement.Status.OPEN
         ).count(),
         "last_error": integration.last_error,
         "tasks": tasks,
@@ -243,11 +248,17 @@ def audit_trail(integration: Integration, limit: int = 12) -> list[dict[str, Any
 
 def dashboard_records(*, integration: Integration) -> dict[str, Any]:
     """What the dashboard lists besides `sync_status`: whether a task is running now, the
-    parked changes, and the open findings (unmatched payments apart), 50 of each at most."""
+    parked changes, the open findings (unmatched payments apart) and the money held for
+    staff (movements on fees this vendor does not manage), 50 of each at most."""
     open_findings = Discrepancy.objects.filter(
         integration=integration, resolved_at__isnull=True
     ).order_by("-created_at")
     unmatched = open_findings.filter(kind=Discrepancy.Kind.UNMATCHED_PAYMENT)
+    held = (
+        HeldMovement.objects.filter(integration=integration, status=HeldMovement.Status.OPEN)
+        .select_related("integration")
+        .order_by("-created_at")
+    )
     return {
         "running": TaskRun.objects.filter(
             integration=integration, outcome=TaskRun.Outcome.RUNNING
@@ -260,6 +271,8 @@ def dashboard_records(*, integration: Integration) -> dict[str, Any]:
         "discrepancies": list(open_findings.exclude(kind=Discrepancy.Kind.UNMATCHED_PAYMENT)[:50]),
         "unmatched": list(unmatched[:50]),
         "unmatched_count": unmatched.count(),
+        "held": list(held[:50]),
+        "held_count": held.count(),
     }
 
 

@@ -5,6 +5,7 @@ The tasks themselves (what they are and how a run is recorded) are in `apps.vend
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -27,6 +28,7 @@ from .kinds.base import (
     Capability,
     CheckResult,
     Setting,
+    VendorError,
     VendorFee,
 )
 from .models import Discrepancy, Integration, option_json
@@ -224,11 +226,18 @@ def vendor_unpaid_fees_that_would_duplicate(
 ) -> list[VendorFee]:
     """Unpaid fees already at the vendor that FeeSync did not send: the vendors advise
     purging them before enabling, or parents would see both. Raises VendorError."""
-    # A person waits on the setup page for this: a short timeout, not the task's.
-    adapter = engine.adapter_for(integration, timeout=5)
+    # A person waits on the setup page for this: one short deadline for every page of it
+    # (retries included), not the task's timeout per call.
+    seconds = 5.0
+    adapter = engine.adapter_for(integration, timeout=seconds)
+    deadline = time.monotonic() + seconds
     found: list[VendorFee] = []
     cursor = None
     while len(found) < limit:
+        if time.monotonic() > deadline:
+            raise VendorError(
+                f"{integration.vendor_name} did not list its fees within {seconds:g} seconds."
+            )
         page = adapter.list_fees(cursor=cursor)
         found.extend(f for f in page.fees if f.foreign and f.amount_due > 0)
         cursor = page.cursor

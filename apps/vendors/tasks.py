@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.conf import settings
 from django.utils import timezone
 
 from . import engine, jobs
@@ -19,7 +20,11 @@ logger = logging.getLogger(__name__)
 @shared_task(acks_late=True, ignore_result=True)
 def deliver_outbox(integration_id: int) -> None:
     try:
-        engine.deliver(integration_id=integration_id)
+        # Bounded: a big backlog is sent a few batches per task, each queueing the next, so
+        # the workers take turns between vendors (see engine.deliver). Queue: "delivery".
+        engine.deliver(
+            integration_id=integration_id, max_batches=settings.FEESYNC_DELIVERY_BATCHES_PER_TASK
+        )
     except CredentialsUnreadable as exc:
         # Retrying cannot help until staff act; they read why on the dashboard (and the
         # changes stay waiting, to be sent once the credentials can be read again).
@@ -32,16 +37,20 @@ def deliver_outbox(integration_id: int) -> None:
 @shared_task(acks_late=True, ignore_result=True)
 def sweep_outbox() -> None:
     """Every minute: trigger delivery wherever changes are due (after an outage, a crash,
-    a lost task), so a backlog drains by itself."""
+    a lost task), so a backlog drains by itself. One task per integration, however many
+    fees wait; none for an integration backing off (its delivery would only return)."""
     now = timezone.now()
     due = (
         OutboxItem.objects.filter(
             state=OutboxItem.State.PENDING, next_attempt_at__lte=now, integration__enabled=True
         )
+        .exclude(integration__backoff_until__gt=now)
+        # Without order_by() the model's ordering by id joins the DISTINCT: one row per fee.
+        .order_by()
         .values_list("integration_id", flat=True)
         .distinct()
     )
-    for integration_id in due:
+    for integration_id in list(due):
         deliver_outbox.delay(integration_id)
 
 

@@ -30,8 +30,9 @@ from django.urls import reverse
 
 from apps.common.admin import staff_user
 from apps.fees.models import Fee
+from apps.fees.roles import can_post_money
 
-from . import engine, services
+from . import engine, findings, services
 from .display import check_shown, duration, long_date, option_shown, plural, when
 from .forms import (
     AccountMappingForm,
@@ -101,6 +102,16 @@ def may_run(user: Any) -> bool:
 
 def may_resolve(user: Any) -> bool:
     return bool(user.has_perm("vendors.change_discrepancy"))
+
+
+def may_act_on_held(user: Any) -> bool:
+    """Applying or dismissing money a vendor reported: district admins and fees clerks
+    (who post money); support staff only look."""
+    return bool(user.has_perm("vendors.change_heldmovement") and can_post_money(user))
+
+
+def may_waive(user: Any) -> bool:
+    return may_resolve(user) and can_post_money(user)
 
 
 # --- the page frame ----------------------------------------------------------------------------
@@ -610,6 +621,10 @@ class DashboardPages(Pages):
                 "discrepancies": records["discrepancies"],
                 "unmatched": records["unmatched"],
                 "unmatched_count": records["unmatched_count"],
+                "held": records["held"],
+                "held_count": records["held_count"],
+                "may_act_on_held": may_act_on_held(request.user),
+                "may_waive": may_waive(request.user),
                 "links": {
                     "in_scope": self._fees_in_scope_url(integration),
                     "acknowledged": changelist("syncedfee", integration__id__exact=pk),
@@ -628,6 +643,7 @@ class DashboardPages(Pages):
                         kind="unmatched_payment",
                     ),
                     "runs": changelist("taskrun", integration__id__exact=pk),
+                    "held": changelist("heldmovement", integration__id__exact=pk, status="open"),
                 },
                 "resolve_form": DiscrepancyResolveForm(auto_id=False),
                 "send_fees_label": TASKS["send-fees"].label,
@@ -688,13 +704,20 @@ class DashboardPages(Pages):
     ) -> HttpResponse:
         integration = self._integration(request, object_id)
         discrepancy = Discrepancy.objects.filter(pk=discrepancy_id, integration=integration).first()
-        if discrepancy is None or action not in ("resend", "resolve"):
+        actions: dict[str, Callable[[Any], bool]] = {
+            "resend": may_run,
+            "resolve": may_resolve,
+            "keep-owed": may_resolve,
+            "waive-rest": may_waive,
+        }
+        if discrepancy is None or action not in actions:
             raise Http404("No such finding.")
-        allowed = may_run if action == "resend" else may_resolve
-        if not allowed(request.user):
+        if not actions[action](request.user):
             raise PermissionDenied
         if request.method != "POST":
             return HttpResponseRedirect(self._dashboard(integration, "discrepancies"))
+        if action in ("keep-owed", "waive-rest"):
+            return self._refund_answer(request, integration, discrepancy, action)
         anchor = (
             "unmatched"
             if discrepancy.kind == Discrepancy.Kind.UNMATCHED_PAYMENT
@@ -727,6 +750,26 @@ class DashboardPages(Pages):
                 f"({discrepancy.fee_ref or discrepancy.vendor_ref}) marked resolved.",
             )
         return HttpResponseRedirect(self._dashboard(integration, anchor))
+
+    def _refund_answer(
+        self, request: HttpRequest, integration: Integration, discrepancy: Discrepancy, action: str
+    ) -> HttpResponse:
+        """A refund at the vendor: keep the fee owed, or waive the rest (one click each)."""
+        try:
+            if action == "keep-owed":
+                findings.refund_keep_owed(discrepancy=discrepancy, user=request.user)
+                text = f"Fee {discrepancy.fee_ref} stays owed after the refund."
+            else:
+                waiver = findings.refund_waive_rest(discrepancy=discrepancy, user=request.user)
+                text = (
+                    f"The rest of fee {discrepancy.fee_ref} (${waiver.amount}) is waived "
+                    f"after the refund at {integration.vendor_name}."
+                )
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        else:
+            messages.success(request, text)
+        return HttpResponseRedirect(self._dashboard(integration, "discrepancies"))
 
     @staticmethod
     def _dashboard(integration: Integration, anchor: str = "") -> str:

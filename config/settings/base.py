@@ -191,6 +191,12 @@ FEESYNC_SWEEP_SECONDS = env.float("FEESYNC_SWEEP_SECONDS", default=60)
 CELERY_BEAT_SCHEDULE = {
     "sweep-outbox": {"task": "apps.vendors.tasks.sweep_outbox", "schedule": FEESYNC_SWEEP_SECONDS},
 }
+# Deliveries to vendors have a queue of their own, so that long tasks (nightly validation,
+# exports, bulk jobs) on the default queue never hold up a fee on its way to a vendor. Every
+# worker that should deliver consumes it: `celery -A config worker -Q celery,delivery`
+# (Procfile, tests/sync/conftest.py); the Procfile also runs a worker for it alone.
+# https://docs.celeryq.dev/en/stable/userguide/routing.html
+CELERY_TASK_ROUTES = {"apps.vendors.tasks.deliver_outbox": {"queue": "delivery"}}
 
 # --- Security --------------------------------------------------------------------------
 # django-axes pauses sign-in after repeated wrong passwords (config/security/throttle.py;
@@ -246,7 +252,14 @@ FEESYNC_DELIVERY_MAX_ATTEMPTS = env.int("FEESYNC_DELIVERY_MAX_ATTEMPTS", default
 FEESYNC_DELIVERY_LEASE_SECONDS = env.int("FEESYNC_DELIVERY_LEASE_SECONDS", default=120)
 FEESYNC_BACKOFF_BASE_SECONDS = env.float("FEESYNC_BACKOFF_BASE_SECONDS", default=5)
 FEESYNC_BACKOFF_CAP_SECONDS = env.float("FEESYNC_BACKOFF_CAP_SECONDS", default=1800)
-FEESYNC_STUDENT_PULL_BUDGET_SECONDS = env.float("FEESYNC_STUDENT_PULL_BUDGET_SECONDS", default=3)
+# Batches one delivery task sends before queueing the next (engine.deliver: vendors take
+# turns on the workers).
+FEESYNC_DELIVERY_BATCHES_PER_TASK = env.int("FEESYNC_DELIVERY_BATCHES_PER_TASK", default=10)
+# Opening a student's fees pulls from every vendor at once; the page waits this long in all,
+# however many vendors are slow (each one that did not answer gets a note on the page).
+FEESYNC_STUDENT_PAGE_DEADLINE_SECONDS = env.float(
+    "FEESYNC_STUDENT_PAGE_DEADLINE_SECONDS", default=2
+)
 
 # Demo data password (seed_demo); DESIGN.md command contract.
 DEMO_PASSWORD = env("DEMO_PASSWORD", default="feesync-demo")

@@ -132,6 +132,8 @@ class Worker:
                 str(Path(self.tmp) / "beat-schedule"),
                 "--loglevel",
                 "INFO",
+                "-Q",
+                "celery,delivery",  # deliveries have a queue of their own
                 "--concurrency",
                 "2",
                 "--without-gossip",
@@ -213,29 +215,44 @@ def live_worker(celery_worker_process, transactional_db, settings) -> Iterator[W
     app.conf.task_always_eager = True
 
 
+def integration_for(box: Sandbox, **overrides: Any) -> Integration:
+    """An enabled integration wired to `box`, everything in scope from July 2026 on
+    (`categories=[...]` narrows it)."""
+    fields: dict[str, Any] = {
+        "vendor_kind": box.kind,
+        "slug": f"{box.kind}-test",
+        "name": "Test",
+        "enabled": True,
+        "service_url": box.service_url,
+        "timeout_seconds": 3,
+        "import_after": dt.date(2026, 7, 1),
+        "lunch_balance_threshold": Decimal("5.00"),
+    }
+    fields.update(overrides)
+    categories = fields.pop("categories", [])
+    integration = Integration(**fields)
+    integration.credentials = (
+        {"username": "feesync", "password": "sandbox-secret"}
+        if box.kind == "payschools"
+        else {"api_key": "sandbox-key"}
+    )
+    integration.save()
+    integration.categories.set(categories)
+    return integration
+
+
 @pytest.fixture
 def make_integration(sandbox: Sandbox) -> Callable[..., Integration]:
     def make(**overrides: Any) -> Integration:
-        fields: dict[str, Any] = {
-            "vendor_kind": sandbox.kind,
-            "slug": f"{sandbox.kind}-test",
-            "name": "Test",
-            "enabled": True,
-            "service_url": sandbox.service_url,
-            "timeout_seconds": 3,
-            "import_after": dt.date(2026, 7, 1),
-            "lunch_balance_threshold": Decimal("5.00"),
-        }
-        fields.update(overrides)
-        categories = fields.pop("categories", [])
-        integration = Integration(**fields)
-        integration.credentials = (
-            {"username": "feesync", "password": "sandbox-secret"}
-            if sandbox.kind == "payschools"
-            else {"api_key": "sandbox-key"}
-        )
-        integration.save()
-        integration.categories.set(categories)
-        return integration
+        return integration_for(sandbox, **overrides)
 
     return make
+
+
+@pytest.fixture
+def both_sandboxes() -> Iterator[dict[str, Sandbox]]:
+    """Every vendor's sandbox at once, by kind (for what happens between vendors)."""
+    boxes = {kind: Sandbox(kind) for kind in VENDORS}
+    yield boxes
+    for box in boxes.values():
+        box.stop()

@@ -77,6 +77,17 @@ class AdapterConfig:
     #: The integration's stored options (the kind's declared non-secret settings), merged
     #: over the declared initial values.
     options: dict[str, Any] = field(default_factory=dict)
+    #: When a person is waiting (a page), the `time.monotonic()` by which every call of this
+    #: adapter must have ended, its own retries and their pauses included; None otherwise.
+    #: An adapter that retries stops retrying by then (`seconds_left`).
+    deadline: float | None = None
+
+    def seconds_left(self, budget: float) -> float:
+        """`budget` seconds (an adapter's own retry budget), cut to what is left before
+        `deadline`; never below zero."""
+        if self.deadline is None:
+            return budget
+        return max(0.0, min(budget, self.deadline - time.monotonic()))
 
 
 @dataclass(frozen=True)

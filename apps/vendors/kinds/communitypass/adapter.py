@@ -20,7 +20,9 @@ Options (`AdapterConfig.options`): `max_retries` (default 4), `retry_budget` (se
 waiting per call, default 20), `max_retry_after` (cap on one Retry-After, default 30),
 `backoff_base` / `backoff_cap` (seconds, defaults 0.5 / 8: exponential backoff with
 jitter when the vendor gives no Retry-After), `connect_timeout` (default: the smaller of
-the timeout and 5 s), `page_size` (list_fees, default 1000).
+the timeout and 5 s), `page_size` (list_fees, default 1000). When a person is waiting
+(`AdapterConfig.deadline`, a page's deadline), retries and every attempt end by then,
+whatever the retry budget.
 """
 
 from __future__ import annotations
@@ -219,7 +221,10 @@ class CommunityPassAdapter(VendorAdapter):
             headers["Content-Type"] = "application/json"
             data = json.dumps(body, separators=(",", ":")).encode()
         url = f"{self.api_root}{path}"
-        deadline = time.monotonic() + (self.retry_budget if budget is None else budget)
+        # The page that called (if any) caps the retry budget: a person waits on it.
+        deadline = time.monotonic() + self.config.seconds_left(
+            self.retry_budget if budget is None else budget
+        )
         attempt = 0
         while True:
             attempt += 1
@@ -252,9 +257,14 @@ class CommunityPassAdapter(VendorAdapter):
         data: bytes | None,
         headers: dict[str, str],
     ) -> Any:
+        timeouts = self.timeouts
+        if self.config.deadline is not None:
+            # A retry late in a page's deadline gets only what is left of it.
+            left = max(0.1, self.config.deadline - time.monotonic())
+            timeouts = (min(timeouts[0], left), min(timeouts[1], left))
         try:
             response = self.session.request(
-                method, url, params=params, data=data, headers=headers, timeout=self.timeouts
+                method, url, params=params, data=data, headers=headers, timeout=timeouts
             )
         except requests.exceptions.ConnectTimeout as exc:  # before "Timeout": it is both
             raise _Failure(self._unreachable("the connection timed out"), retryable=True) from exc

@@ -4,6 +4,7 @@ control API."""
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import time
 from collections.abc import Callable
@@ -487,6 +488,24 @@ def test_the_retry_budget_bounds_the_waiting(
         adapter.pull_payments()
     assert 1.0 <= time.monotonic() - started < 3.0
     assert info.value.retry_after == 1 and requests_to(communitypass_control, PAYMENTS) == 2
+
+
+def test_the_deadline_of_the_page_that_called_ends_the_retries(
+    make_communitypass_adapter: MakeAdapter, communitypass_control: SandboxControl
+) -> None:
+    """A page's deadline wins over the adapter's own 20-second retry budget (issue 10,
+    item 11c): `engine.adapter_for(integration, timeout=...)` sets it."""
+    # Left to itself: 40 retries about 0.2 s apart, within its 20-second budget.
+    adapter = make_communitypass_adapter(
+        max_retries=40, retry_budget=20.0, backoff_base=0.3, backoff_cap=0.3
+    )
+    adapter.config = dataclasses.replace(adapter.config, deadline=time.monotonic() + 1.0)
+    communitypass_control.faults("error")  # a 500 without Retry-After: retried
+    started = time.monotonic()
+    with pytest.raises(VendorError):
+        adapter.pull_payments()
+    assert time.monotonic() - started < 2.0
+    assert 2 <= requests_to(communitypass_control, PAYMENTS) < 10
 
 
 @pytest.mark.parametrize(("status", "permanent"), [(400, True), (404, False), (422, True)])

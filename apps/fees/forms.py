@@ -14,7 +14,6 @@ from typing import Any, cast
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.widgets import AdminDateWidget, AdminRadioSelect, AutocompleteSelect
-from django.core.exceptions import ValidationError
 from django.db.models import F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -24,65 +23,15 @@ from apps.accounts.models import MerchantAccount
 from apps.categories.models import FeeCategory
 from apps.students.models import Student, StudentList
 
-from .models import MONEY, ZERO, Fee, FeeAssignment, LedgerEntry
+from .models import ZERO, Fee, FeeAssignment, LedgerEntry
+from .money import MoneyField, MoneyInput
+
+__all__ = ["MoneyField", "MoneyInput", "dollars"]  # MoneyField lives in money.py
 
 
 def dollars(amount: Decimal) -> str:
     """$1,234.50: money as a clerk reads it."""
     return f"${amount:,.2f}"
-
-
-class MoneyInput(forms.TextInput):
-    """A plain text box: the browser must not round or refuse what was typed, the server
-    says what is wrong with it."""
-
-    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
-        super().__init__(
-            {"inputmode": "decimal", "autocomplete": "off", "size": 12, **(attrs or {})}
-        )
-
-
-class MoneyField(forms.DecimalField):
-    """Dollars and cents: at most two decimal places, never negative, more than zero."""
-
-    widget = MoneyInput
-    default_error_messages = {
-        "invalid": "Enter an amount in dollars and cents, like 20.00.",
-        "max_decimal_places": "Money is kept to the cent: use at most two decimal places.",
-        "max_digits": "That amount is larger than FeeSync can hold.",
-        "max_whole_digits": "That amount is larger than FeeSync can hold.",
-        "negative": "The amount cannot be negative.",
-        "zero": "The amount must be more than $0.00.",
-    }
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs["max_digits"] = MONEY["max_digits"]
-        kwargs["decimal_places"] = MONEY["decimal_places"]
-        kwargs.pop("min_value", None)
-        kwargs.pop("max_value", None)
-        kwargs.pop("step_size", None)
-        super().__init__(**kwargs)
-
-    # The stub types IntegerField.to_python as returning int (and ignores DecimalField's own).
-    def to_python(self, value: Any) -> Decimal | None:  # type: ignore[override]
-        # Clerks type what is on the check: "$1,250.00".
-        if isinstance(value, str):
-            value = value.strip().replace(",", "").removeprefix("$").strip()
-        return super().to_python(value)
-
-    def validate(self, value: Decimal | None) -> None:
-        # Django's DecimalField.validate takes None (its required check); the stub says Decimal.
-        super().validate(value)  # type: ignore[arg-type]
-        if value is None:
-            return
-        if value < 0:
-            raise ValidationError(self.error_messages["negative"], code="negative")
-        if value == 0:
-            raise ValidationError(self.error_messages["zero"], code="zero")
-
-    def widget_attrs(self, widget: forms.Widget) -> dict[str, Any]:
-        # DecimalField would add step/min for a number input; a text box needs neither.
-        return forms.Field.widget_attrs(self, widget)
 
 
 def _date_widget() -> AdminDateWidget:

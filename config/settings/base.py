@@ -248,6 +248,15 @@ FEESYNC_BACKOFF_BASE_SECONDS = env.float("FEESYNC_BACKOFF_BASE_SECONDS", default
 FEESYNC_BACKOFF_CAP_SECONDS = env.float("FEESYNC_BACKOFF_CAP_SECONDS", default=1800)
 FEESYNC_STUDENT_PULL_BUDGET_SECONDS = env.float("FEESYNC_STUDENT_PULL_BUDGET_SECONDS", default=3)
 
+# The ledger (apps/fees). Money a vendor, a file or the partner API has already taken that
+# is more than a fee owes becomes the student's credit; with FEESYNC_AUTO_APPLY_CREDIT on, new
+# credit is applied at once to the student's oldest open fee (oldest due date, then fee
+# date); off, staff apply or refund it from the student's page.
+FEESYNC_AUTO_APPLY_CREDIT = env.bool("FEESYNC_AUTO_APPLY_CREDIT", default=False)
+# Fee, due and import-after dates more than this many years before or after today are
+# refused as typos.
+FEESYNC_DATE_WINDOW_YEARS = env.int("FEESYNC_DATE_WINDOW_YEARS", default=5)
+
 # Demo data password (seed_demo); DESIGN.md command contract.
 DEMO_PASSWORD = env("DEMO_PASSWORD", default="feesync-demo")
 

@@ -185,7 +185,7 @@ def test_a_bad_movement_in_a_batch_fails_alone():
     assert outcomes[1].reason == "$11.00 is more than is owed on this fee ($10.00)."
     assert outcomes[1].fee_id == b.pk
     assert "NOPE-1" in outcomes[2].reason
-    assert outcomes[3].reason == "Amount cannot be negative."
+    assert outcomes[3].reason == "Amount “-5.00” cannot be negative."
     assert "more than two decimal places" in outcomes[4].reason
     for fee in (a, b, c, d):
         fee.refresh_from_db()

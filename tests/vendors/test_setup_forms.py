@@ -422,9 +422,14 @@ def test_community_pass_refuses_an_import_after_date_before_both_tests_pass(dist
     [
         ({"button_url": "parents.payschools"}, "is not a web address"),
         ({"lunch_payment_url": "ftp://lunch.example"}, "is not a web address"),
-        ({"lunch_balance_threshold": "-1.00"}, "The lunch balance threshold cannot be negative."),
-        ({"lunch_balance_threshold": "1.005"}, "Ensure that there are no more than 2 decimal"),
-        ({"lunch_balance_threshold": "five"}, "Enter a number."),
+        (
+            {"lunch_balance_threshold": "-1.00"},
+            "Lunch balance threshold “-1.00” cannot be negative.",
+        ),
+        ({"lunch_balance_threshold": "1.005"}, "“1.005” has more than two decimal places"),
+        ({"lunch_balance_threshold": "five"}, "Lunch balance threshold “five” is not a number."),
+        ({"lunch_balance_threshold": "5,00"}, "“5,00” uses a comma as the decimal mark"),
+        ({"lunch_balance_threshold": "1e1"}, "“1e1” uses exponent notation"),
         (
             {"show_lunch_balance": "on", "sync_lunch_balance": ""},
             "Lunch balances can be shown only if they are synced from the vendor.",

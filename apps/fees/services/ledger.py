@@ -18,15 +18,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.db.models.functions import Coalesce
 from django.dispatch import Signal
+from django.utils import timezone
 
 from apps.accounts.models import MerchantAccount
 from apps.categories.models import FeeCategory
@@ -39,6 +41,7 @@ from ..models import (
     FeeAssignment,
     LedgerEntry,
 )
+from ..money import CENT, MAX_MONEY, MoneyError, parse_money
 
 #: Sent inside the transaction of every change a vendor must see.
 #: kwargs: `fee_ids` (list[int]), `reason` (str: created, changed, paid, waived, refunded,
@@ -47,8 +50,7 @@ from ..models import (
 fee_changed = Signal()
 
 Kind = LedgerEntry.Kind
-MAX_AMOUNT = Decimal("9999999999.99")
-CENT = Decimal("0.01")
+MAX_AMOUNT = MAX_MONEY
 #: Rows per INSERT in the set-wise services (bulk.py, outside.py).
 BATCH = 2000
 
@@ -81,26 +83,34 @@ class Origin:
 
 
 def to_money(value: Any, *, label: str = "Amount", allow_zero: bool = False) -> Decimal:
-    """Parse a money amount: a Decimal with at most two places, not negative, not float."""
-    if isinstance(value, float):
-        raise LedgerError(f"{label} must be given as a decimal, not a floating-point number.")
+    """An amount for the ledger, read by the one strict parser (`apps.fees.money`): to the
+    cent, never negative, never a float. Refused as a `LedgerError` naming the value."""
     try:
-        amount = Decimal(str(value).strip().replace(",", "").lstrip("$"))
-    except (InvalidOperation, ValueError):
-        raise LedgerError(f"{label} “{value}” is not a number.") from None
-    if not amount.is_finite():
-        raise LedgerError(f"{label} “{value}” is not a number.")
-    if abs(amount) < MAX_AMOUNT and amount != amount.quantize(CENT):
+        return parse_money(value, label=label, allow_zero=allow_zero)
+    except MoneyError as exc:
+        raise LedgerError(exc.message) from None
+
+
+def date_in_window(value: date, *, label: str) -> date:
+    """A date staff or a setup typed, within FEESYNC_DATE_WINDOW_YEARS of today either way:
+    a fee dated 2206 or 1926 is a typo, and once sent to a vendor it is hard to take back."""
+    years = settings.FEESYNC_DATE_WINDOW_YEARS
+    today = timezone.localdate()
+    earliest, latest = _years_from(today, -years), _years_from(today, years)
+    if not earliest <= value <= latest:
+        when = "ago" if value < earliest else "ahead"
         raise LedgerError(
-            f"{label} {value} has more than two decimal places; money is kept to the cent."
+            f"{label} {value:%m/%d/%Y} is more than {years} years {when}; FeeSync takes "
+            f"dates from {earliest:%m/%d/%Y} to {latest:%m/%d/%Y}."
         )
-    if amount < 0:
-        raise LedgerError(f"{label} cannot be negative.")
-    if amount == 0 and not allow_zero:
-        raise LedgerError(f"{label} must be more than $0.00.")
-    if amount > MAX_AMOUNT:
-        raise LedgerError(f"{label} is larger than FeeSync can hold.")
-    return amount.quantize(CENT)
+    return value
+
+
+def _years_from(day: date, years: int) -> date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # February 29th in a year that has none
+        return day.replace(year=day.year + years, day=28)
 
 
 def _require(text: str, label: str) -> str:
@@ -108,6 +118,14 @@ def _require(text: str, label: str) -> str:
     if not text:
         raise LedgerError(f"{label} is required.")
     return text
+
+
+def _check_dates(fee_date: date, due_date: date | None) -> None:
+    date_in_window(fee_date, label="The fee date")
+    if due_date is not None:
+        date_in_window(due_date, label="The due date")
+        if due_date < fee_date:
+            raise LedgerError("The due date cannot be before the fee date.")
 
 
 def _check_category_and_account(category: FeeCategory, merchant_account: MerchantAccount) -> None:
@@ -287,7 +305,11 @@ def fee_create(
     amount = to_money(amount)
     description = _require(description, "Description")
     _check_category_and_account(category, merchant_account)
-    if due_date and due_date < fee_date:
+    if assignment is None:
+        # An assignment's dates were checked when it was made; a student joining its
+        # activity years later is still charged as it says.
+        _check_dates(fee_date, due_date)
+    elif due_date and due_date < fee_date:
         raise LedgerError("The due date cannot be before the fee date.")
     fee = Fee.objects.create(
         student=student,
@@ -332,6 +354,7 @@ def fee_change(
         fee.description = _require(description, "Description")
         changed = True
     if due_date is not None and due_date != fee.due_date:
+        date_in_window(due_date, label="The due date")
         if due_date < fee.fee_date:
             raise LedgerError("The due date cannot be before the fee date.")
         fee.due_date = due_date

@@ -4,7 +4,9 @@ apps/fees write ledger rows").
 - `ledger`: the core postings on one fee (charge, change, payment, waiver, void, refund,
   reversal) and the `fee_changed` signal the sync engine listens to;
 - `bulk`: fees for lists of students and the background bulk jobs;
-- `outside`: the one door for money from outside FeeSync (`movements_record`).
+- `outside`: the one door for money from outside FeeSync (`movements_record`);
+- `credit`: the student's credit (money taken beyond what a fee owed): apply, refund,
+  auto-apply.
 
 Import from here: `from apps.fees.services import payment_take`.
 """
@@ -18,6 +20,13 @@ from .bulk import (
     fees_void_bulk,
     student_list_from_assignment,
     unpaid_fees,
+)
+from .credit import (
+    credit_apply,
+    credit_auto_apply,
+    credit_entries,
+    credit_refund,
+    student_credit,
 )
 from .ledger import (
     LedgerError,
@@ -55,7 +64,11 @@ __all__ = [
     "assignment_create",
     "bulk_job_run",
     "bulk_job_start",
+    "credit_apply",
+    "credit_auto_apply",
+    "credit_entries",
     "credit_kind_totals",
+    "credit_refund",
     "credit_reverse",
     "date_in_window",
     "fee_change",
@@ -70,6 +83,7 @@ __all__ = [
     "movements_record",
     "payment_refund",
     "payment_take",
+    "student_credit",
     "student_list_from_assignment",
     "to_money",
     "unpaid_fees",

@@ -40,6 +40,7 @@ from ..models import (
     Fee,
     FeeAssignment,
     LedgerEntry,
+    StudentCredit,
 )
 from ..money import CENT, MAX_MONEY, MoneyError, parse_money
 
@@ -194,19 +195,56 @@ def _outstanding_debits(fee: Fee) -> list[tuple[LedgerEntry, Decimal]]:
     return [(d, d.amount - d.applied) for d in debits if d.amount - d.applied > 0]
 
 
-def _apply(credit: LedgerEntry, fee: Fee, amount: Decimal) -> None:
+def _apply(credit: LedgerEntry, fee: Fee, amount: Decimal, *, manual: bool = False) -> None:
     """Allocate `amount` of `credit` to the fee's unsettled debits, oldest first."""
     left = amount
     rows = []
     for debit, open_ in _outstanding_debits(fee):
         take = min(open_, left)
-        rows.append(Allocation(credit=credit, debit=debit, amount=take))
+        rows.append(Allocation(credit=credit, debit=debit, amount=take, manual=manual))
         left -= take
         if left == 0:
             break
     if left != 0:  # The caller checked the balance under lock; this is a broken invariant.
         raise LedgerError("The fee's entries do not add up; run ledger_check.")
     Allocation.objects.bulk_create(rows)
+
+
+# --- the student's credit ---------------------------------------------------------------------
+# Lock order, everywhere: the fees first (in id order when there are several), then the
+# student's credit row. Every path that touches both follows it, so none waits on another
+# in a circle.
+
+#: Where money comes from that was taken before FeeSync heard of it: never refused for being
+#: more than a fee owes (the rest is the student's credit). Staff at the office are refused.
+TAKEN_OUTSIDE = frozenset(
+    {LedgerEntry.Source.VENDOR, LedgerEntry.Source.PARTNER_API, LedgerEntry.Source.FILE_DROP}
+)
+
+
+def _credit_account(student_id: int) -> StudentCredit:
+    """The student's credit row, locked (created at nothing the first time)."""
+    account, _ = StudentCredit.objects.select_for_update().get_or_create(student_id=student_id)
+    return account
+
+
+def _credit_change(account: StudentCredit, delta: Decimal) -> None:
+    """Move the student's credit by `delta`; the entries and allocations are posted already."""
+    before = account.amount
+    account.amount = (before + delta).quantize(CENT)
+    if account.amount < 0:  # every caller checked under the same lock
+        raise LedgerError("The student's credit does not add up; run ledger_check.")
+    if before == 0 and account.amount > 0:
+        account.since = timezone.now()
+    elif account.amount == 0:
+        account.since = None
+    account.save(update_fields=["amount", "since", "updated_at"])
+
+
+def unallocated(entry: LedgerEntry) -> Decimal:
+    """What of this credit entry no charge has taken: for a payment, the student's credit."""
+    taken: Decimal = entry.allocations_out.aggregate(s=Coalesce(Sum("amount"), ZERO))["s"]
+    return (entry.amount - taken).quantize(CENT)
 
 
 def credit_kind_totals(fee: Fee) -> dict[str, Decimal]:
@@ -455,24 +493,31 @@ def _payment_take(
     _refuse_repeat(origin)
     if fee.status == Fee.Status.VOIDED:
         raise LedgerError("This fee was voided; it cannot take a payment.")
-    if amount > fee.balance:
+    taken_outside = origin.source in TAKEN_OUTSIDE
+    if amount > fee.balance and not taken_outside:
         raise LedgerError(
             f"${amount} is more than is owed on this fee (${fee.balance})."
             if fee.balance
             else "Nothing is owed on this fee."
         )
     by_vendor = origin.source == LedgerEntry.Source.VENDOR
-    entry = _credit(
+    # Money already taken is posted whole: what the fee owed is allocated to it, the rest
+    # stays unallocated on the entry and is the student's credit.
+    owed = min(amount, fee.balance)
+    entry = _post(
         fee=fee,
         kind=Kind.PAYMENT,
         amount=amount,
         origin=origin,
-        reason_label="paid",
-        lock_amount=by_vendor,
         method=method,
         check_number=check_number,
         reason=note,
     )
+    if owed > 0:
+        _apply(entry, fee, owed)
+    _settle(fee, origin=origin, reason="paid", balance_delta=-owed, lock_amount=by_vendor)
+    if amount > owed:
+        _credit_change(_credit_account(fee.student_id), amount - owed)
     if closed and fee.balance > 0:
         settle_origin = Origin(user=origin.user, source=origin.source)
         _credit(
@@ -570,7 +615,14 @@ def _give_back(
     fee = _lock(fee or credit.fee)  # type: ignore[arg-type]
     _refuse_repeat(origin)
     applied, back = _given_back_on(credit, fee)
-    left = applied - back
+    # A payment that brought in more than its fee owed gives back its credit first: what the
+    # fee was paid stays paid until the credit is used up.
+    account = None
+    spare = ZERO
+    if credit.kind == Kind.PAYMENT and credit.fee_id == fee.pk:
+        account = _credit_account(credit.student_id)
+        spare = min(unallocated(credit), account.amount)
+    left = applied - back + spare
     amount = left if amount in (None, "") else to_money(amount)
     if left <= 0:
         raise LedgerError(
@@ -582,11 +634,16 @@ def _give_back(
             f"on this fee (${left})."
         )
     entry = _post(fee=fee, kind=kind, amount=amount, origin=origin, reason=reason, reverses=credit)
+    from_credit = min(spare, amount)
+    if account is not None and from_credit > 0:
+        # The credit pays this part of the refund out: it is never owed on the fee again.
+        Allocation.objects.create(credit=credit, debit=entry, amount=from_credit)
+        _credit_change(account, -from_credit)
     _settle(
         fee,
         origin=origin,
         reason="refunded" if kind == Kind.REFUND else "reversed",
-        balance_delta=amount,
+        balance_delta=amount - from_credit,
     )
     return entry
 

@@ -282,6 +282,81 @@ class VoidForm(forms.Form):
         super().__init__(*args, **kwargs)
 
 
+# --- the student's credit ---------------------------------------------------------------------
+
+
+class OpenFeeChoiceField(forms.ModelChoiceField[Fee]):
+    def label_from_instance(self, obj: Fee) -> str:
+        due = f", due {date_format(obj.due_date, 'SHORT_DATE_FORMAT')}" if obj.due_date else ""
+        return f"{obj.reference} {obj.description}: {dollars(obj.balance)} owed{due}"
+
+
+class CreditApplyForm(forms.Form):
+    """Apply the student's credit to one of their open fees (calls `credit_apply`)."""
+
+    fee = OpenFeeChoiceField(
+        queryset=Fee.objects.none(),
+        widget=AdminRadioSelect(attrs={"class": "radiolist"}),
+        empty_label=None,
+        help_text="An open fee of this student, oldest due date first.",
+    )
+    amount = MoneyField(required=False)
+
+    def __init__(self, *args: Any, student: Student, credit: Decimal, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        fees = Fee.objects.filter(student=student, status=Fee.Status.OPEN, balance__gt=0).order_by(
+            F("due_date").asc(nulls_last=True), "fee_date", "pk"
+        )
+        cast("OpenFeeChoiceField", self.fields["fee"]).queryset = fees
+        if not self.is_bound and fees:
+            self.initial["fee"] = fees[0].pk
+        self.fields[
+            "amount"
+        ].help_text = (
+            f"Leave empty to apply as much of the {dollars(credit)} credit as the fee owes."
+        )
+
+
+class CreditRefundForm(forms.Form):
+    """Pay the student's credit back to the family (calls `credit_refund`)."""
+
+    METHODS = [
+        (LedgerEntry.Method.CHECK, "Check"),
+        (LedgerEntry.Method.CASH, "Cash"),
+        (LedgerEntry.Method.CARD, "Card"),
+    ]
+
+    amount = MoneyField()
+    method = forms.ChoiceField(
+        choices=METHODS,
+        widget=AdminRadioSelect(attrs={"class": "radiolist"}),
+        initial=LedgerEntry.Method.CHECK,
+        help_text="How the money goes back.",
+    )
+    check_number = forms.CharField(
+        required=False, max_length=30, label="Check number", help_text="Required for a check."
+    )
+    reason = forms.CharField(
+        max_length=300,
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
+        help_text="Why the money goes back, e.g. “Overpaid at PaySchools”.",
+    )
+
+    def __init__(self, *args: Any, student: Student, credit: Decimal, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.is_bound:
+            self.initial.setdefault("amount", credit)
+        self.fields["amount"].help_text = f"Not more than the credit, {dollars(credit)}."
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
+        cleaned["check_number"] = (cleaned.get("check_number") or "").strip()
+        if cleaned.get("method") == LedgerEntry.Method.CHECK and not cleaned["check_number"]:
+            self.add_error("check_number", "Enter the check number for a refund by check.")
+        return cleaned
+
+
 # --- fees for a list of students --------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from typing import Any, cast
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.widgets import AdminDateWidget, AdminRadioSelect, AutocompleteSelect
-from django.db.models import F, Q, QuerySet, Sum
+from django.db.models import DecimalField, F, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.formats import date_format
@@ -23,7 +23,7 @@ from apps.accounts.models import MerchantAccount
 from apps.categories.models import FeeCategory
 from apps.students.models import Student, StudentList
 
-from .models import ZERO, Fee, FeeAssignment, LedgerEntry
+from .models import MONEY, ZERO, Allocation, Fee, FeeAssignment, LedgerEntry
 from .money import MoneyField, MoneyInput
 
 __all__ = ["MoneyField", "MoneyInput", "dollars"]  # MoneyField lives in money.py
@@ -231,11 +231,22 @@ class RefundChoiceField(forms.ModelChoiceField[LedgerEntry]):
 
 
 def refundable_payments(fee: Fee) -> QuerySet[LedgerEntry]:
-    """This fee's payments with something left to give back, and how much was given back."""
+    """This fee's payments, each with `given_back`: what of it can no longer be refunded
+    here (refunded or reversed on this fee, or credit it left that was applied to another
+    fee or refunded from the student's account), as `payment_refund` counts it."""
+    used_elsewhere = (
+        Allocation.objects.filter(credit=OuterRef("pk"))
+        .exclude(debit__fee=fee)
+        .order_by()
+        .values("credit")
+        .annotate(s=Sum("amount"))
+        .values("s")
+    )
     return (
         LedgerEntry.objects.filter(fee=fee, kind=LedgerEntry.Kind.PAYMENT)
         .annotate(
             given_back=Coalesce(Sum("reversed_by__amount", filter=Q(reversed_by__fee=fee)), ZERO)
+            + Coalesce(Subquery(used_elsewhere, output_field=DecimalField(**MONEY)), ZERO)
         )
         .order_by("created_at", "id")
     )

@@ -226,3 +226,25 @@ def test_ledger_check_finds_a_waiver_left_partly_unallocated_and_a_loose_debit()
         )
     checks = {b.check for b in ledger_report().breaches}
     assert {"credit_only_from_payments", "refund_of_credit", "student_credit"} <= checks
+
+
+def test_the_refund_page_offers_what_is_left_to_refund_of_an_overpaid_payment(clerk):
+    from apps.fees.forms import RefundForm, refundable_payments
+
+    student = StudentFactory()
+    fee = make_fee(student=student, amount="50.00")
+    other = make_fee(student=student, amount="4.00")
+    vendor_pays(fee, "60.00")
+    [payment] = refundable_payments(fee)
+    assert payment.amount - payment.given_back == D("60.00")  # $50.00 paid, $10.00 credit
+    credit_apply(student=student, fee=other, origin=Origin(user=clerk))  # $4.00 used
+    credit_refund(student=student, amount="1.00", reason="Part back", origin=Origin())
+    [payment] = refundable_payments(fee)
+    assert payment.amount - payment.given_back == D("55.00")
+    form = RefundForm({"payment": payment.pk, "amount": "55.00", "reason": "Trip off"}, fee=fee)
+    assert "($55.00 refundable)" in str(form["payment"])
+    assert form.is_valid(), form.errors
+    payment_refund(payment=payment, amount="55.00", reason="Trip off", fee=fee, origin=Origin())
+    fee.refresh_from_db()
+    assert fee.balance == D("50.00") and student_credit(student=student) == D("0.00")
+    assert ledger_report().ok

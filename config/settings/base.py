@@ -251,7 +251,9 @@ FEESYNC_STUDENT_PULL_BUDGET_SECONDS = env.float("FEESYNC_STUDENT_PULL_BUDGET_SEC
 # The ledger (apps/fees). Money a vendor, a file or the partner API has already taken that
 # is more than a fee owes becomes the student's credit; with FEESYNC_AUTO_APPLY_CREDIT on, new
 # credit is applied at once to the student's oldest open fee (oldest due date, then fee
-# date); off, staff apply or refund it from the student's page.
+# date), and credit waiting on the account pays the student's next fee charged one by one
+# (not a list assignment's, which are charged set-wise); off, staff apply or refund it from
+# the student's page.
 FEESYNC_AUTO_APPLY_CREDIT = env.bool("FEESYNC_AUTO_APPLY_CREDIT", default=False)
 # Fee, due and import-after dates more than this many years before or after today are
 # refused as typos.

@@ -248,3 +248,16 @@ def test_the_refund_page_offers_what_is_left_to_refund_of_an_overpaid_payment(cl
     fee.refresh_from_db()
     assert fee.balance == D("50.00") and student_credit(student=student) == D("0.00")
     assert ledger_report().ok
+
+
+def test_with_auto_apply_on_credit_waiting_on_the_account_pays_the_next_fee(settings):
+    student = StudentFactory()
+    paid = make_fee(student=student, amount="5.00")
+    vendor_pays(paid, "12.00")  # $7.00 of credit and no other open fee
+    settings.FEESYNC_AUTO_APPLY_CREDIT = True
+    vendor_pays(paid, "1.00", "P-2")  # nothing open to apply it to: it waits
+    assert credit_of(student) == D("8.00")
+    new = make_fee(student=student, amount="20.00")
+    new.refresh_from_db()
+    assert (new.balance, credit_of(student)) == (D("12.00"), D("0.00"))
+    assert ledger_report().ok

@@ -24,13 +24,13 @@ from .bulk import (
 from .credit import (
     credit_apply,
     credit_auto_apply,
-    credit_entries,
     credit_refund,
     student_credit,
 )
 from .ledger import (
     LedgerError,
     Origin,
+    credit_entries,
     credit_kind_totals,
     credit_reverse,
     date_in_window,

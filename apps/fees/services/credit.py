@@ -11,21 +11,19 @@ unallocated on the payment entry. Here it is
 * paid back to the family (`credit_refund`): a refund entry on no fee, settled out of the
   credit by an allocation, so nothing is owed anywhere because of it;
 * applied automatically (`credit_auto_apply`) to the student's oldest open fee (oldest due
-  date, then fee date) when the district turns FEESYNC_AUTO_APPLY_CREDIT on.
+  date, then fee date) when the district turns FEESYNC_AUTO_APPLY_CREDIT on; credit that
+  found no open fee then pays the student's next fee (`fee_create`).
 
 Each is one atomic action; a refusal is a `LedgerError` in a clerk's words and writes nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, QuerySet, Sum
-from django.db.models.functions import Coalesce
 
 from apps.students.models import Student
 
@@ -35,12 +33,13 @@ from .ledger import (
     Kind,
     LedgerError,
     Origin,
+    _apply_to_fee,
     _credit_account,
     _credit_change,
+    _drawn,
     _lock,
-    _outstanding_debits,
     _require,
-    _settle,
+    credit_entries,
     to_money,
     unallocated,
 )
@@ -50,74 +49,10 @@ def _dollars(amount: Decimal) -> str:
     return "$" + money_text(amount)
 
 
-def credit_entries(*, student: Student | int | None) -> QuerySet[LedgerEntry]:
-    """The student's payment entries with credit left on them, oldest first, each annotated
-    with `spare`: what of it no charge or refund has taken. (`student=None`: everyone's.)"""
-    entries = LedgerEntry.objects.filter(kind=Kind.PAYMENT)
-    if student is not None:
-        entries = entries.filter(student_id=student if isinstance(student, int) else student.pk)
-    return (
-        entries.annotate(spare=F("amount") - Coalesce(Sum("allocations_out__amount"), ZERO))
-        .filter(spare__gt=0)
-        .order_by("created_at", "id")
-    )
-
-
 def student_credit(*, student: Student) -> Decimal:
     """Credit on the student's account now (nothing if they never had any)."""
     amount = StudentCredit.objects.filter(student=student).values_list("amount", flat=True).first()
     return amount if amount is not None else ZERO
-
-
-def _drawn(
-    student_id: int, amount: Decimal, credit_entry: LedgerEntry | None
-) -> list[tuple[LedgerEntry, Decimal]]:
-    """Which credit entries give `amount`, and how much each: the given one, or the oldest."""
-    entries: Iterable[LedgerEntry] = credit_entries(student=student_id)
-    if credit_entry is not None:
-        entries = [e for e in entries if e.pk == credit_entry.pk]
-        if not entries:
-            raise LedgerError("That payment has no credit left on it.")
-    left = amount
-    out: list[tuple[LedgerEntry, Decimal]] = []
-    for entry in entries:
-        take = min(entry.spare, left)  # type: ignore[attr-defined]
-        out.append((entry, take))
-        left -= take
-        if left == 0:
-            return out
-    raise LedgerError(  # the caller compared with the credit row under lock
-        f"{_dollars(amount)} is more than the credit those payments hold; run ledger_check."
-    )
-
-
-def _apply_to_fee(
-    *,
-    account: StudentCredit,
-    fee: Fee,
-    amount: Decimal,
-    origin: Origin,
-    manual: bool,
-    credit_entry: LedgerEntry | None = None,
-) -> None:
-    """Allocate `amount` of the student's credit to `fee` (both locked by the caller)."""
-    debits = _outstanding_debits(fee)
-    rows: list[Allocation] = []
-    for entry, take in _drawn(fee.student_id, amount, credit_entry):
-        while take > 0:
-            if not debits:  # the caller compared with the fee's balance under lock
-                raise LedgerError("The fee's entries do not add up; run ledger_check.")
-            debit, open_ = debits[0]
-            part = min(open_, take)
-            rows.append(Allocation(credit=entry, debit=debit, amount=part, manual=manual))
-            take -= part
-            if part == open_:
-                debits.pop(0)
-            else:
-                debits[0] = (debit, open_ - part)
-    Allocation.objects.bulk_create(rows)
-    _credit_change(account, -amount)
-    _settle(fee, origin=origin, reason="paid", balance_delta=-amount)
 
 
 @transaction.atomic

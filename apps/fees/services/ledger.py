@@ -16,6 +16,7 @@ Money from outside FeeSync does not call these directly: it enters through the o
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -25,7 +26,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import F, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.dispatch import Signal
 from django.utils import timezone
@@ -247,6 +248,70 @@ def unallocated(entry: LedgerEntry) -> Decimal:
     return (entry.amount - taken).quantize(CENT)
 
 
+def credit_entries(*, student: Student | int | None) -> QuerySet[LedgerEntry]:
+    """The student's payment entries with credit left on them, oldest first, each annotated
+    with `spare`: what of it no charge or refund has taken. (`student=None`: everyone's.)"""
+    entries = LedgerEntry.objects.filter(kind=Kind.PAYMENT)
+    if student is not None:
+        entries = entries.filter(student_id=student if isinstance(student, int) else student.pk)
+    return (
+        entries.annotate(spare=F("amount") - Coalesce(Sum("allocations_out__amount"), ZERO))
+        .filter(spare__gt=0)
+        .order_by("created_at", "id")
+    )
+
+
+def _drawn(
+    student_id: int, amount: Decimal, credit_entry: LedgerEntry | None
+) -> list[tuple[LedgerEntry, Decimal]]:
+    """Which credit entries give `amount`, and how much each: the given one, or the oldest."""
+    entries: Iterable[LedgerEntry] = credit_entries(student=student_id)
+    if credit_entry is not None:
+        entries = [e for e in entries if e.pk == credit_entry.pk]
+        if not entries:
+            raise LedgerError("That payment has no credit left on it.")
+    left = amount
+    out: list[tuple[LedgerEntry, Decimal]] = []
+    for entry in entries:
+        take = min(entry.spare, left)  # type: ignore[attr-defined]
+        out.append((entry, take))
+        left -= take
+        if left == 0:
+            return out
+    raise LedgerError(  # the caller compared with the credit row under lock
+        f"${amount} is more than the credit those payments hold; run ledger_check."
+    )
+
+
+def _apply_to_fee(
+    *,
+    account: StudentCredit,
+    fee: Fee,
+    amount: Decimal,
+    origin: Origin,
+    manual: bool,
+    credit_entry: LedgerEntry | None = None,
+) -> None:
+    """Allocate `amount` of the student's credit to `fee` (both locked by the caller)."""
+    debits = _outstanding_debits(fee)
+    rows: list[Allocation] = []
+    for entry, take in _drawn(fee.student_id, amount, credit_entry):
+        while take > 0:
+            if not debits:  # the caller compared with the fee's balance under lock
+                raise LedgerError("The fee's entries do not add up; run ledger_check.")
+            debit, open_ = debits[0]
+            part = min(open_, take)
+            rows.append(Allocation(credit=entry, debit=debit, amount=part, manual=manual))
+            take -= part
+            if part == open_:
+                debits.pop(0)
+            else:
+                debits[0] = (debit, open_ - part)
+    Allocation.objects.bulk_create(rows)
+    _credit_change(account, -amount)
+    _settle(fee, origin=origin, reason="paid", balance_delta=-amount)
+
+
 def credit_kind_totals(fee: Fee) -> dict[str, Decimal]:
     """Net credit per kind on this fee (payments net of refunds and reversals, and so on)."""
     applied = dict(
@@ -372,6 +437,14 @@ def fee_create(
     fee_changed.send(
         sender=Fee, fee_ids=[fee.pk], reason="created", external_source=origin.external_source
     )
+    if settings.FEESYNC_AUTO_APPLY_CREDIT:
+        # Credit waiting on the account (no fee was open when it came) pays the new fee.
+        # The new row is this transaction's own, so the lock order (fee, then credit) holds.
+        account = StudentCredit.objects.filter(student_id=student.pk, amount__gt=0).first()
+        if account is not None:
+            account = _credit_account(student.pk)
+            if (take := min(account.amount, fee.balance)) > 0:
+                _apply_to_fee(account=account, fee=fee, amount=take, origin=origin, manual=False)
     return fee
 
 

@@ -31,7 +31,7 @@ from django.db.models.functions import Coalesce
 
 from ..models import ZERO, Allocation, Fee, LedgerEntry
 from ..movements import MovementKind
-from .credit import credit_auto_apply, credit_entries
+from .credit import credit_auto_apply
 from .ledger import (
     BATCH,
     TAKEN_OUTSIDE,
@@ -45,6 +45,7 @@ from .ledger import (
     _fee_waive,
     _payment_refund,
     _payment_take,
+    credit_entries,
     fee_changed,
     to_money,
 )

@@ -261,3 +261,14 @@ def test_with_auto_apply_on_credit_waiting_on_the_account_pays_the_next_fee(sett
     new.refresh_from_db()
     assert (new.balance, credit_of(student)) == (D("12.00"), D("0.00"))
     assert ledger_report().ok
+
+
+def test_a_credit_refund_sent_twice_by_its_sender_is_recorded_once():
+    fee = make_fee(amount="50.00")
+    vendor_pays(fee, "60.00")
+    origin = Origin(source="partner_api", external_source="partner:1", external_id="R-1")
+    first = credit_refund(student=fee.student, amount="3.00", reason="Back", origin=origin)
+    again = credit_refund(student=fee.student, amount="3.00", reason="Back", origin=origin)
+    assert [e.pk for e in again] == [first[0].pk]
+    assert credit_of(fee.student) == D("7.00")
+    assert ledger_report().ok

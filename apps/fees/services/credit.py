@@ -37,6 +37,7 @@ from .ledger import (
     _credit_account,
     _credit_change,
     _drawn,
+    _existing_external,
     _lock,
     _require,
     credit_entries,
@@ -112,7 +113,8 @@ def credit_refund(
 ) -> list[LedgerEntry]:
     """Pay (part of) the student's credit back to the family: one refund entry per payment
     it is drawn from (oldest first), on no fee, each settled out of that payment's credit.
-    No fee changes, so no vendor is told."""
+    No fee changes, so no vendor is told. Idempotent by `origin.external_id` (checked under
+    the credit row's lock): a repeat returns the first refund entry."""
     reason = _require(reason, "A reason for the refund")
     amount = to_money(amount)
     if method and method not in LedgerEntry.Method.values:
@@ -121,6 +123,9 @@ def credit_refund(
     if method == LedgerEntry.Method.CHECK and not check_number:
         raise LedgerError("A refund by check needs the check number.")
     account = _credit_account(student.pk)
+    # A sender's repeat (the same external id) is answered with what it recorded first.
+    if origin.external_id and (first := _existing_external(origin)) is not None:
+        return [first]
     if amount > account.amount:
         raise LedgerError(
             f"{_dollars(amount)} is more than {student.full_name}'s credit "

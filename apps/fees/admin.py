@@ -55,7 +55,7 @@ from .forms import (
     dollars,
     refundable_payments,
 )
-from .models import ZERO, Allocation, BulkJob, Fee, FeeAssignment, LedgerEntry
+from .models import ZERO, Allocation, BulkJob, Fee, FeeAssignment, LedgerEntry, StudentCredit
 from .once import (
     STAFF_FORM_SOURCE,
     AlreadyRecorded,
@@ -198,6 +198,53 @@ class AllocationAdmin(ReadOnlyAdmin):
         if fee is None:
             return "—"
         return format_html('<a href="{}">{}</a>', admin_url(fee), fee.reference)
+
+
+@admin.register(StudentCredit)
+class StudentCreditAdmin(ReadOnlyAdmin):
+    """Credits: students with money on account (paid at a vendor beyond what a fee owed),
+    for staff to apply or refund from each student's page."""
+
+    list_display = ["student_name", "amount_shown", "since_shown"]
+    list_select_related = ["student"]
+    search_fields = ["^student__student_number", "student__last_name", "student__first_name"]
+    search_help_text = "Search by student name or student number."
+    ordering = ["since", "student_id"]
+    list_per_page = 100
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[StudentCredit]:
+        return super().get_queryset(request).filter(amount__gt=0)
+
+    @admin.display(description="Student", ordering="student__last_name")
+    def student_name(self, obj: StudentCredit) -> str:
+        return format_html(
+            '<a href="{}">{}, {}</a><br><span class="feesync-quiet">{}</span>',
+            admin_url(obj.student),
+            obj.student.last_name,
+            obj.student.first_name,
+            obj.student.student_number,
+        )
+
+    @admin.display(description="Credit", ordering="amount")
+    def amount_shown(self, obj: StudentCredit) -> str:
+        return dollars(obj.amount)
+
+    @admin.display(description="Since", ordering="since")
+    def since_shown(self, obj: StudentCredit) -> str:
+        return short_when(obj.since)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        # A credit is looked at and acted on from the student's own page.
+        credit = self.get_object(request, unquote(object_id))
+        if credit is None:
+            raise Http404("No such credit.")
+        return HttpResponseRedirect(admin_url(credit.student))
 
 
 class LedgerEntryInline(ReadOnlyMixin, admin.TabularInline[LedgerEntry, Fee]):

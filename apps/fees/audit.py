@@ -18,12 +18,13 @@ def register_audited_models() -> None:
     from apps.categories.models import FeeCategory
     from apps.students.models import Activity, Guardian, Student, StudentList
 
-    from .models import Fee, FeeAssignment
+    from .models import Fee, FeeAssignment, StudentCredit
 
     registrations: list[tuple[type, dict[str, object]]] = [
         # `updated_at` changes on every save and says nothing the log entry's time doesn't.
         (Fee, {"exclude_fields": ["updated_at"]}),
         (FeeAssignment, {}),
+        (StudentCredit, {"exclude_fields": ["updated_at"]}),
         (FeeCategory, {}),
         (MerchantAccount, {}),
         (Student, {}),

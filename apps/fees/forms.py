@@ -14,8 +14,7 @@ from typing import Any, cast
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.widgets import AdminDateWidget, AdminRadioSelect, AutocompleteSelect
-from django.core.exceptions import ValidationError
-from django.db.models import F, Q, QuerySet, Sum
+from django.db.models import DecimalField, F, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.formats import date_format
@@ -24,67 +23,17 @@ from apps.accounts.models import MerchantAccount
 from apps.categories.models import FeeCategory
 from apps.students.models import Student, StudentList
 
-from .models import MONEY, ZERO, Fee, FeeAssignment, LedgerEntry
+from .models import MONEY, ZERO, Allocation, Fee, FeeAssignment, LedgerEntry
+from .money import MoneyField, MoneyInput
 from .once import OneTimeTokenForm, add_token_initial, token_field
 from .selectors import check_payment_recorded
+
+__all__ = ["MoneyField", "MoneyInput", "dollars"]  # MoneyField lives in money.py
 
 
 def dollars(amount: Decimal) -> str:
     """$1,234.50: money as a clerk reads it."""
     return f"${amount:,.2f}"
-
-
-class MoneyInput(forms.TextInput):
-    """A plain text box: the browser must not round or refuse what was typed, the server
-    says what is wrong with it."""
-
-    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
-        super().__init__(
-            {"inputmode": "decimal", "autocomplete": "off", "size": 12, **(attrs or {})}
-        )
-
-
-class MoneyField(forms.DecimalField):
-    """Dollars and cents: at most two decimal places, never negative, more than zero."""
-
-    widget = MoneyInput
-    default_error_messages = {
-        "invalid": "Enter an amount in dollars and cents, like 20.00.",
-        "max_decimal_places": "Money is kept to the cent: use at most two decimal places.",
-        "max_digits": "That amount is larger than FeeSync can hold.",
-        "max_whole_digits": "That amount is larger than FeeSync can hold.",
-        "negative": "The amount cannot be negative.",
-        "zero": "The amount must be more than $0.00.",
-    }
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs["max_digits"] = MONEY["max_digits"]
-        kwargs["decimal_places"] = MONEY["decimal_places"]
-        kwargs.pop("min_value", None)
-        kwargs.pop("max_value", None)
-        kwargs.pop("step_size", None)
-        super().__init__(**kwargs)
-
-    # The stub types IntegerField.to_python as returning int (and ignores DecimalField's own).
-    def to_python(self, value: Any) -> Decimal | None:  # type: ignore[override]
-        # Clerks type what is on the check: "$1,250.00".
-        if isinstance(value, str):
-            value = value.strip().replace(",", "").removeprefix("$").strip()
-        return super().to_python(value)
-
-    def validate(self, value: Decimal | None) -> None:
-        # Django's DecimalField.validate takes None (its required check); the stub says Decimal.
-        super().validate(value)  # type: ignore[arg-type]
-        if value is None:
-            return
-        if value < 0:
-            raise ValidationError(self.error_messages["negative"], code="negative")
-        if value == 0:
-            raise ValidationError(self.error_messages["zero"], code="zero")
-
-    def widget_attrs(self, widget: forms.Widget) -> dict[str, Any]:
-        # DecimalField would add step/min for a number input; a text box needs neither.
-        return forms.Field.widget_attrs(self, widget)
 
 
 def _date_widget() -> AdminDateWidget:
@@ -319,11 +268,22 @@ class RefundChoiceField(forms.ModelChoiceField[LedgerEntry]):
 
 
 def refundable_payments(fee: Fee) -> QuerySet[LedgerEntry]:
-    """This fee's payments with something left to give back, and how much was given back."""
+    """This fee's payments, each with `given_back`: what of it can no longer be refunded
+    here (refunded or reversed on this fee, or credit it left that was applied to another
+    fee or refunded from the student's account), as `payment_refund` counts it."""
+    used_elsewhere = (
+        Allocation.objects.filter(credit=OuterRef("pk"))
+        .exclude(debit__fee=fee)
+        .order_by()
+        .values("credit")
+        .annotate(s=Sum("amount"))
+        .values("s")
+    )
     return (
         LedgerEntry.objects.filter(fee=fee, kind=LedgerEntry.Kind.PAYMENT)
         .annotate(
             given_back=Coalesce(Sum("reversed_by__amount", filter=Q(reversed_by__fee=fee)), ZERO)
+            + Coalesce(Subquery(used_elsewhere, output_field=DecimalField(**MONEY)), ZERO)
         )
         .order_by("created_at", "id")
     )
@@ -368,6 +328,81 @@ class VoidForm(OneTimeTokenForm):
 
     def __init__(self, *args: Any, fee: Fee, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+
+
+# --- the student's credit ---------------------------------------------------------------------
+
+
+class OpenFeeChoiceField(forms.ModelChoiceField[Fee]):
+    def label_from_instance(self, obj: Fee) -> str:
+        due = f", due {date_format(obj.due_date, 'SHORT_DATE_FORMAT')}" if obj.due_date else ""
+        return f"{obj.reference} {obj.description}: {dollars(obj.balance)} owed{due}"
+
+
+class CreditApplyForm(forms.Form):
+    """Apply the student's credit to one of their open fees (calls `credit_apply`)."""
+
+    fee = OpenFeeChoiceField(
+        queryset=Fee.objects.none(),
+        widget=AdminRadioSelect(attrs={"class": "radiolist"}),
+        empty_label=None,
+        help_text="An open fee of this student, oldest due date first.",
+    )
+    amount = MoneyField(required=False)
+
+    def __init__(self, *args: Any, student: Student, credit: Decimal, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        fees = Fee.objects.filter(student=student, status=Fee.Status.OPEN, balance__gt=0).order_by(
+            F("due_date").asc(nulls_last=True), "fee_date", "pk"
+        )
+        cast("OpenFeeChoiceField", self.fields["fee"]).queryset = fees
+        if not self.is_bound and fees:
+            self.initial["fee"] = fees[0].pk
+        self.fields[
+            "amount"
+        ].help_text = (
+            f"Leave empty to apply as much of the {dollars(credit)} credit as the fee owes."
+        )
+
+
+class CreditRefundForm(forms.Form):
+    """Pay the student's credit back to the family (calls `credit_refund`)."""
+
+    METHODS = [
+        (LedgerEntry.Method.CHECK, "Check"),
+        (LedgerEntry.Method.CASH, "Cash"),
+        (LedgerEntry.Method.CARD, "Card"),
+    ]
+
+    amount = MoneyField()
+    method = forms.ChoiceField(
+        choices=METHODS,
+        widget=AdminRadioSelect(attrs={"class": "radiolist"}),
+        initial=LedgerEntry.Method.CHECK,
+        help_text="How the money goes back.",
+    )
+    check_number = forms.CharField(
+        required=False, max_length=30, label="Check number", help_text="Required for a check."
+    )
+    reason = forms.CharField(
+        max_length=300,
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
+        help_text="Why the money goes back, e.g. “Overpaid at PaySchools”.",
+    )
+
+    def __init__(self, *args: Any, student: Student, credit: Decimal, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.is_bound:
+            self.initial.setdefault("amount", credit)
+        self.fields["amount"].help_text = f"Not more than the credit, {dollars(credit)}."
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
+        cleaned["check_number"] = (cleaned.get("check_number") or "").strip()
+        if cleaned.get("method") == LedgerEntry.Method.CHECK and not cleaned["check_number"]:
+            self.add_error("check_number", "Enter the check number for a refund by check.")
+        return cleaned
 
 
 # --- fees for a list of students --------------------------------------------------------------

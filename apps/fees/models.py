@@ -9,7 +9,10 @@ Modelled on Koha's account lines and account offsets, without Koha's mutable voi
   credit (payment, waiver, credit adjustment, void, settlement). Once posted it is never
   updated or deleted; on PostgreSQL and SQLite a trigger refuses it. A mistake is corrected
   by a reversing entry.
-* An `Allocation` records which credit settled how much of which debit.
+* An `Allocation` records which credit settled how much of which debit. What a payment
+  from outside brought in beyond what its fee owed stays unallocated: the student's credit
+  (`StudentCredit` keeps its sum), applied to another fee by a later allocation or paid out
+  by a refund entry that is on no fee.
 """
 
 from __future__ import annotations
@@ -246,6 +249,37 @@ class Allocation(models.Model):
 
     def __str__(self) -> str:
         return f"${self.amount}: entry {self.credit_id} → entry {self.debit_id}"
+
+
+class StudentCredit(models.Model):
+    """The student's credit: money already taken (by a vendor, a file or the partner API)
+    that no fee owed, held for the student until staff apply it to another fee or refund it.
+
+    It is the unallocated part of the student's payment entries (an overpayment is posted
+    whole, allocated to its fee for what was owed); `amount` keeps their sum so the staff
+    list and the parent's page need no scan, and `ledger_check` proves the two agree. Kept
+    by `apps.fees.services` only."""
+
+    student = models.OneToOneField(
+        Student, on_delete=models.PROTECT, primary_key=True, related_name="credit_account"
+    )
+    amount = models.DecimalField(**MONEY, default=ZERO, help_text="Credit on the account now.")
+    since = models.DateTimeField(
+        null=True, blank=True, help_text="When the account last went from no credit to some."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "credit"
+        verbose_name_plural = "credits"
+        ordering = ["since"]
+        indexes = [models.Index(fields=["amount"], name="fees_credit_amount")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=0), name="credit_not_negative")
+        ]
+
+    def __str__(self) -> str:
+        return f"Credit ${self.amount}"
 
 
 class BulkJob(models.Model):

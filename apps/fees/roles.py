@@ -19,7 +19,7 @@ DISTRICT_ADMIN = "District admin"
 FEES_CLERK = "Fees clerk"
 SUPPORT_STAFF = "Support staff"
 
-_LEDGER = ["fee", "ledgerentry", "allocation", "feeassignment", "bulkjob"]
+_LEDGER = ["fee", "ledgerentry", "allocation", "feeassignment", "bulkjob", "studentcredit"]
 _STUDENTS = ["student", "guardian", "activity", "activitymembership", "studentlist", "school"]
 _VENDORS_READ = [
     "integration",

@@ -12,7 +12,7 @@ from django.db.models.functions import Coalesce
 
 from apps.students.models import Student
 
-from .models import ZERO, Allocation, Fee, LedgerEntry
+from .models import ZERO, Allocation, Fee, LedgerEntry, StudentCredit
 
 DEBITS = tuple(sorted(LedgerEntry.DEBIT_KINDS))
 CREDITS = tuple(sorted(LedgerEntry.CREDIT_KINDS))
@@ -168,6 +168,52 @@ CHECKS: list[tuple[str, str, str]] = [
         LIMIT {LIMIT}
         """,
     ),
+    # Every credit is accounted for: what a payment brought in beyond what its fee owed is
+    # either allocated (to a fee, or to a refund that paid it back) or it is the student's
+    # credit, and the credit each student's account shows is exactly that remainder.
+    (
+        "student_credit",
+        "student {0}: credit on account shows {1} but the unallocated payments say {2}",
+        f"""
+        WITH spare AS (
+            SELECT e.student_id, e.amount - COALESCE(SUM(a.amount), 0) AS spare
+            FROM fees_ledgerentry e LEFT JOIN fees_allocation a ON a.credit_id = e.id
+            WHERE e.kind IN {_IN(CREDITS)} GROUP BY e.id, e.student_id, e.amount
+        ), both_sides AS (
+            SELECT student_id, amount AS shown, 0 AS derived FROM fees_studentcredit
+            UNION ALL SELECT student_id, 0, spare FROM spare WHERE spare <> 0
+        )
+        SELECT student_id, SUM(shown), SUM(derived) FROM both_sides GROUP BY student_id
+        HAVING SUM(shown) <> SUM(derived) ORDER BY student_id LIMIT {LIMIT}
+        """,
+    ),
+    (
+        "credit_only_from_payments",
+        "entry {0}: a {1} of {2} has only {3} allocated (only a payment may leave credit)",
+        f"""
+        SELECT e.id, e.kind, e.amount, COALESCE(SUM(a.amount), 0)
+        FROM fees_ledgerentry e LEFT JOIN fees_allocation a ON a.credit_id = e.id
+        WHERE e.kind IN {_IN(CREDITS)} AND e.kind <> 'payment'
+        GROUP BY e.id, e.kind, e.amount HAVING COALESCE(SUM(a.amount), 0) <> e.amount
+        ORDER BY e.id LIMIT {LIMIT}
+        """,
+    ),
+    (
+        "refund_of_credit",
+        "entry {0}: a {1} of {2} on no fee must be a refund paid in full out of a payment's "
+        "credit (allocated: {3})",
+        f"""
+        SELECT d.id, d.kind, d.amount, COALESCE(SUM(a.amount), 0)
+        FROM fees_ledgerentry d
+        LEFT JOIN fees_allocation a ON a.debit_id = d.id
+        LEFT JOIN fees_ledgerentry p ON p.id = d.reverses_id
+        WHERE d.kind IN {_IN(DEBITS)} AND d.fee_id IS NULL
+        GROUP BY d.id, d.kind, d.amount, p.kind, p.student_id, d.student_id
+        HAVING d.kind <> 'refund' OR p.kind IS NULL OR p.kind <> 'payment'
+           OR p.student_id <> d.student_id OR COALESCE(SUM(a.amount), 0) <> d.amount
+        ORDER BY d.id LIMIT {LIMIT}
+        """,
+    ),
     (
         "status",
         "fee {0}: status {1} with balance {2}",
@@ -193,7 +239,11 @@ def ledger_report() -> LedgerReport:
             for row in cursor.fetchall():
                 shown = [_money(v) if isinstance(v, Decimal) else v for v in row]
                 report.breaches.append(Breach(name, template.format(*shown)))
+    credit = StudentCredit.objects.filter(amount__gt=0).aggregate(
+        n=Count("pk"), s=Coalesce(Sum("amount"), ZERO)
+    )
     report.counts = {
+        "students_with_credit": credit["n"],
         "fees": Fee.objects.count(),
         "entries": LedgerEntry.objects.count(),
         "allocations": Allocation.objects.count(),
@@ -205,6 +255,7 @@ def ledger_report() -> LedgerReport:
     report.totals = {
         "fees_amount": _money(fee_totals["amount"]),
         "fees_balance": _money(fee_totals["balance"]),
+        "student_credit": _money(credit["s"]),
     }
     for kind, total, n in (
         LedgerEntry.objects.values_list("kind")

@@ -2,10 +2,10 @@
 enabled payment vendors say about them (where to pay, lunch and vendor balances, locks).
 
 Everything is read in a fixed number of queries whatever the number of children and fees:
-the children with their fees (one prefetch), each fee's net payments (one query), the
-enabled integrations with their categories, and the lunch and vendor balances of those
-children (one query each). Nothing here calls a vendor: the figures are the ones the
-background pulls last stored.
+the children with their fees (one prefetch), each fee's net payments (one query), their
+credit on account (with the children), the enabled integrations with their categories, and the
+lunch and vendor balances of those children (one query each). Nothing here calls a vendor:
+the figures are the ones the background pulls last stored.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from django.db import connection
 from django.db.models import F, Prefetch, QuerySet
 from django.utils import timezone
 
-from apps.fees.models import ZERO, Allocation, Fee, LedgerEntry
+from apps.fees.models import ZERO, Allocation, Fee, LedgerEntry, StudentCredit
 from apps.students.models import Guardian, Student
 from apps.vendors.models import Integration, LunchBalance, StudentVendorBalance
 from apps.vendors.scope import Scope
@@ -105,6 +105,7 @@ class ChildFees:
     open_fees: list[FeeRow] = field(default_factory=list)
     history: list[FeeRow] = field(default_factory=list)
     due: Decimal = ZERO
+    credit: Decimal = ZERO  # money paid beyond what fees owed, held on the child's account
     lunch: list[LunchLine] = field(default_factory=list)
     vendor_balances: list[VendorBalanceLine] = field(default_factory=list)
     locks: list[VendorLock] = field(default_factory=list)
@@ -168,10 +169,18 @@ def _children(guardian: Guardian, student_id: int | None) -> list[Student]:
     if student_id is not None:
         qs = qs.filter(pk=student_id)
     return list(
-        qs.select_related("school")
+        qs.select_related("school", "credit_account")  # the credit: no query of its own
         .prefetch_related(Prefetch("fees", queryset=fees))
         .order_by("first_name", "last_name", "pk")
     )
+
+
+def _credit_of(student: Student) -> Decimal:
+    try:
+        account: StudentCredit = student.credit_account
+    except StudentCredit.DoesNotExist:
+        return ZERO
+    return account.amount
 
 
 #: What the page reads of an integration; the rest (credentials included) stays in the database.
@@ -263,6 +272,7 @@ def portal_page_for(*, guardian: Guardian, student_id: int | None = None) -> Por
             (child.open_fees if owed else child.history).append(row)
         child.history.sort(key=lambda r: (r.fee.fee_date, r.fee.pk), reverse=True)
         child.due = sum((r.fee.balance for r in child.open_fees), ZERO)
+        child.credit = _credit_of(student)
         for integration in lunch_from:
             lunch_got = lunch.get((integration.pk, student.pk))
             child.lunch.append(
@@ -316,9 +326,10 @@ def portal_page_for(*, guardian: Guardian, student_id: int | None = None) -> Por
 # load, often many at once (a reminder e-mail goes out). Its body is cached per parent under
 # a fingerprint of everything money-related it shows, read in one query: the children linked
 # to the parent, their fees (count and the sum of versions: every change to a fee raises its
-# version), the balances fetched from the vendors, and the enabled integrations' settings and
-# last pull. Any such change makes a new key, so money is never shown stale; names and
-# similar details may lag by at most PORTAL_PAGE_CACHE_SECONDS.
+# version), their credit on account (a refund of credit changes no fee), the balances
+# fetched from the vendors, and the enabled integrations' settings and last pull. Any such
+# change makes a new key, so money is never shown stale; names and similar details may lag
+# by at most PORTAL_PAGE_CACHE_SECONDS.
 
 _FINGERPRINT_SQL = """
 WITH kids AS (SELECT student_id FROM students_guardian_students WHERE guardian_id = %(g)s)
@@ -326,6 +337,8 @@ SELECT
     (SELECT string_agg(student_id::text, ',' ORDER BY student_id) FROM kids),
     (SELECT COUNT(*)::text || '/' || COALESCE(SUM(version), 0)::text FROM fees_fee
         WHERE student_id IN (SELECT student_id FROM kids)),
+    (SELECT COALESCE(SUM(amount), 0)::text || '/' || COALESCE(MAX(updated_at)::text, '')
+        FROM fees_studentcredit WHERE student_id IN (SELECT student_id FROM kids)),
     (SELECT MAX(fetched_at)::text FROM vendors_lunchbalance
         WHERE student_id IN (SELECT student_id FROM kids)),
     (SELECT MAX(fetched_at)::text FROM vendors_studentvendorbalance

@@ -22,6 +22,7 @@ from django.db.models import Count, DecimalField, OuterRef, QuerySet, Subquery, 
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from apps.common.admin import (
@@ -31,12 +32,19 @@ from apps.common.admin import (
     NotFoundMixin,
     ReadOnlyMixin,
     admin_url,
+    short_date,
 )
-from apps.fees.forms import dollars
-from apps.fees.models import MONEY, ZERO, Fee, FeeAssignment
+from apps.fees.forms import CreditApplyForm, CreditRefundForm, dollars
+from apps.fees.models import MONEY, ZERO, Fee, FeeAssignment, StudentCredit
 from apps.fees.roles import can_post_money
 from apps.fees.selectors import student_balance
-from apps.fees.services import LedgerError, Origin
+from apps.fees.services import (
+    LedgerError,
+    Origin,
+    credit_apply,
+    credit_refund,
+    student_credit,
+)
 
 from .models import Activity, ActivityMembership, Guardian, School, Student, StudentList
 from .selectors import student_list_students
@@ -193,7 +201,7 @@ class StudentAdmin(ActionPageMixin, NotFoundMixin, admin.ModelAdmin[Student]):
     show_full_result_count = False
     actions = ["add_to_activity"]
     inlines = [FeeInline, GuardianInline, MembershipInline]
-    readonly_fields = ["total_owed"]
+    readonly_fields = ["total_owed", "credit_on_account"]
     fieldsets = [
         (
             None,
@@ -209,7 +217,7 @@ class StudentAdmin(ActionPageMixin, NotFoundMixin, admin.ModelAdmin[Student]):
                 ]
             },
         ),
-        ("What the student owes", {"fields": ["total_owed"]}),
+        ("What the student owes", {"fields": ["total_owed", "credit_on_account"]}),
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Student]:
@@ -228,6 +236,18 @@ class StudentAdmin(ActionPageMixin, NotFoundMixin, admin.ModelAdmin[Student]):
         if obj.pk is None:
             return dollars(ZERO)
         return dollars(student_balance(student=obj))
+
+    @admin.display(description="Credit on account")
+    def credit_on_account(self, obj: Student) -> str:
+        account = StudentCredit.objects.filter(student_id=obj.pk).first() if obj.pk else None
+        if account is None or account.amount <= 0:
+            return dollars(ZERO)
+        return format_html(
+            '{} <span class="feesync-quiet">since {}</span><div class="feesync-note">{}</div>',
+            dollars(account.amount),
+            short_date(timezone.localtime(account.since)) if account.since else "—",
+            "Paid at a vendor beyond what its fee owed. Apply it to a fee or refund it.",
+        )
 
     def get_inlines(self, request: HttpRequest, obj: Any) -> list[Any]:
         return self.inlines if obj is not None else [GuardianInline]
@@ -249,7 +269,131 @@ class StudentAdmin(ActionPageMixin, NotFoundMixin, admin.ModelAdmin[Student]):
             extra["add_fee_url"] = reverse("admin:fees_fee_add") + f"?student={student.pk}"
         if request.method == "GET":
             self._bring_in_vendor_payments(request, student)
+        if can_post_money(request.user):
+            if student_credit(student=student) > 0:
+                extra["credit_actions"] = [
+                    (reverse(f"admin:students_student_credit_{name}", args=[student.pk]), label)
+                    for name, label in [("apply", "Apply to a fee"), ("refund", "Refund")]
+                ]
         return super().change_view(request, object_id, form_url, extra)
+
+    def _student_or_none(self, object_id: str) -> Student | None:
+        pk = unquote(object_id)
+        return Student.objects.filter(pk=pk).first() if str(pk).isdigit() else None
+
+    # --- the student's credit: credit_apply, credit_refund ---
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        return [
+            path(
+                "<path:object_id>/credit/apply/",
+                view(self.credit_apply_view),
+                name="students_student_credit_apply",
+            ),
+            path(
+                "<path:object_id>/credit/refund/",
+                view(self.credit_refund_view),
+                name="students_student_credit_refund",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _credit_page(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        *,
+        form_class: Any,
+        perform: Any,
+        title: str,
+        submit_label: str,
+        intro: str,
+    ) -> HttpResponse:
+        if not (can_post_money(request.user) and self.has_view_permission(request)):
+            raise PermissionDenied
+        student = self._student_or_none(object_id)
+        if student is None:
+            raise Http404("No such student.")
+        credit = student_credit(student=student)
+        form = form_class(
+            request.POST if request.method == "POST" else None, student=student, credit=credit
+        )
+        if request.method == "POST" and form.is_valid():
+            try:
+                message = perform(student, form.cleaned_data)
+            except LedgerError as exc:
+                form.add_error(None, exc)
+                credit = student_credit(student=student)
+            else:
+                self.log_change(request, student, message)
+                messages.success(request, message)
+                return HttpResponseRedirect(admin_url(student))
+        return self.render_action_page(
+            request,
+            form=form,
+            obj=student,
+            title=title,
+            submit_label=submit_label,
+            cancel_url=admin_url(student),
+            intro=intro,
+            summary=[
+                ("Student", f"{student.full_name} ({student.student_number})"),
+                ("Credit on account", dollars(credit)),
+                ("Owed on open fees", dollars(student_balance(student=student))),
+            ],
+        )
+
+    def credit_apply_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        def perform(student: Student, data: dict[str, Any]) -> str:
+            fee = data["fee"]
+            applied = credit_apply(
+                student=student, fee=fee, amount=data["amount"], origin=_origin(request)
+            )
+            fee.refresh_from_db()
+            left = student_credit(student=student)
+            return (
+                f"{dollars(applied)} of credit applied to fee {fee.reference}; "
+                f"{dollars(fee.balance)} is still owed on it and {dollars(left)} of credit "
+                "is left."
+            )
+
+        return self._credit_page(
+            request,
+            object_id,
+            form_class=CreditApplyForm,
+            perform=perform,
+            title="Apply credit to a fee",
+            submit_label="Apply the credit",
+            intro="The credit pays (part of) another open fee of this student; the payment "
+            "vendors are told the fee's new balance.",
+        )
+
+    def credit_refund_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        def perform(student: Student, data: dict[str, Any]) -> str:
+            refunds = credit_refund(
+                student=student,
+                amount=data["amount"],
+                reason=data["reason"],
+                method=data["method"],
+                check_number=data["check_number"],
+                origin=_origin(request),
+            )
+            total = sum((r.amount for r in refunds), ZERO)
+            left = student_credit(student=student)
+            return (
+                f"Refund of {dollars(total)} of credit recorded; {dollars(left)} of credit is left."
+            )
+
+        return self._credit_page(
+            request,
+            object_id,
+            form_class=CreditRefundForm,
+            perform=perform,
+            title="Refund credit",
+            submit_label="Record the refund",
+            intro="Record credit paid back to the family. No fee changes.",
+        )
 
     def _bring_in_vendor_payments(self, request: HttpRequest, student: Student) -> None:
         """Opening a student's fees brings in what was paid at the vendors for that student
@@ -294,6 +438,12 @@ class StudentAdmin(ActionPageMixin, NotFoundMixin, admin.ModelAdmin[Student]):
             hidden_inputs=[("action", "add_to_activity"), ("apply", "1")]
             + [(admin.helpers.ACTION_CHECKBOX_NAME, s.pk) for s in students],
         )
+
+
+def _origin(request: HttpRequest) -> Origin:
+    # Staff pages only run for a signed-in user (see join_activity).
+    user = request.user if isinstance(request.user, AbstractBaseUser) else None
+    return Origin(user=user)
 
 
 # --- guardians, schools ---------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.models import AnonymousUser, User
@@ -18,6 +18,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.categories.models import FeeCategory
+from apps.fees.money import MoneyError, parse_money
+from apps.fees.services import LedgerError, date_in_window
 
 from . import engine
 from .errors import CredentialsUnreadable, IntegrationError
@@ -69,6 +71,11 @@ def integration_set_import_after(
     """Set the date from which fees sync. Vendors that ask for it (Community Pass) need both
     Test Pull and Test Push to have passed first; enforced here, not only in a form."""
     adapter_cls = get_adapter_class(integration.vendor_kind)
+    if import_after is not None:
+        try:
+            date_in_window(import_after, label="The import-after date")
+        except LedgerError as exc:
+            raise IntegrationError(exc.message) from None
     if (
         import_after is not None
         and adapter_cls.requires_tests_before_import_date
@@ -137,16 +144,15 @@ def integration_update_parent_options(*, integration: Integration, **options: An
         if field in options:
             options[field] = value
     if "lunch_balance_threshold" in options:
+        # The one money parser, as for every amount (0.00 is a threshold: nothing is low).
         try:
-            threshold = Decimal(str(options["lunch_balance_threshold"]))
-        except InvalidOperation:
-            threshold = Decimal("-1")
-            errors["lunch_balance_threshold"] = "The lunch balance threshold must be an amount."
-        if threshold < 0 and "lunch_balance_threshold" not in errors:
-            errors["lunch_balance_threshold"] = "The lunch balance threshold cannot be negative."
-        elif threshold != threshold.quantize(Decimal("0.01")):
-            errors["lunch_balance_threshold"] = "The threshold is kept to the cent."
-        options["lunch_balance_threshold"] = threshold
+            options["lunch_balance_threshold"] = parse_money(
+                options["lunch_balance_threshold"],
+                label="The lunch balance threshold",
+                allow_zero=True,
+            )
+        except MoneyError as exc:
+            errors["lunch_balance_threshold"] = " ".join(exc.messages)
     merged = {f: options.get(f, getattr(integration, f)) for f in CAPABILITY_OPTIONS}
     if (merged["show_lunch_balance"] or merged["sync_lunch_balance"]) and not kind.can(
         Capability.LUNCH

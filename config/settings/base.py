@@ -261,6 +261,17 @@ FEESYNC_STUDENT_PAGE_DEADLINE_SECONDS = env.float(
     "FEESYNC_STUDENT_PAGE_DEADLINE_SECONDS", default=2
 )
 
+# The ledger (apps/fees). Money a vendor, a file or the partner API has already taken that
+# is more than a fee owes becomes the student's credit; with FEESYNC_AUTO_APPLY_CREDIT on, new
+# credit is applied at once to the student's oldest open fee (oldest due date, then fee
+# date), and credit waiting on the account pays the student's next fee charged one by one
+# (not a list assignment's, which are charged set-wise); off, staff apply or refund it from
+# the student's page.
+FEESYNC_AUTO_APPLY_CREDIT = env.bool("FEESYNC_AUTO_APPLY_CREDIT", default=False)
+# Fee, due and import-after dates more than this many years before or after today are
+# refused as typos.
+FEESYNC_DATE_WINDOW_YEARS = env.int("FEESYNC_DATE_WINDOW_YEARS", default=5)
+
 # Demo data password (seed_demo); DESIGN.md command contract.
 DEMO_PASSWORD = env("DEMO_PASSWORD", default="feesync-demo")
 

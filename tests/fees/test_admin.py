@@ -133,10 +133,18 @@ def test_paying_more_than_is_owed_is_refused_with_the_ledgers_reason_and_changes
 @pytest.mark.parametrize(
     ("typed", "message"),
     [
-        ("-5.00", "The amount cannot be negative."),
-        ("10.005", "Money is kept to the cent: use at most two decimal places."),
-        ("0", "The amount must be more than $0.00."),
-        ("ten", "Enter an amount in dollars and cents, like 20.00."),
+        ("-5.00", "Amount “-5.00” cannot be negative."),
+        ("10.005", "Amount “10.005” has more than two decimal places"),
+        ("0", "Amount must be more than $0.00"),
+        ("ten", "Amount “ten” is not a number."),
+        # A comma is a thousands separator only: 12,50 is refused, never $1,250.00.
+        ("12,50", "Amount “12,50” uses a comma as the decimal mark"),
+        ("1,23.45", "Amount “1,23.45” groups digits wrongly"),
+        ("1e3", "Amount “1e3” uses exponent notation"),
+        ("NaN", "Amount “NaN” is not a number."),
+        ("Infinity", "Amount “Infinity” is not a number."),
+        ("   ", "This field is required."),
+        ("12345678901.00", "is more than FeeSync can hold (at most 9,999,999,999.99)"),
     ],
 )
 def test_a_bad_amount_is_a_form_error_and_changes_nothing(clerk, typed, message):

@@ -287,15 +287,24 @@ def test_bulk_vendor_payments_follow_the_same_rules_as_one_by_one():
     batch = [
         _ExternalPayment(a.pk, D("20.00"), "P1"),
         _ExternalPayment(a.pk, D("30.00"), "P2"),
-        _ExternalPayment(b.pk, D("11.00"), "P3"),  # more than is owed
+        _ExternalPayment(b.pk, D("11.00"), "P3"),  # more than is owed: $1.00 of credit
         _ExternalPayment(voided.pk, D("1.00"), "P4"),
         _ExternalPayment(a.pk, D("20.00"), "P1"),  # the same payment twice in a page
     ]
     posted, refused = _payments_post_bulk(payments=batch, origin=vendor)
-    assert list(posted) == ["P1", "P2"]
-    assert "more than is owed" in refused["P3"] and "P4" in refused
+    assert list(posted) == ["P1", "P2", "P3"]
+    assert list(refused) == ["P4"]
     a.refresh_from_db()
+    b.refresh_from_db()
     assert (a.balance, a.status, a.amount_locked, a.version) == (D("0.00"), "paid", True, 2)
+    assert (b.balance, b.status) == (D("0.00"), "paid")
+    assert b.student.credit_account.amount == D("1.00")
+    # Staff at the office are still refused above the balance, set-wise too.
+    c = make_fee(amount="10.00")
+    _, refused = _payments_post_bulk(
+        payments=[_ExternalPayment(c.pk, D("11.00"), "S1")], origin=Origin()
+    )
+    assert refused == {"S1": "$11.00 is more than is owed on this fee ($10.00)."}
     # Delivered again: nothing new.
     assert _payments_post_bulk(payments=batch[:2], origin=vendor) == ({}, {})
     assert ledger_report().ok

@@ -206,20 +206,23 @@ def test_commands_of_the_contract(sandbox, make_integration, capsys):
     assert integration.test_pull_ok is False and integration.test_pull_detail
 
 
-def test_vendor_overpayment_becomes_a_discrepancy_and_loses_nothing(sandbox, make_integration):
+def test_a_vendor_payment_above_a_lowered_fee_settles_it_and_keeps_the_rest_as_credit(
+    sandbox, make_integration
+):
+    from apps.fees.services import fee_change, student_credit
+
     integration = make_integration()
     fee = make_fee(amount="10.00", fee_date=IN_SCOPE)
     engine.deliver(integration_id=integration.pk)
     # The parent pays in full at the vendor while the district lowers the fee meanwhile.
     sandbox.control("pay", fee_ref=fee.reference, amount="10.00")
-    from apps.fees.services import fee_change
-
     fee_change(fee=fee, amount="8.00", origin=Origin())
     run = task_run(integration=integration, task="get-payments")
-    assert run.counts["unmatched"] == 1
+    assert (run.counts["recorded"], run.counts["unmatched"]) == (1, 0)
     fee.refresh_from_db()
-    assert fee.balance == Decimal("8.00")
-    assert integration.discrepancies.get(kind="unmatched_payment").detail.startswith("$10.00")
+    assert (fee.balance, fee.status) == (Decimal("0.00"), "paid")
+    assert student_credit(student=fee.student) == Decimal("2.00")
+    assert not integration.discrepancies.exists()
     assert Fee.objects.count() == 1
 
 

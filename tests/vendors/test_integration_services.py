@@ -59,6 +59,8 @@ def test_parent_options_are_stored_when_valid():
         ({"lunch_payment_url": "javascript:alert(1)"}, "lunch_payment_url", "not a web address"),
         ({"lunch_balance_threshold": "-1"}, "lunch_balance_threshold", "cannot be negative"),
         ({"lunch_balance_threshold": "2.555"}, "lunch_balance_threshold", "to the cent"),
+        ({"lunch_balance_threshold": "12,50"}, "lunch_balance_threshold", "“12,50” uses a comma"),
+        ({"lunch_balance_threshold": "NaN"}, "lunch_balance_threshold", "“NaN” is not a number"),
         ({"show_vendor_balance": True}, "show_vendor_balance", "does not report account"),
         ({"lock_portal_on_balance": True}, "show_vendor_balance", "does not report account"),
         ({"show_lunch_balance": True}, "sync_lunch_balance", "only if they are synced"),

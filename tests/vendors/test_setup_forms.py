@@ -390,6 +390,23 @@ def test_a_malformed_preview_date_says_so_and_counts_nothing(district_admin):
     assert "would be sent" not in section_text(page, "import-after")
 
 
+def test_an_import_after_date_decades_away_is_refused_on_the_setup_page(district_admin):
+    integration = make_integration()
+    client = csrf_client(district_admin)
+    client.get(setup_url(integration))  # the page hands out the CSRF token
+    response = client.post(
+        section_url(integration, "import-after"),
+        {"import_after": "2062-07-01"},
+        HTTP_X_CSRFTOKEN=client.cookies["csrftoken"].value,
+    )
+    assert response.status_code == 200
+    assert "The import-after date 07/01/2062 is more than 5 years ahead" in field_errors(
+        response, "import-after"
+    )
+    integration.refresh_from_db()
+    assert integration.import_after is None
+
+
 def test_community_pass_refuses_an_import_after_date_before_both_tests_pass(district_admin):
     integration = make_integration(gated_vendor_kind(), credentials={"api_key": "k-123456789"})
     integration.test_push_ok = True  # Test Pull has not passed
@@ -422,9 +439,14 @@ def test_community_pass_refuses_an_import_after_date_before_both_tests_pass(dist
     [
         ({"button_url": "parents.payschools"}, "is not a web address"),
         ({"lunch_payment_url": "ftp://lunch.example"}, "is not a web address"),
-        ({"lunch_balance_threshold": "-1.00"}, "The lunch balance threshold cannot be negative."),
-        ({"lunch_balance_threshold": "1.005"}, "Ensure that there are no more than 2 decimal"),
-        ({"lunch_balance_threshold": "five"}, "Enter a number."),
+        (
+            {"lunch_balance_threshold": "-1.00"},
+            "Lunch balance threshold “-1.00” cannot be negative.",
+        ),
+        ({"lunch_balance_threshold": "1.005"}, "“1.005” has more than two decimal places"),
+        ({"lunch_balance_threshold": "five"}, "Lunch balance threshold “five” is not a number."),
+        ({"lunch_balance_threshold": "5,00"}, "“5,00” uses a comma as the decimal mark"),
+        ({"lunch_balance_threshold": "1e1"}, "“1e1” uses exponent notation"),
         (
             {"show_lunch_balance": "on", "sync_lunch_balance": ""},
             "Lunch balances can be shown only if they are synced from the vendor.",

@@ -4,7 +4,9 @@ apps/fees write ledger rows").
 - `ledger`: the core postings on one fee (charge, change, payment, waiver, void, refund,
   reversal) and the `fee_changed` signal the sync engine listens to;
 - `bulk`: fees for lists of students and the background bulk jobs;
-- `outside`: the one door for money from outside FeeSync (`movements_record`).
+- `outside`: the one door for money from outside FeeSync (`movements_record`);
+- `credit`: the student's credit (money taken beyond what a fee owed): apply, refund,
+  auto-apply.
 
 Import from here: `from apps.fees.services import payment_take`.
 """
@@ -20,11 +22,19 @@ from .bulk import (
     student_list_from_assignment,
     unpaid_fees,
 )
+from .credit import (
+    credit_apply,
+    credit_auto_apply,
+    credit_refund,
+    student_credit,
+)
 from .ledger import (
     LedgerError,
     Origin,
+    credit_entries,
     credit_kind_totals,
     credit_reverse,
+    date_in_window,
     fee_change,
     fee_changed,
     fee_create,
@@ -54,8 +64,13 @@ __all__ = [
     "assignment_create",
     "bulk_job_run",
     "bulk_job_start",
+    "credit_apply",
+    "credit_auto_apply",
+    "credit_entries",
     "credit_kind_totals",
+    "credit_refund",
     "credit_reverse",
+    "date_in_window",
     "fee_change",
     "fee_changed",
     "fee_create",
@@ -68,6 +83,7 @@ __all__ = [
     "movements_record",
     "payment_refund",
     "payment_take",
+    "student_credit",
     "student_list_from_assignment",
     "to_money",
     "unpaid_fees",

@@ -38,6 +38,7 @@ from .ledger import (
     MoneyInput,
     Origin,
     _check_category_and_account,
+    _check_dates,
     _require,
     fee_changed,
     to_money,
@@ -66,8 +67,7 @@ def assignment_create(
     amount = to_money(amount)
     description = _require(description, "Description")
     _check_category_and_account(category, merchant_account)
-    if due_date and due_date < fee_date:
-        raise LedgerError("The due date cannot be before the fee date.")
+    _check_dates(fee_date, due_date)
     return FeeAssignment.objects.create(
         student_list=student_list,
         category=category,

@@ -16,17 +16,20 @@ Money from outside FeeSync does not call these directly: it enters through the o
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import F, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.dispatch import Signal
+from django.utils import timezone
 
 from apps.accounts.models import MerchantAccount
 from apps.categories.models import FeeCategory
@@ -38,7 +41,9 @@ from ..models import (
     Fee,
     FeeAssignment,
     LedgerEntry,
+    StudentCredit,
 )
+from ..money import CENT, MAX_MONEY, MoneyError, parse_money
 
 #: Sent inside the transaction of every change a vendor must see.
 #: kwargs: `fee_ids` (list[int]), `reason` (str: created, changed, paid, waived, refunded,
@@ -47,8 +52,7 @@ from ..models import (
 fee_changed = Signal()
 
 Kind = LedgerEntry.Kind
-MAX_AMOUNT = Decimal("9999999999.99")
-CENT = Decimal("0.01")
+MAX_AMOUNT = MAX_MONEY
 #: Rows per INSERT in the set-wise services (bulk.py, outside.py).
 BATCH = 2000
 
@@ -87,26 +91,34 @@ class Origin:
 
 
 def to_money(value: object, *, label: str = "Amount", allow_zero: bool = False) -> Decimal:
-    """Parse a money amount: a Decimal with at most two places, not negative, not float."""
-    if isinstance(value, float):
-        raise LedgerError(f"{label} must be given as a decimal, not a floating-point number.")
+    """An amount for the ledger, read by the one strict parser (`apps.fees.money`): to the
+    cent, never negative, never a float. Refused as a `LedgerError` naming the value."""
     try:
-        amount = Decimal(str(value).strip().replace(",", "").lstrip("$"))
-    except (InvalidOperation, ValueError):
-        raise LedgerError(f"{label} “{value}” is not a number.") from None
-    if not amount.is_finite():
-        raise LedgerError(f"{label} “{value}” is not a number.")
-    if abs(amount) < MAX_AMOUNT and amount != amount.quantize(CENT):
+        return parse_money(value, label=label, allow_zero=allow_zero)
+    except MoneyError as exc:
+        raise LedgerError(exc.message) from None
+
+
+def date_in_window(value: date, *, label: str) -> date:
+    """A date staff or a setup typed, within FEESYNC_DATE_WINDOW_YEARS of today either way:
+    a fee dated 2206 or 1926 is a typo, and once sent to a vendor it is hard to take back."""
+    years = settings.FEESYNC_DATE_WINDOW_YEARS
+    today = timezone.localdate()
+    earliest, latest = _years_from(today, -years), _years_from(today, years)
+    if not earliest <= value <= latest:
+        when = "ago" if value < earliest else "ahead"
         raise LedgerError(
-            f"{label} {value} has more than two decimal places; money is kept to the cent."
+            f"{label} {value:%m/%d/%Y} is more than {years} years {when}; FeeSync takes "
+            f"dates from {earliest:%m/%d/%Y} to {latest:%m/%d/%Y}."
         )
-    if amount < 0:
-        raise LedgerError(f"{label} cannot be negative.")
-    if amount == 0 and not allow_zero:
-        raise LedgerError(f"{label} must be more than $0.00.")
-    if amount > MAX_AMOUNT:
-        raise LedgerError(f"{label} is larger than FeeSync can hold.")
-    return amount.quantize(CENT)
+    return value
+
+
+def _years_from(day: date, years: int) -> date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # February 29th in a year that has none
+        return day.replace(year=day.year + years, day=28)
 
 
 def _require(text: str, label: str) -> str:
@@ -114,6 +126,14 @@ def _require(text: str, label: str) -> str:
     if not text:
         raise LedgerError(f"{label} is required.")
     return text
+
+
+def _check_dates(fee_date: date, due_date: date | None) -> None:
+    date_in_window(fee_date, label="The fee date")
+    if due_date is not None:
+        date_in_window(due_date, label="The due date")
+        if due_date < fee_date:
+            raise LedgerError("The due date cannot be before the fee date.")
 
 
 def _check_category_and_account(category: FeeCategory, merchant_account: MerchantAccount) -> None:
@@ -182,19 +202,120 @@ def _outstanding_debits(fee: Fee) -> list[tuple[LedgerEntry, Decimal]]:
     return [(d, d.amount - d.applied) for d in debits if d.amount - d.applied > 0]
 
 
-def _apply(credit: LedgerEntry, fee: Fee, amount: Decimal) -> None:
+def _apply(credit: LedgerEntry, fee: Fee, amount: Decimal, *, manual: bool = False) -> None:
     """Allocate `amount` of `credit` to the fee's unsettled debits, oldest first."""
     left = amount
     rows = []
     for debit, open_ in _outstanding_debits(fee):
         take = min(open_, left)
-        rows.append(Allocation(credit=credit, debit=debit, amount=take))
+        rows.append(Allocation(credit=credit, debit=debit, amount=take, manual=manual))
         left -= take
         if left == 0:
             break
     if left != 0:  # The caller checked the balance under lock; this is a broken invariant.
         raise LedgerError("The fee's entries do not add up; run ledger_check.")
     Allocation.objects.bulk_create(rows)
+
+
+# --- the student's credit ---------------------------------------------------------------------
+# Lock order, everywhere: the fees first (in id order when there are several), then the
+# student's credit row. Every path that touches both follows it, so none waits on another
+# in a circle.
+
+#: Where money comes from that was taken before FeeSync heard of it: never refused for being
+#: more than a fee owes (the rest is the student's credit). Staff at the office are refused.
+TAKEN_OUTSIDE = frozenset(
+    {LedgerEntry.Source.VENDOR, LedgerEntry.Source.PARTNER_API, LedgerEntry.Source.FILE_DROP}
+)
+
+
+def _credit_account(student_id: int) -> StudentCredit:
+    """The student's credit row, locked (created at nothing the first time)."""
+    account, _ = StudentCredit.objects.select_for_update().get_or_create(student_id=student_id)
+    return account
+
+
+def _credit_change(account: StudentCredit, delta: Decimal) -> None:
+    """Move the student's credit by `delta`; the entries and allocations are posted already."""
+    before = account.amount
+    account.amount = (before + delta).quantize(CENT)
+    if account.amount < 0:  # every caller checked under the same lock
+        raise LedgerError("The student's credit does not add up; run ledger_check.")
+    if before == 0 and account.amount > 0:
+        account.since = timezone.now()
+    elif account.amount == 0:
+        account.since = None
+    account.save(update_fields=["amount", "since", "updated_at"])
+
+
+def unallocated(entry: LedgerEntry) -> Decimal:
+    """What of this credit entry no charge has taken: for a payment, the student's credit."""
+    taken: Decimal = entry.allocations_out.aggregate(s=Coalesce(Sum("amount"), ZERO))["s"]
+    return (entry.amount - taken).quantize(CENT)
+
+
+def credit_entries(*, student: Student | int | None) -> QuerySet[LedgerEntry]:
+    """The student's payment entries with credit left on them, oldest first, each annotated
+    with `spare`: what of it no charge or refund has taken. (`student=None`: everyone's.)"""
+    entries = LedgerEntry.objects.filter(kind=Kind.PAYMENT)
+    if student is not None:
+        entries = entries.filter(student_id=student if isinstance(student, int) else student.pk)
+    return (
+        entries.annotate(spare=F("amount") - Coalesce(Sum("allocations_out__amount"), ZERO))
+        .filter(spare__gt=0)
+        .order_by("created_at", "id")
+    )
+
+
+def _drawn(
+    student_id: int, amount: Decimal, credit_entry: LedgerEntry | None
+) -> list[tuple[LedgerEntry, Decimal]]:
+    """Which credit entries give `amount`, and how much each: the given one, or the oldest."""
+    entries: Iterable[LedgerEntry] = credit_entries(student=student_id)
+    if credit_entry is not None:
+        entries = [e for e in entries if e.pk == credit_entry.pk]
+        if not entries:
+            raise LedgerError("That payment has no credit left on it.")
+    left = amount
+    out: list[tuple[LedgerEntry, Decimal]] = []
+    for entry in entries:
+        take = min(entry.spare, left)  # type: ignore[attr-defined]
+        out.append((entry, take))
+        left -= take
+        if left == 0:
+            return out
+    raise LedgerError(  # the caller compared with the credit row under lock
+        f"${amount} is more than the credit those payments hold; run ledger_check."
+    )
+
+
+def _apply_to_fee(
+    *,
+    account: StudentCredit,
+    fee: Fee,
+    amount: Decimal,
+    origin: Origin,
+    manual: bool,
+    credit_entry: LedgerEntry | None = None,
+) -> None:
+    """Allocate `amount` of the student's credit to `fee` (both locked by the caller)."""
+    debits = _outstanding_debits(fee)
+    rows: list[Allocation] = []
+    for entry, take in _drawn(fee.student_id, amount, credit_entry):
+        while take > 0:
+            if not debits:  # the caller compared with the fee's balance under lock
+                raise LedgerError("The fee's entries do not add up; run ledger_check.")
+            debit, open_ = debits[0]
+            part = min(open_, take)
+            rows.append(Allocation(credit=entry, debit=debit, amount=part, manual=manual))
+            take -= part
+            if part == open_:
+                debits.pop(0)
+            else:
+                debits[0] = (debit, open_ - part)
+    Allocation.objects.bulk_create(rows)
+    _credit_change(account, -amount)
+    _settle(fee, origin=origin, reason="paid", balance_delta=-amount)
 
 
 def credit_kind_totals(fee: Fee) -> dict[str, Decimal]:
@@ -293,7 +414,11 @@ def fee_create(
     amount = to_money(amount)
     description = _require(description, "Description")
     _check_category_and_account(category, merchant_account)
-    if due_date and due_date < fee_date:
+    if assignment is None:
+        # An assignment's dates were checked when it was made; a student joining its
+        # activity years later is still charged as it says.
+        _check_dates(fee_date, due_date)
+    elif due_date and due_date < fee_date:
         raise LedgerError("The due date cannot be before the fee date.")
     fee = Fee.objects.create(
         student=student,
@@ -318,6 +443,14 @@ def fee_create(
     fee_changed.send(
         sender=Fee, fee_ids=[fee.pk], reason="created", external_source=origin.external_source
     )
+    if settings.FEESYNC_AUTO_APPLY_CREDIT:
+        # Credit waiting on the account (no fee was open when it came) pays the new fee.
+        # The new row is this transaction's own, so the lock order (fee, then credit) holds.
+        account = StudentCredit.objects.filter(student_id=student.pk, amount__gt=0).first()
+        if account is not None:
+            account = _credit_account(student.pk)
+            if (take := min(account.amount, fee.balance)) > 0:
+                _apply_to_fee(account=account, fee=fee, amount=take, origin=origin, manual=False)
     return fee
 
 
@@ -338,6 +471,7 @@ def fee_change(
         fee.description = _require(description, "Description")
         changed = True
     if due_date is not None and due_date != fee.due_date:
+        date_in_window(due_date, label="The due date")
         if due_date < fee.fee_date:
             raise LedgerError("The due date cannot be before the fee date.")
         fee.due_date = due_date
@@ -438,24 +572,31 @@ def _payment_take(
     _refuse_repeat(origin)
     if fee.status == Fee.Status.VOIDED:
         raise LedgerError("This fee was voided; it cannot take a payment.")
-    if amount > fee.balance:
+    taken_outside = origin.source in TAKEN_OUTSIDE
+    if amount > fee.balance and not taken_outside:
         raise LedgerError(
             f"${amount} is more than is owed on this fee (${fee.balance})."
             if fee.balance
             else "Nothing is owed on this fee."
         )
     by_vendor = origin.source == LedgerEntry.Source.VENDOR
-    entry = _credit(
+    # Money already taken is posted whole: what the fee owed is allocated to it, the rest
+    # stays unallocated on the entry and is the student's credit.
+    owed = min(amount, fee.balance)
+    entry = _post(
         fee=fee,
         kind=Kind.PAYMENT,
         amount=amount,
         origin=origin,
-        reason_label="paid",
-        lock_amount=by_vendor,
         method=method,
         check_number=check_number,
         reason=note,
     )
+    if owed > 0:
+        _apply(entry, fee, owed)
+    _settle(fee, origin=origin, reason="paid", balance_delta=-owed, lock_amount=by_vendor)
+    if amount > owed:
+        _credit_change(_credit_account(fee.student_id), amount - owed)
     if closed and fee.balance > 0:
         settle_origin = Origin(user=origin.user, source=origin.source)
         _credit(
@@ -557,7 +698,14 @@ def _give_back(
     fee = _lock(fee or credit.fee)  # type: ignore[arg-type]
     _refuse_repeat(origin)
     applied, back = _given_back_on(credit, fee)
-    left = applied - back
+    # A payment that brought in more than its fee owed gives back its credit first: what the
+    # fee was paid stays paid until the credit is used up.
+    account = None
+    spare = ZERO
+    if credit.kind == Kind.PAYMENT and credit.fee_id == fee.pk:
+        account = _credit_account(credit.student_id)
+        spare = min(unallocated(credit), account.amount)
+    left = applied - back + spare
     amount = left if amount in (None, "") else to_money(amount)
     if left <= 0:
         raise LedgerError(
@@ -569,11 +717,16 @@ def _give_back(
             f"on this fee (${left})."
         )
     entry = _post(fee=fee, kind=kind, amount=amount, origin=origin, reason=reason, reverses=credit)
+    from_credit = min(spare, amount)
+    if account is not None and from_credit > 0:
+        # The credit pays this part of the refund out: it is never owed on the fee again.
+        Allocation.objects.create(credit=credit, debit=entry, amount=from_credit)
+        _credit_change(account, -from_credit)
     _settle(
         fee,
         origin=origin,
         reason="refunded" if kind == Kind.REFUND else "reversed",
-        balance_delta=amount,
+        balance_delta=amount - from_credit,
     )
     return entry
 

@@ -17,29 +17,35 @@ ledger, so the rules for it live in one place:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Sum
 from django.db.models.functions import Coalesce
 
 from ..models import ZERO, Allocation, Fee, LedgerEntry
 from ..movements import MovementKind
+from .credit import credit_auto_apply
 from .ledger import (
     BATCH,
+    TAKEN_OUTSIDE,
     Kind,
     LedgerError,
     Origin,
     _AlreadyRecorded,
+    _credit_account,
+    _credit_change,
     _credit_reverse,
     _fee_waive,
     _payment_refund,
     _payment_take,
+    credit_entries,
     fee_changed,
     to_money,
 )
@@ -149,6 +155,9 @@ def movements_record(
     if new:  # a batch recorded before (a re-pull, validation) has nothing to look up
         _record_new(source, movements, new, outcomes)
 
+    if settings.FEESYNC_AUTO_APPLY_CREDIT:
+        _auto_apply_new_credit(outcomes.values())
+
     for i, first in repeats:
         done = outcomes[first]
         if done.status in (OutcomeStatus.RECORDED, OutcomeStatus.ALREADY_RECORDED):
@@ -156,6 +165,20 @@ def movements_record(
         else:
             outcomes[i] = done
     return [outcomes[i] for i in range(len(movements))]
+
+
+def _auto_apply_new_credit(outcomes: Iterable[MovementOutcome]) -> None:
+    """The district applies credit automatically: each student whose payments just recorded
+    left credit has it applied to their oldest open fees, one student per transaction, once
+    the payments are committed (a failure here leaves the credit on the account, whole)."""
+    ids = [o.entry_id for o in outcomes if o.status == OutcomeStatus.RECORDED and o.entry_id]
+    if not ids:
+        return
+    students = set(
+        credit_entries(student=None).filter(pk__in=ids).values_list("student_id", flat=True)
+    )
+    for student_id in sorted(students):
+        credit_auto_apply(student_id=student_id)
 
 
 def _recorded(
@@ -432,6 +455,8 @@ def _payments_post_bulk(
             if amount - applied > 0:
                 open_debits.setdefault(fee_id, []).append([debit_id, amount - applied])
         accepted: list[_ExternalPayment] = []
+        owed_of: dict[str, Decimal] = {}  # external id -> what of it its fee owed
+        spare: dict[int, Decimal] = {}  # student id -> credit these payments bring
         for p in payments:
             fee = fees.get(p.fee_id)
             if p.external_id in known:
@@ -441,12 +466,18 @@ def _payments_post_bulk(
                 refused[p.external_id] = "needs the one-by-one path"
                 continue
             amount = to_money(p.amount)
-            if amount > fee.balance:
+            # Money already taken outside is posted whole; what the fee did not owe stays
+            # unallocated on the entry: the student's credit (as in `_payment_take`).
+            owed = min(amount, fee.balance)
+            if amount > owed and origin.source not in TAKEN_OUTSIDE:
                 refused[p.external_id] = (
                     f"${amount} is more than is owed on this fee (${fee.balance})."
                 )
                 continue
-            fee.balance -= amount
+            fee.balance -= owed
+            owed_of[p.external_id] = owed
+            if amount > owed:
+                spare[fee.student_id] = spare.get(fee.student_id, ZERO) + amount - owed
             accepted.append(_ExternalPayment(p.fee_id, amount, p.external_id))
         if not accepted:
             return {}, refused
@@ -468,7 +499,7 @@ def _payments_post_bulk(
         )
         allocations = []
         for p, entry in zip(accepted, entries, strict=True):
-            left = p.amount
+            left = owed_of[p.external_id]
             for debit in open_debits.get(p.fee_id, []):
                 take = min(debit[1], left)
                 if take <= 0:
@@ -481,6 +512,8 @@ def _payments_post_bulk(
             if left != 0:
                 raise LedgerError("The fee's entries do not add up; run ledger_check.")
         Allocation.objects.bulk_create(allocations, batch_size=BATCH)
+        for student_id in sorted(spare):  # after the fees: the ledger's lock order
+            _credit_change(_credit_account(student_id), spare[student_id])
         changed = [fees[i] for i in {p.fee_id for p in accepted}]
         for fee in changed:
             # An open fee without settlement or void entries is paid once nothing is owed.

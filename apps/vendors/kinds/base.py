@@ -33,6 +33,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 
+from apps.fees.money import MoneyField
 from apps.fees.movements import MovementKind
 
 
@@ -392,13 +393,11 @@ LUNCH_SETTINGS: dict[str, Setting] = {
         step="parent",
     ),
     "lunch_balance_threshold": Setting(
-        forms.DecimalField(
+        # The ledger's one money parser: "5,00" is refused, never read as $500.00.
+        MoneyField(
             label="Lunch balance threshold",
-            max_digits=12,
-            decimal_places=2,
+            allow_zero=True,
             initial=Decimal("5.00"),
-            # No min_value: the service refuses a negative amount in plain words.
-            widget=forms.NumberInput(attrs={"inputmode": "decimal", "step": "0.01"}),
             help_text="A lunch balance under this amount is shown in red, in dollars (e.g. 5.00).",
         ),
         step="parent",

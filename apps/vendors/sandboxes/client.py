@@ -46,11 +46,23 @@ class SandboxControl:
         return self.call("state")
 
     def pay(
-        self, fee_ref: str, amount: Decimal | str, *, closed: bool = False, hidden: bool = False
+        self,
+        fee_ref: str,
+        amount: Decimal | str,
+        *,
+        closed: bool = False,
+        hidden: bool = False,
+        allow_over: bool = False,
     ) -> dict[str, Any]:
-        return self.call(
-            "pay", {"fee_ref": fee_ref, "amount": str(amount), "closed": closed, "hidden": hidden}
-        )
+        payload: dict[str, Any] = {
+            "fee_ref": fee_ref,
+            "amount": str(amount),
+            "closed": closed,
+            "hidden": hidden,
+        }
+        if allow_over:  # only when asked: a sandbox of an older contract never sees it
+            payload["allow_over"] = True
+        return self.call("pay", payload)
 
     def pay_many(self, payments: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         return self.call("pay", {"payments": list(payments)})["results"]

@@ -596,6 +596,9 @@ class SandboxState:
         amount = money_field(spec, "amount")
         closed = bool_field(spec, "closed")
         hidden = bool_field(spec, "hidden")
+        # A parent who pays more than is due (a double payment, a fee lowered meanwhile):
+        # vendors take it; FeeSync must settle the fee and keep the rest as credit.
+        allow_over = bool_field(spec, "allow_over")
         fee = self._fee_for_update(db, fee_ref)
         if fee.status in ("waived", "closed"):
             raise ControlError(f"Fee {fee_ref} is {fee.status} at the vendor; nothing is due.")
@@ -603,7 +606,7 @@ class SandboxState:
             raise ControlError(f"Fee {fee_ref} is inactive; the vendor no longer collects it.")
         if amount <= 0:
             raise ControlError("amount must be more than 0.00")
-        if amount > fee.amount_due:
+        if amount > fee.amount_due and not allow_over:
             raise ControlError(
                 f"amount {money_str(amount)} is more than the {money_str(fee.amount_due)}"
                 f" still due on fee {fee_ref}"
@@ -618,7 +621,7 @@ class SandboxState:
             hidden=hidden,
             occurred_at=optional_str(spec, "occurred_at"),
         )
-        due = ZERO if closed else fee.amount_due - amount
+        due = ZERO if closed else max(ZERO, fee.amount_due - amount)
         self._set_fee_money(
             db, fee_ref, amount_due=due, paid=fee.paid + amount, closed=True if closed else None
         )

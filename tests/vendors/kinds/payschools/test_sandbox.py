@@ -235,6 +235,17 @@ def test_a_new_version_keeps_what_parents_paid(
 # --- the control API ------------------------------------------------------------------------------
 
 
+def test_pay_with_allow_over_takes_more_than_is_due_and_reports_it_whole(
+    payschools: SandboxServer, payschools_control: SandboxControl
+) -> None:
+    upsert(payschools.url, fee_xml("F1", 1, "10.00"))
+    answer = payschools_control.pay("F1", "12.50", allow_over=True)
+    assert answer["payment"]["amount"] == "12.50"
+    assert (answer["fee"]["amount_due"], answer["fee"]["paid"]) == ("0.00", "12.50")
+    with pytest.raises(SandboxControlError, match="true or false"):
+        payschools_control.call("pay", {"fee_ref": "F1", "amount": "1.00", "allow_over": "yes"})
+
+
 def test_pay_refuses_more_than_due_and_unknown_fees(
     payschools: SandboxServer, payschools_control: SandboxControl
 ) -> None:

@@ -1,0 +1,190 @@
+"""The student's credit: what staff (or the district's auto-apply setting) do with money a
+vendor, a file or the partner API took that no fee owed.
+
+The credit itself arises in `ledger._payment_take` (and the one door's fast path): the
+payment is posted whole and allocated to its fee for what was owed; the rest stays
+unallocated on the payment entry. Here it is
+
+* applied to another open fee of the same student (`credit_apply`): an allocation from the
+  payment entries holding credit to that fee's charges, oldest credit first, with the fee's
+  balance, status and version brought in step and `fee_changed` sent like any posting;
+* paid back to the family (`credit_refund`): a refund entry on no fee, settled out of the
+  credit by an allocation, so nothing is owed anywhere because of it;
+* applied automatically (`credit_auto_apply`) to the student's oldest open fee (oldest due
+  date, then fee date) when the district turns FEESYNC_AUTO_APPLY_CREDIT on; credit that
+  found no open fee then pays the student's next fee (`fee_create`).
+
+Each is one atomic action; a refusal is a `LedgerError` in a clerk's words and writes nothing.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from apps.students.models import Student
+
+from ..models import ZERO, Allocation, Fee, LedgerEntry, StudentCredit
+from ..money import money_text
+from .ledger import (
+    Kind,
+    LedgerError,
+    Origin,
+    _apply_to_fee,
+    _credit_account,
+    _credit_change,
+    _drawn,
+    _existing_external,
+    _lock,
+    _require,
+    credit_entries,
+    to_money,
+    unallocated,
+)
+
+
+def _dollars(amount: Decimal) -> str:
+    return "$" + money_text(amount)
+
+
+def student_credit(*, student: Student) -> Decimal:
+    """Credit on the student's account now (nothing if they never had any)."""
+    amount = StudentCredit.objects.filter(student=student).values_list("amount", flat=True).first()
+    return amount if amount is not None else ZERO
+
+
+@transaction.atomic
+def credit_apply(
+    *,
+    student: Student,
+    fee: Fee,
+    origin: Origin,
+    amount: Any | None = None,
+    credit_entry: LedgerEntry | None = None,
+) -> Decimal:
+    """Apply the student's credit (all of it that the fee can take, by default; or `amount`;
+    from `credit_entry` only, if given) to another open fee of the same student. Returns
+    the amount applied."""
+    if fee.student_id != student.pk:
+        raise LedgerError(f"Fee {fee.reference} is not {student.full_name}'s fee.")
+    fee = _lock(fee)
+    account = _credit_account(student.pk)
+    if fee.status != Fee.Status.OPEN or fee.balance <= 0:
+        raise LedgerError(
+            f"Nothing is owed on fee {fee.reference} (it is {fee.get_status_display().lower()})."
+        )
+    if account.amount <= 0:
+        raise LedgerError(f"{student.full_name} has no credit on account.")
+    available = account.amount
+    if credit_entry is not None:
+        available = min(available, unallocated(credit_entry))
+    wanted = min(available, fee.balance) if amount in (None, "") else to_money(amount)
+    if wanted > fee.balance:
+        raise LedgerError(
+            f"{_dollars(wanted)} is more than is owed on this fee ({_dollars(fee.balance)})."
+        )
+    if wanted > available:
+        raise LedgerError(
+            f"{_dollars(wanted)} is more than {student.full_name}'s credit ({_dollars(available)})."
+        )
+    _apply_to_fee(
+        account=account,
+        fee=fee,
+        amount=wanted,
+        origin=origin,
+        manual=True,
+        credit_entry=credit_entry,
+    )
+    return wanted
+
+
+@transaction.atomic
+def credit_refund(
+    *,
+    student: Student,
+    amount: Any,
+    reason: str,
+    origin: Origin,
+    method: str = "",
+    check_number: str = "",
+) -> list[LedgerEntry]:
+    """Pay (part of) the student's credit back to the family: one refund entry per payment
+    it is drawn from (oldest first), on no fee, each settled out of that payment's credit.
+    No fee changes, so no vendor is told. Idempotent by `origin.external_id` (checked under
+    the credit row's lock): a repeat returns the first refund entry."""
+    reason = _require(reason, "A reason for the refund")
+    amount = to_money(amount)
+    if method and method not in LedgerEntry.Method.values:
+        raise LedgerError(f"“{method}” is not a payment method FeeSync knows.")
+    check_number = (check_number or "").strip()
+    if method == LedgerEntry.Method.CHECK and not check_number:
+        raise LedgerError("A refund by check needs the check number.")
+    account = _credit_account(student.pk)
+    # A sender's repeat (the same external id) is answered with what it recorded first.
+    if origin.external_id and (first := _existing_external(origin)) is not None:
+        return [first]
+    if amount > account.amount:
+        raise LedgerError(
+            f"{_dollars(amount)} is more than {student.full_name}'s credit "
+            f"({_dollars(account.amount)})."
+            if account.amount
+            else f"{student.full_name} has no credit on account to refund."
+        )
+    refunds: list[LedgerEntry] = []
+    for i, (entry, take) in enumerate(_drawn(student.pk, amount, None)):
+        # A sender's own id can name one entry only; the rest of a split refund carry none.
+        part_origin = origin if i == 0 else Origin(user=origin.user, source=origin.source)
+        refund = LedgerEntry.objects.create(
+            student_id=student.pk,
+            fee=None,
+            kind=Kind.REFUND,
+            amount=take,
+            method=method,
+            check_number=check_number,
+            reason=reason,
+            reverses=entry,
+            **part_origin.entry_fields(),
+        )
+        Allocation.objects.create(credit=entry, debit=refund, amount=take, manual=True)
+        refunds.append(refund)
+    _credit_change(account, -amount)
+    return refunds
+
+
+def credit_auto_apply(*, student_id: int, origin: Origin | None = None) -> Decimal:
+    """With FEESYNC_AUTO_APPLY_CREDIT on: apply the student's credit to their open fees,
+    oldest due date first (then fee date), until the credit or the open fees run out.
+    Returns what was applied (nothing when the setting is off). Its own transaction: called
+    after the payment that made the credit is committed, so that it can lock the fees before
+    the credit row (see the lock order in `ledger`)."""
+    if not settings.FEESYNC_AUTO_APPLY_CREDIT:
+        return ZERO
+    origin = origin or Origin(source=LedgerEntry.Source.SYSTEM)
+    with transaction.atomic():
+        fees = list(
+            Fee.objects.select_for_update()
+            .filter(student_id=student_id, status=Fee.Status.OPEN, balance__gt=0)
+            .order_by("pk")
+        )
+        account = _credit_account(student_id)
+        applied = ZERO
+        fees.sort(key=lambda f: (f.due_date is None, f.due_date, f.fee_date, f.pk))
+        for fee in fees:
+            if account.amount <= 0:
+                break
+            take = min(account.amount, fee.balance)
+            _apply_to_fee(account=account, fee=fee, amount=take, origin=origin, manual=False)
+            applied += take
+        return applied
+
+
+__all__ = [
+    "credit_apply",
+    "credit_auto_apply",
+    "credit_entries",
+    "credit_refund",
+    "student_credit",
+]

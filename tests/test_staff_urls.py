@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -17,9 +18,17 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
-from apps.fees.models import BulkJob
-from apps.fees.services import Origin, assignment_create, payment_take
-from apps.vendors.models import Discrepancy, OutboxItem, SyncedFee, TaskRun
+from apps.fees.models import BulkJob, LedgerEntry, StudentCredit
+from apps.fees.services import (
+    Movement,
+    MovementKind,
+    MovementSource,
+    Origin,
+    assignment_create,
+    movements_record,
+    payment_take,
+)
+from apps.vendors.models import Discrepancy, HeldMovement, OutboxItem, SyncedFee, TaskRun
 from tests.factories import (
     ActivityFactory,
     CategoryFactory,
@@ -41,6 +50,7 @@ FIXED = {
     ("vendors_integration_section", "section"): "connection",
     ("vendors_integration_dashboard_action", "action"): "retry",
     ("vendors_integration_discrepancy", "action"): "resolve",
+    ("vendors_heldmovement_act", "action"): "dismiss",
 }
 
 
@@ -101,6 +111,23 @@ def world(district_admin: Any) -> dict[str, int]:
         fee_ref=fee.reference,
         detail="x",
     )
+    HeldMovement.objects.create(
+        integration=integration,
+        fee=fee,
+        fee_ref=fee.reference,
+        vendor_ref="P-HELD-1",
+        kind="payment",
+        amount=Decimal("5.00"),
+        reason=HeldMovement.Reason.values[0],
+        detail="held for the test",
+    )
+    # A real credit: a vendor took more than the other fee owed (the door keeps the rest).
+    other = make_fee(student=fee.student, amount="5.00")
+    movements_record(
+        source=MovementSource("integration:test", "A vendor", LedgerEntry.Source.VENDOR),
+        movements=[Movement("P-OVER-1", MovementKind.PAYMENT, other.reference, Decimal("8.00"))],
+    )
+    assert StudentCredit.objects.get(student=fee.student).amount == Decimal("3.00")
     return {"integration": integration.pk, "discrepancy_id": finding.pk}
 
 

@@ -722,15 +722,24 @@ def payments_pull_within(
         max_workers=max(1, len(integrations)), thread_name_prefix="feesync-page-pull"
     )
     futures: dict[Future[list[VendorPayment]], tuple[Integration, VendorAdapter]] = {}
+    pulls: list[PagePull] = []
     try:
         for integration in integrations:
-            adapter = adapter_for(integration, timeout=seconds)
+            try:
+                # Reading the credentials may already fail (a retired key): that vendor
+                # gets its note, the others are still asked.
+                adapter = adapter_for(integration, timeout=seconds)
+            except VendorError as exc:
+                pulls.append(PagePull(integration, error=exc.message))
+                Integration.objects.filter(pk=integration.pk).update(
+                    last_error=exc.message, last_error_at=timezone.now()
+                )
+                continue
             future = pool.submit(_fetch_payments, adapter, list(student_ids), deadline)
             futures[future] = (integration, adapter)
         done, _ = wait(futures, timeout=max(0.0, deadline - time.monotonic()))
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    pulls: list[PagePull] = []
     for future, (integration, adapter) in futures.items():
         pull = PagePull(integration)
         pulls.append(pull)

@@ -5,6 +5,7 @@ credit, which staff apply to another fee or refund (or the district's setting ap
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from decimal import Decimal
 
 import pytest
@@ -241,7 +242,15 @@ def test_the_refund_page_offers_what_is_left_to_refund_of_an_overpaid_payment(cl
     credit_refund(student=student, amount="1.00", reason="Part back", origin=Origin())
     [payment] = refundable_payments(fee)
     assert payment.amount - payment.given_back == D("55.00")
-    form = RefundForm({"payment": payment.pk, "amount": "55.00", "reason": "Trip off"}, fee=fee)
+    form = RefundForm(
+        {
+            "token": str(uuid.uuid4()),
+            "payment": payment.pk,
+            "amount": "55.00",
+            "reason": "Trip off",
+        },
+        fee=fee,
+    )
     assert "($55.00 refundable)" in str(form["payment"])
     assert form.is_valid(), form.errors
     payment_refund(payment=payment, amount="55.00", reason="Trip off", fee=fee, origin=Origin())

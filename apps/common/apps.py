@@ -6,3 +6,6 @@ class CommonConfig(AppConfig):
 
     name = "apps.common"
     verbose_name = "Common"
+
+    def ready(self) -> None:
+        from . import lookups  # noqa: F401  (registers `__any` on every field)

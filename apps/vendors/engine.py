@@ -108,7 +108,7 @@ def outbox_enqueue(*, integration: Integration, fee_ids: Iterable[int]) -> int:
             updated_at=now,
         )
         for start in range(0, len(ids), 5000)
-        for pk, version in scope.filter(pk__in=ids[start : start + 5000]).values_list(
+        for pk, version in scope.filter(pk__any=ids[start : start + 5000]).values_list(
             "pk", "version"
         )
     ]
@@ -164,7 +164,7 @@ def _claim(integration: Integration, limit: int) -> list[OutboxItem]:
             .order_by("next_attempt_at", "id")[:limit]
         )
         if items:
-            OutboxItem.objects.filter(pk__in=[i.pk for i in items]).update(
+            OutboxItem.objects.filter(pk__any=[i.pk for i in items]).update(
                 next_attempt_at=now + lease
             )
     return items
@@ -177,7 +177,7 @@ def fee_records(integration: Integration, fee_ids: Sequence[int]) -> dict[int, F
         for m in integration.account_mappings.all()
         if m.vendor_merchant_id
     }
-    fees = Fee.objects.filter(pk__in=fee_ids).select_related(
+    fees = Fee.objects.filter(pk__any=fee_ids).select_related(
         "student__school", "category", "merchant_account"
     )
     return {
@@ -336,8 +336,8 @@ def _delivery_acknowledged(
         for i in acked_items:
             by_version.setdefault(result.acknowledged[records[i.fee_id].fee_ref], []).append(i.pk)
         for version, ids in by_version.items():
-            OutboxItem.objects.filter(pk__in=ids, version__lte=version).delete()
-        OutboxItem.objects.filter(pk__in=[i.pk for i in acked_items]).update(
+            OutboxItem.objects.filter(pk__any=ids, version__lte=version).delete()
+        OutboxItem.objects.filter(pk__any=[i.pk for i in acked_items]).update(
             next_attempt_at=now, attempts=0
         )
         rejected = [
@@ -359,7 +359,7 @@ def _delivery_acknowledged(
                 detail=f"{integration.vendor_name} refused this fee: {reason}",
             )
         # A fee deleted from FeeSync while queued has nothing left to send.
-        OutboxItem.objects.filter(pk__in=[i.pk for i in items if i.fee_id not in records]).delete()
+        OutboxItem.objects.filter(pk__any=[i.pk for i in items if i.fee_id not in records]).delete()
         if integration.consecutive_failures or integration.backoff_until:
             Integration.objects.filter(pk=integration.pk).update(
                 consecutive_failures=0, backoff_until=None
@@ -481,14 +481,17 @@ def _settle_rule(
     why: dict[int, str] = {}
 
     def may_settle(fee_ids: set[int]) -> set[int]:
-        in_scope = set(scope.fees().filter(pk__in=fee_ids).values_list("pk", flat=True))
+        # One query for the usual page (every fee sent and in scope); only a page with a fee
+        # it may not settle asks which half of the rule that fee breaks.
         sent = set(
-            SyncedFee.objects.filter(integration=integration, fee_id__in=in_scope).values_list(
-                "fee_id", flat=True
-            )
+            SyncedFee.objects.filter(integration=integration, fee_id__any=fee_ids)
+            .filter(scope.q("fee__"))
+            .values_list("fee_id", flat=True)
         )
-        why.update(dict.fromkeys(fee_ids - in_scope, HeldMovement.Reason.OUT_OF_SCOPE))
-        why.update(dict.fromkeys(in_scope - sent, HeldMovement.Reason.NEVER_SENT))
+        if rest := fee_ids - sent:
+            in_scope = set(scope.fees().filter(pk__any=rest).values_list("pk", flat=True))
+            why.update(dict.fromkeys(rest - in_scope, HeldMovement.Reason.OUT_OF_SCOPE))
+            why.update(dict.fromkeys(in_scope, HeldMovement.Reason.NEVER_SENT))
         return sent
 
     return may_settle, why

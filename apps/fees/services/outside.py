@@ -190,7 +190,7 @@ def _recorded(
     return {
         ext: (pk, fee_id)
         for ext, pk, fee_id in LedgerEntry.objects.filter(
-            external_source=source.external_source, external_id__in=external_ids
+            external_source=source.external_source, external_id__any=external_ids
         ).values_list("external_id", "pk", "fee_id")
     }
 
@@ -217,7 +217,7 @@ def _record_new(
 ) -> None:
     """Post the movements at `new` (indexes into `movements`), filling in their outcomes."""
     fee_ids: dict[str, int] = dict(
-        Fee.objects.filter(reference__in={movements[i].fee_ref for i in new}).values_list(
+        Fee.objects.filter(reference__any={movements[i].fee_ref for i in new}).values_list(
             "reference", "pk"
         )
     )
@@ -432,22 +432,22 @@ def _payments_post_bulk(
     with transaction.atomic():
         fee_ids = sorted({p.fee_id for p in payments})
         fees = {
-            f.pk: f for f in Fee.objects.select_for_update().filter(pk__in=fee_ids).order_by("pk")
+            f.pk: f for f in Fee.objects.select_for_update().filter(pk__any=fee_ids).order_by("pk")
         }
         known = set(
             LedgerEntry.objects.filter(
                 external_source=origin.external_source,
-                external_id__in=[p.external_id for p in payments],
+                external_id__any=[p.external_id for p in payments],
             ).values_list("external_id", flat=True)
         )
         special = set(
             LedgerEntry.objects.filter(
-                fee_id__in=fee_ids, kind__in=[Kind.SETTLEMENT, Kind.VOID]
+                fee_id__any=fee_ids, kind__in=[Kind.SETTLEMENT, Kind.VOID]
             ).values_list("fee_id", flat=True)
         )
         open_debits: dict[int, list[list[Any]]] = {}
         for fee_id, debit_id, amount, applied in (
-            LedgerEntry.objects.filter(fee_id__in=fee_ids, kind__in=LedgerEntry.DEBIT_KINDS)
+            LedgerEntry.objects.filter(fee_id__any=fee_ids, kind__in=LedgerEntry.DEBIT_KINDS)
             .annotate(applied=Coalesce(Sum("allocations_in__amount"), ZERO))
             .values_list("fee_id", "id", "amount", "applied")
             .order_by("id")

@@ -1,0 +1,16 @@
+"""Celery tasks of the roster import: thin wrappers that take primary keys."""
+
+from celery import shared_task
+
+from .jobs import roster_import_apply, roster_import_preview
+from .models import RosterImport
+
+
+@shared_task(acks_late=True, name="apps.roster.tasks.roster_preview")
+def roster_preview(import_id: int) -> None:
+    roster_import_preview(job=RosterImport.objects.get(pk=import_id))
+
+
+@shared_task(acks_late=True, name="apps.roster.tasks.roster_apply")
+def roster_apply(import_id: int) -> None:
+    roster_import_apply(job=RosterImport.objects.get(pk=import_id))

@@ -21,8 +21,9 @@ from apps.common.admin import (
     staff_user,
 )
 
+from .invitations import guardians_to_invite, guardians_without_email, invitations_start
 from .jobs import roster_import_confirm, roster_import_start
-from .models import AcademicSession, RosterImport
+from .models import AcademicSession, InvitationBatch, RosterImport
 
 MAX_UPLOAD = 200 * 1024 * 1024
 
@@ -170,3 +171,68 @@ class AcademicSessionAdmin(NotFoundMixin, ReadOnlyMixin, admin.ModelAdmin[Academ
     list_filter = ["kind", "school_year", "active"]
     search_fields = ["title", "sourced_id"]
     search_help_text = "Search by title or SIS id."
+
+
+@admin.register(InvitationBatch)
+class InvitationBatchAdmin(NotFoundMixin, ReadOnlyMixin, admin.ModelAdmin[InvitationBatch]):
+    """Portal invitations sent in bulk; "Add" is the page that sends the next batch."""
+
+    list_display = ["__str__", "state", "sent", "total", "created"]
+    list_filter = ["state"]
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("roster.add_invitationbatch"))
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.has_perm("roster.add_invitationbatch"))
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.has_perm("roster.add_invitationbatch"))
+
+    @admin.display(description="Started", ordering="created_at")
+    def created(self, obj: InvitationBatch) -> str:
+        return short_when(obj.created_at)
+
+    def _context(self, request: HttpRequest, **extra: Any) -> dict[str, Any]:
+        return {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "to_invite": guardians_to_invite().count(),
+            "without_email": guardians_without_email().count(),
+            **extra,
+        }
+
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        if request.method == "POST":
+            if not guardians_to_invite().exists():
+                messages.info(request, "Every guardian with a login has been invited already.")
+                return HttpResponseRedirect(request.path)
+            batch = invitations_start(
+                base_url=request.build_absolute_uri("/"), user=staff_user(request)
+            )
+            messages.success(request, f"Sending {batch.total:,} invitations.")
+            return HttpResponseRedirect(admin_url(batch))
+        context = self._context(request, title="Invite guardians to the parent portal")
+        return TemplateResponse(request, "admin/roster/invitationbatch/page.html", context)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        batch: InvitationBatch = object_or_404(
+            InvitationBatch.objects.select_related("started_by"), object_id, "invitation batch"
+        )
+        running = batch.state in (InvitationBatch.State.QUEUED, InvitationBatch.State.RUNNING)
+        context = self._context(
+            request, title="Portal invitations", batch=batch, running=running, original=batch
+        )
+        return TemplateResponse(request, "admin/roster/invitationbatch/page.html", context)

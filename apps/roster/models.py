@@ -87,3 +87,40 @@ class RosterImport(models.Model):
         if self.state == self.State.DONE:
             return 100
         return int(100 * self.done / self.total) if self.total else 0
+
+
+class InvitationBatch(models.Model):
+    """Portal invitations sent in bulk to guardians who have a login but no password yet:
+    each gets a set-password link (one use, expiring after PASSWORD_RESET_TIMEOUT)."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Waiting to start"
+        RUNNING = "running", "Sending"
+        DONE = "done", "Finished"
+        FAILED = "failed", "Failed"
+
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    #: The site address the links point to (the staff page's own, when started there).
+    base_url = models.CharField(max_length=200)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    sent = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "invitation batches"
+
+    def __str__(self) -> str:
+        return f"Invitations of {self.created_at:%Y-%m-%d %H:%M} – {self.get_state_display()}"
+
+    @property
+    def percent(self) -> int:
+        if self.state == self.State.DONE:
+            return 100
+        return int(100 * self.done / self.total) if self.total else 0

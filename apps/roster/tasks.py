@@ -2,8 +2,9 @@
 
 from celery import shared_task
 
+from .invitations import invitations_run
 from .jobs import roster_import_apply, roster_import_preview
-from .models import RosterImport
+from .models import InvitationBatch, RosterImport
 
 
 @shared_task(acks_late=True, name="apps.roster.tasks.roster_preview")
@@ -14,3 +15,8 @@ def roster_preview(import_id: int) -> None:
 @shared_task(acks_late=True, name="apps.roster.tasks.roster_apply")
 def roster_apply(import_id: int) -> None:
     roster_import_apply(job=RosterImport.objects.get(pk=import_id))
+
+
+@shared_task(acks_late=True, name="apps.roster.tasks.send_invitations")
+def send_invitations(batch_id: int) -> None:
+    invitations_run(batch=InvitationBatch.objects.get(pk=batch_id))

@@ -60,3 +60,34 @@ def test_district_admin_uploads_a_roster_reads_the_preview_and_applies_it(
     assert Student.objects.count() == 5
     assert Guardian.objects.filter(user__isnull=False).count() == 4
     page.screenshot(path=str(artifacts / "roster-result-1280.png"), full_page=True)
+
+
+def test_a_parent_follows_the_invitation_sets_a_password_and_sees_their_children(
+    browser: Any, live_server: Any, artifacts: Path, tmp_path: Path
+) -> None:
+    from django.core import mail
+    from django.core.management import call_command
+
+    from apps.roster.invitations import invitations_start
+    from tests.roster.files import write_folder
+
+    people = family(2)
+    sibling = Person("stu9", "Mei", "Family", number="100009", grade="KG", agents=["par0"])
+    people.append(sibling)
+    people[1].agents = ["stu0", "stu9"]
+    call_command("roster_import", str(write_folder(tmp_path / "r", oneroster_files(people))))
+    invitations_start(base_url=live_server.url)  # autocommit: the batch is sent at once
+    body = next(m.body for m in mail.outbox if m.to == ["parent0@example.org"])
+    link = next(line for line in body.splitlines() if "/portal/invitation/" in line)
+
+    page = browser.new_context(viewport={"width": 390, "height": 844}).new_page()
+    page.goto(link.strip())
+    page.get_by_role("heading", name="Welcome to the parent portal").wait_for()
+    page.get_by_label("New password", exact=True).fill("a-long-family-pw-1")
+    page.get_by_label("New password confirmation").fill("a-long-family-pw-1")
+    page.screenshot(path=str(artifacts / "portal-invitation-390.png"), full_page=True)
+    page.get_by_role("button", name="Set my password and sign in").click()
+    page.wait_for_url(f"{live_server.url}/portal/")
+    text = page.content()
+    assert "Kid0" in text and "Mei" in text and "Kid1" not in text
+    page.screenshot(path=str(artifacts / "portal-after-invitation-390.png"), full_page=True)

@@ -28,7 +28,7 @@ from apps.fees.services import (
     movements_record,
     payment_take,
 )
-from apps.roster.models import AcademicSession, InvitationBatch, RosterImport
+from apps.roster.models import AcademicSession, InvitationBatch, RosterImport, RosterSource
 from apps.vendors.models import Discrepancy, HeldMovement, OutboxItem, SyncedFee, TaskRun
 from tests.factories import (
     ActivityFactory,
@@ -100,6 +100,7 @@ def world(district_admin: Any) -> dict[str, int]:
     BulkJob.objects.create(assignment=assignment, action="assign", state="done")
     RosterImport.objects.create(file_name="roster.zip", content=b"", state="unreadable")
     InvitationBatch.objects.create(base_url="http://testserver/", state="done")
+    RosterSource.objects.create(host="sis.example.org", username="sis", host_key="")
     AcademicSession.objects.create(
         sourced_id="y2026",
         title="2025-2026",

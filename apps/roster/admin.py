@@ -23,7 +23,8 @@ from apps.common.admin import (
 
 from .invitations import guardians_to_invite, guardians_without_email, invitations_start
 from .jobs import roster_import_confirm, roster_import_start
-from .models import AcademicSession, InvitationBatch, RosterImport
+from .models import AcademicSession, InvitationBatch, RosterImport, RosterSource
+from .nightly import roster_source_password_set
 
 MAX_UPLOAD = 200 * 1024 * 1024
 
@@ -236,3 +237,40 @@ class InvitationBatchAdmin(NotFoundMixin, ReadOnlyMixin, admin.ModelAdmin[Invita
             request, title="Portal invitations", batch=batch, running=running, original=batch
         )
         return TemplateResponse(request, "admin/roster/invitationbatch/page.html", context)
+
+
+class RosterSourceForm(forms.ModelForm[RosterSource]):
+    password = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Stored encrypted and never shown again. Leave empty to keep the saved one.",
+    )
+
+    class Meta:
+        model = RosterSource
+        fields = ["enabled", "host", "port", "username", "password", "directory", "host_key"]
+
+
+@admin.register(RosterSource)
+class RosterSourceAdmin(NotFoundMixin, admin.ModelAdmin[RosterSource]):
+    """The SIS's SFTP export directory, fetched every night (district admins only)."""
+
+    form = RosterSourceForm
+    list_display = ["__str__", "enabled", "password_saved", "last_file"]
+    readonly_fields = ["password_saved", "last_file"]
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("roster.change_rostersource"))
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # One source: the SIS exports to one place.
+        return super().has_add_permission(request) and not RosterSource.objects.exists()
+
+    @admin.display(description="Password")
+    def password_saved(self, obj: RosterSource) -> str:
+        return "saved (encrypted)" if obj.secrets else "not set"
+
+    def save_model(self, request: HttpRequest, obj: RosterSource, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if form.cleaned_data.get("password"):
+            roster_source_password_set(source=obj, password=form.cleaned_data["password"])

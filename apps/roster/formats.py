@@ -85,6 +85,10 @@ class StudentRow:
     status: str
     modified: datetime | None
     line: int
+    #: False: on the roll but not attending (OneRoster enabledUser=false, plain "inactive").
+    enabled: bool = True
+    #: When the student's enrollment began (roles.csv beginDate), for a new student.
+    enrolled: date | None = None
 
 
 @dataclass(slots=True)
@@ -129,6 +133,8 @@ class Roster:
     refused: list[Refusal] = field(default_factory=list)
     #: Records whose row was refused: a bulk file does not make them leave for that.
     refused_ids: set[Sid] = field(default_factory=set)
+    #: student -> the beginDate of their student role (roles.csv).
+    enrolled: dict[Sid, date] = field(default_factory=dict)
     #: Rows read that are neither students nor guardians (teachers ...): not refused.
     skipped: int = 0
 
@@ -145,11 +151,20 @@ class Roster:
 class _Files:
     """The CSV files of a roster, from a zip, a folder or a single CSV file."""
 
-    def __init__(self, path: Path | None = None, data: bytes | None = None, name: str = ""):
+    def __init__(
+        self,
+        path: Path | None = None,
+        data: bytes | None = None,
+        name: str = "",
+        files: dict[str, bytes] | None = None,
+    ):
         self.name = name or (path.name if path else "roster")
         self._zip: zipfile.ZipFile | None = None
         self._dir: Path | None = None
         self._single: bytes | None = None
+        self._mem = files
+        if files is not None:
+            return
         if path is not None and path.is_dir():
             self._dir = path
             return
@@ -181,6 +196,8 @@ class _Files:
         return None
 
     def has(self, name: str) -> bool:
+        if self._mem is not None:
+            return name in self._mem
         if self._dir is not None:
             return (self._dir / name).is_file()
         if self._zip is not None:
@@ -188,6 +205,10 @@ class _Files:
         return False
 
     def open(self, name: str) -> IO[bytes]:
+        if self._mem is not None:
+            if name not in self._mem:
+                raise RosterUnreadable(f"The roster has no {name}.")
+            return io.BytesIO(self._mem[name])
         if self._dir is not None:
             return (self._dir / name).open("rb")
         if self._zip is not None:
@@ -453,6 +474,18 @@ def _read_roles(files: _Files, roster: Roster) -> tuple[dict[Sid, tuple[str, Sid
             if user in primary:
                 continue
             roles[user] = (role, row[ROLE_COLUMNS_ORG])
+            if role == "student" and row.get("beginDate"):
+                try:
+                    roster.enrolled[user] = date.fromisoformat(row["beginDate"])
+                except ValueError:
+                    roster.refused.append(
+                        Refusal(
+                            "roles.csv",
+                            line,
+                            f"beginDate “{row['beginDate']}” is not a "
+                            "date (YYYY-MM-DD); the enrollment date is left empty",
+                        )
+                    )
             if row["roleType"] == "primary":
                 primary.add(user)
     return roles, left - set(roles)
@@ -518,7 +551,17 @@ def _read_users(
                     roster.refused_ids.add(sid)
                     continue
                 roster.students[sid] = StudentRow(
-                    sid, number, first, last, grade, org, status, modified, line
+                    sid,
+                    number,
+                    first,
+                    last,
+                    grade,
+                    org,
+                    status,
+                    modified,
+                    line,
+                    enabled=row.get("enabledUser", "").lower() != "false",
+                    enrolled=roster.enrolled.get(sid),
                 )
                 kind_of[sid] = "student"
             else:
@@ -584,7 +627,7 @@ def _read_plain(data: bytes, name: str) -> Roster:
             why = f"student_id “{sid}” is longer than {STUDENT_NUMBER_MAX} characters"
         elif sid in roster.students:
             why = f"student_id “{sid}” appears twice; the first row is kept"
-        status = ACTIVE if status_text == "active" else TO_BE_DELETED
+        status = ACTIVE
         why = why or _name(row["first_name"], "first name") or _name(row["last_name"], "last name")
         grade = ""
         if not why:
@@ -602,7 +645,16 @@ def _read_plain(data: bytes, name: str) -> Roster:
         if code not in roster.schools:
             roster.schools[code] = SchoolRow(code, code, row.get("school_name", "")[:120], ACTIVE)
         roster.students[sid] = StudentRow(
-            sid, sid, row["first_name"], row["last_name"], grade, code, status, None, line
+            sid,
+            sid,
+            row["first_name"],
+            row["last_name"],
+            grade,
+            code,
+            status,
+            None,
+            line,
+            enabled=status_text == "active",
         )
         for n in (1, 2):
             gid = row.get(f"guardian{n}_id", "")
@@ -655,9 +707,20 @@ def _read_plain(data: bytes, name: str) -> Roster:
     return roster
 
 
-def read_roster(*, path: Path | None = None, data: bytes | None = None, name: str = "") -> Roster:
-    """Read a roster from a folder / zip / CSV at `path`, or from uploaded `data`."""
-    files = _Files(path=path, data=data, name=name)
+def read_roster(
+    *,
+    path: Path | None = None,
+    data: bytes | None = None,
+    name: str = "",
+    files: dict[str, bytes] | None = None,
+) -> Roster:
+    """Read a roster from a folder / zip / CSV at `path`, from uploaded `data`, or from the
+    OneRoster `files` themselves (file name -> content; the demo district)."""
+    files_ = _Files(path=path, data=data, name=name, files=files)
+    return _read(files_)
+
+
+def _read(files: _Files) -> Roster:
     if files.single is not None:
         head = files.single[:4096]
         if head.lstrip(b"\xef\xbb\xbf").startswith(b"propertyName"):

@@ -124,3 +124,31 @@ class InvitationBatch(models.Model):
         if self.state == self.State.DONE:
             return 100
         return int(100 * self.done / self.total) if self.total else 0
+
+
+class RosterSource(models.Model):
+    """Where the SIS drops its nightly roster export (one SFTP directory). One row."""
+
+    enabled = models.BooleanField(
+        default=False, help_text="Fetch and import the newest roster file every night."
+    )
+    host = models.CharField(max_length=200, help_text="The SFTP server's name or address.")
+    port = models.PositiveIntegerField(default=22)
+    username = models.CharField(max_length=100)
+    directory = models.CharField(
+        max_length=300, default=".", help_text="The directory the SIS exports its roster to."
+    )
+    host_key = models.TextField(
+        help_text="The server's public host key (an OpenSSH line such as “ssh-ed25519 AAAA…”). "
+        "FeeSync refuses to connect to a server that shows another key."
+    )
+    # The password, encrypted with FEESYNC_CREDENTIAL_KEYS (apps/vendors/crypto.py).
+    secrets = models.TextField(blank=True, editable=False)
+    last_file = models.CharField(max_length=255, blank=True, editable=False)
+    last_modified = models.FloatField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = "roster SFTP source"
+
+    def __str__(self) -> str:
+        return f"SFTP {self.username}@{self.host}:{self.port}/{self.directory}"

@@ -193,6 +193,16 @@ class Plan:
 # --- the plan ----------------------------------------------------------------------------------
 
 
+def _leaving(
+    plan: Plan, fields: dict[str, tuple[Any, Any]], pk: int, sid: Sid, old: tuple[Any, ...]
+) -> None:
+    """A student the SIS now marks not attending is a deactivation (counted by the guard),
+    not a change."""
+    if fields.get("active") == (True, False):
+        del fields["active"]
+        plan.deactivations.append((pk, sid, old[2], f"{old[3]} {old[4]}"))
+
+
 def roster_plan(*, roster: Roster) -> Plan:
     """Compare `roster` with the database: what would be added, changed, deactivated."""
     plan = Plan(roster=roster, refused=list(roster.refused))
@@ -296,7 +306,7 @@ def roster_plan(*, roster: Roster) -> Plan:
             roster.refused_ids.add(sid)
             continue
         claimed_numbers[row.number] = sid
-        new = (row.number, row.first_name, row.last_name, row.grade, school, True)
+        new = (row.number, row.first_name, row.last_name, row.grade, school, row.enabled)
         if old is None and row.number in unsourced_numbers:
             # A student typed in by hand (or seeded) before the first import: same student
             # number, no SIS id yet. Matched on the district's number, then kept by SIS id.
@@ -306,6 +316,7 @@ def roster_plan(*, roster: Roster) -> Plan:
             fields.update(
                 {n: (b, a) for n, b, a in zip(STUDENT_FIELDS, before, new, strict=True) if b != a}
             )
+            _leaving(plan, fields, pk, sid, hand)
             plan.student_changes.append((pk, sid, fields, row.modified))
             student_pk[sid] = pk
             continue
@@ -318,6 +329,8 @@ def roster_plan(*, roster: Roster) -> Plan:
                     "last_name": row.last_name,
                     "grade": row.grade,
                     "school_id": school,
+                    "active": row.enabled,
+                    "enrollment_date": row.enrolled,
                     "sis_modified_at": row.modified,
                 }
             )
@@ -329,6 +342,7 @@ def roster_plan(*, roster: Roster) -> Plan:
         fields = {
             n: (b, a) for n, b, a in zip(STUDENT_FIELDS, old[2:8], new, strict=True) if b != a
         }
+        _leaving(plan, fields, old[0], sid, old)
         if fields:
             plan.student_changes.append((old[0], sid, fields, row.modified))
     if bulk_users:
@@ -498,9 +512,17 @@ def _batches(items: list[Any]) -> Iterable[list[Any]]:
 
 
 def roster_apply(
-    *, plan: Plan, allow_deactivate: bool = False, progress: Progress | None = None
+    *,
+    plan: Plan,
+    allow_deactivate: bool = False,
+    progress: Progress | None = None,
+    username_for: Callable[[Sid, str], str] | None = None,
+    password_hash: str | None = None,
 ) -> Applied:
     """Write `plan`. Refuses (GuardBlocks) when the guard blocks and no override is given.
+
+    A new guardian's portal login is their email with no password, unless `username_for`
+    (SIS id, email -> username) and `password_hash` say otherwise (the demo's parentN logins).
 
     Each step commits in batches so that progress is visible to the page that shows it;
     a run stopped half-way is finished by running the same file again (every step is
@@ -551,8 +573,11 @@ def roster_apply(
             made = Student.objects.bulk_create(
                 [
                     Student(
-                        **{**a, "school_id": school_pk.get(a["school_id"], a["school_id"])},
-                        enrollment_date=now.date(),
+                        **{
+                            **a,
+                            "school_id": school_pk.get(a["school_id"], a["school_id"]),
+                            "enrollment_date": a["enrollment_date"] or now.date(),
+                        }
                     )
                     for a in chunk
                 ]
@@ -596,15 +621,16 @@ def roster_apply(
     for chunk in _batches(plan.guardian_adds):
         users: dict[Sid, Any] = {}
         for g in chunk:
-            login = g["email"]
+            email = g["email"]
+            login = username_for(g["sourced_id"], email) if username_for and email else email
             if login and login not in taken:
                 taken.add(login)
                 users[g["sourced_id"]] = User(
                     username=login,
-                    email=login,
+                    email=email,
                     first_name=g["first_name"][:150],
                     last_name=g["last_name"][:150],
-                    password=make_password(None),
+                    password=password_hash or make_password(None),
                 )
             elif login:
                 applied.notes.append(

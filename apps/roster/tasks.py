@@ -5,6 +5,7 @@ from celery import shared_task
 from .invitations import invitations_run
 from .jobs import roster_import_apply, roster_import_preview
 from .models import InvitationBatch, RosterImport
+from .nightly import roster_fetch_nightly
 
 
 @shared_task(acks_late=True, name="apps.roster.tasks.roster_preview")
@@ -20,3 +21,8 @@ def roster_apply(import_id: int) -> None:
 @shared_task(acks_late=True, name="apps.roster.tasks.send_invitations")
 def send_invitations(batch_id: int) -> None:
     invitations_run(batch=InvitationBatch.objects.get(pk=batch_id))
+
+
+@shared_task(name="apps.roster.tasks.roster_nightly")
+def roster_nightly() -> None:
+    roster_fetch_nightly()

@@ -533,14 +533,18 @@ class Command(BaseCommand):
                 Subquery(user_model.objects.filter(pk=OuterRef("user_id")).values("username")),
             )
         )
-        files = demo_roster_files(
-            students=plan.students,
-            guardians=plan.guardians,
-            schools=SCHOOLS,
-            school_of_grade=SCHOOL_OF_GRADE,
-            year_start=self.year_start,
-        )
-        roster = read_roster(files={k: v.encode() for k, v in files.items()}, name="demo roster")
+        files = {
+            name: text.encode()
+            for name, text in demo_roster_files(
+                students=plan.students,
+                guardians=plan.guardians,
+                schools=SCHOOLS,
+                school_of_grade=SCHOOL_OF_GRADE,
+                year_start=self.year_start,
+            ).items()
+        }
+        roster = read_roster(files=files, name="demo roster")
+        del files  # the roster holds what it needs
         roster_plan_ = roster_plan(roster=roster)
         if roster_plan_.refused:
             raise CommandError(f"The demo roster has refused rows: {roster_plan_.refused[:3]}")

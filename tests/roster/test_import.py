@@ -311,3 +311,24 @@ def test_a_renamed_student_fees_get_a_new_version_for_the_vendors(tmp_path: Path
     people[0].family = "Married-Name"
     run(folder(tmp_path, "b", people))
     assert Fee.objects.get(pk=fee.pk).version == before + 1
+
+
+def test_a_student_not_attending_is_imported_inactive_with_their_enrollment_date(
+    tmp_path: Path,
+) -> None:
+    from datetime import date
+
+    files = oneroster_files(family(2))
+    files["users.csv"] = files["users.csv"].replace("stu1,,,true", "stu1,,,false")
+    files["roles.csv"] = files["roles.csv"].replace(
+        "r-stu0,,,stu0,primary,student,,", "r-stu0,,,stu0,primary,student,2024-09-03,"
+    )
+    result = run(write_folder(tmp_path / "r", files))
+    assert result["counts"]["students_added"] == 2
+    assert not Student.objects.get(sourced_id="stu1").active
+    assert Student.objects.get(sourced_id="stu0").enrollment_date == date(2024, 9, 3)
+    # Later the SIS marks stu0 as not attending: a deactivation, counted by the guard.
+    files["users.csv"] = files["users.csv"].replace("stu0,,,true", "stu0,,,false")
+    preview = run(write_folder(tmp_path / "r2", files), "--dry-run")
+    assert preview["counts"]["students_deactivated"] == 1
+    assert preview["guard"]["blocks"]  # one of one active student is more than 5%

@@ -28,6 +28,7 @@ from apps.fees.services import (
     movements_record,
     payment_take,
 )
+from apps.roster.models import AcademicSession, InvitationBatch, RosterImport, RosterSource
 from apps.vendors.models import Discrepancy, HeldMovement, OutboxItem, SyncedFee, TaskRun
 from tests.factories import (
     ActivityFactory,
@@ -97,6 +98,17 @@ def world(district_admin: Any) -> dict[str, int]:
         origin=Origin(),
     )
     BulkJob.objects.create(assignment=assignment, action="assign", state="done")
+    RosterImport.objects.create(file_name="roster.zip", content=b"", state="unreadable")
+    InvitationBatch.objects.create(base_url="http://testserver/", state="done")
+    RosterSource.objects.create(host="sis.example.org", username="sis", host_key="")
+    AcademicSession.objects.create(
+        sourced_id="y2026",
+        title="2025-2026",
+        kind="schoolYear",
+        start_date=dt.date(2025, 8, 26),
+        end_date=dt.date(2026, 6, 12),
+        school_year=2026,
+    )
     integration = make_integration()  # not enabled: opening a student asks no vendor
     now = timezone.now()
     OutboxItem.objects.create(integration=integration, fee=fee, version=1, next_attempt_at=now)

@@ -23,6 +23,11 @@ urlpatterns = [
         name="password_reset_confirm",
     ),
     path(
+        "invitation/<uidb64>/<token>/",
+        views.ParentInvitationView.as_view(),
+        name="invitation",
+    ),
+    path(
         "password-reset/complete/",
         views.ParentPasswordResetCompleteView.as_view(),
         name="password_reset_complete",

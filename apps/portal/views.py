@@ -180,5 +180,16 @@ class ParentPasswordResetConfirmView(auth_views.PasswordResetConfirmView):
         return response
 
 
+class ParentInvitationView(ParentPasswordResetConfirmView):
+    """The link of a portal invitation (apps/roster/invitations.py): the guardian chooses
+    their first password and is signed in, straight onto their children's fees. The same
+    one-use, expiring token as a password reset."""
+
+    template_name = "portal/invitation.html"
+    post_reset_login = True
+    post_reset_login_backend = "django.contrib.auth.backends.ModelBackend"
+    success_url = reverse_lazy("portal:fees")
+
+
 class ParentPasswordResetCompleteView(auth_views.PasswordResetCompleteView):
     template_name = "portal/password_reset_complete.html"

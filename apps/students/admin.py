@@ -464,9 +464,27 @@ class GuardianForm(forms.ModelForm[Guardian]):
         }
 
 
+class HasEmailFilter(admin.SimpleListFilter):
+    """Guardians without an email get no portal login: the office reaches them otherwise."""
+
+    title = "email"
+    parameter_name = "has_email"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Has an email"), ("no", "No email (no portal login)")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Guardian]) -> QuerySet[Guardian]:
+        if self.value() == "yes":
+            return queryset.exclude(email="")
+        if self.value() == "no":
+            return queryset.filter(email="")
+        return queryset
+
+
 @admin.register(Guardian)
 class GuardianAdmin(NotFoundMixin, admin.ModelAdmin[Guardian]):
     form = GuardianForm
+    list_filter = [HasEmailFilter]
     list_display = ["last_name", "first_name", "email", "phone", "children"]
     search_fields = ["last_name", "first_name", "email"]
     search_help_text = "Search by name or email."

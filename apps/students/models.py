@@ -6,9 +6,28 @@ from django.conf import settings
 from django.db import models
 
 
+#: The student information system's own id of a record (OneRoster `sourcedId`): the roster
+#: import matches on it, never on a name. Empty (NULL) for records typed in by hand.
+def _sourced_id_field() -> models.CharField:
+    return models.CharField(
+        max_length=255,
+        unique=True,
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The id of this record in the student information system (roster import).",
+    )
+
+
+def _sis_modified_field() -> models.DateTimeField:
+    # OneRoster's dateLastModified of the row last applied: an older delta row is stale.
+    return models.DateTimeField(null=True, blank=True, editable=False)
+
+
 class School(models.Model):
     code = models.CharField(max_length=20, unique=True)
     name = models.CharField(max_length=120)
+    sourced_id = _sourced_id_field()
 
     class Meta:
         ordering = ["name"]
@@ -27,6 +46,8 @@ class Student(models.Model):
     school = models.ForeignKey(School, on_delete=models.PROTECT, related_name="students")
     active = models.BooleanField(default=True, help_text="Inactive: withdrawn or graduated.")
     enrollment_date = models.DateField(null=True, blank=True)
+    sourced_id = _sourced_id_field()
+    sis_modified_at = _sis_modified_field()
 
     class Meta:
         ordering = ["last_name", "first_name"]
@@ -59,6 +80,11 @@ class Guardian(models.Model):
     phone = models.CharField(max_length=30, blank=True)
     address = models.CharField(max_length=200, blank=True)
     students = models.ManyToManyField(Student, related_name="guardians", blank=True)
+    sourced_id = _sourced_id_field()
+    sis_modified_at = _sis_modified_field()
+    invited_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When the last portal invitation went out."
+    )
 
     class Meta:
         ordering = ["last_name", "first_name"]

@@ -554,3 +554,52 @@ def _replace(
         raise
     with contextlib.suppress(*errors):
         remove(backup)
+
+
+# --------------------------------------------------------------------------------------
+# Fetching a file (SFTP): the roster import's nightly fetch from the SIS's export directory
+
+
+@dataclass(frozen=True)
+class FetchedFile:
+    name: str
+    content: bytes
+    modified: float  # the server's mtime, seconds since the epoch
+
+
+def sftp_fetch_newest(
+    target: TransferTarget, *, suffixes: tuple[str, ...] = (".zip", ".csv")
+) -> FetchedFile | None:
+    """The newest complete file in `target.directory` whose name ends in one of `suffixes`
+    (files still being written, `*.part`, are passed over), or None when there is none.
+    Same host-key pinning and plain-words errors as the uploads."""
+    if target.protocol != "sftp":
+        raise TransferError("Fetching a file is done over SFTP only.", permanent=True)
+    if not target.host_key:
+        raise TransferError(
+            "No SFTP host key is pinned: paste the server's public key line into the setting.",
+            permanent=True,
+        )
+    try:
+        transport, sftp = _sftp_connect(target)
+    except (OSError, EOFError, paramiko.SSHException) as exc:
+        raise _network_error(target, exc) from exc
+    try:
+        directory = target.directory or "."
+        entries = [
+            e
+            for e in sftp.listdir_attr(directory)
+            if e.filename.lower().endswith(suffixes) and not e.filename.endswith(TEMP_SUFFIX)
+        ]
+        if not entries:
+            return None
+        newest = max(entries, key=lambda e: (e.st_mtime or 0, e.filename))
+        with sftp.open(posixpath.join(directory, newest.filename), "rb") as remote:
+            remote.prefetch()
+            content = remote.read()
+        return FetchedFile(newest.filename, content, float(newest.st_mtime or 0))
+    except (OSError, EOFError, paramiko.SSHException) as exc:
+        raise _network_error(target, exc) from exc
+    finally:
+        sftp.close()
+        transport.close()

@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "apps.fees",
     "apps.vendors",
     "apps.portal",
+    "apps.roster",
 ]
 
 MIDDLEWARE = [
@@ -188,6 +189,9 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 # The outbox sweeper is the one system-wide schedule; integration tasks have beat rows of
 # their own (apps/vendors/schedules.py).
 FEESYNC_SWEEP_SECONDS = env.float("FEESYNC_SWEEP_SECONDS", default=60)
+# Roster import (docs/roster.md): the largest share of active students one import may make
+# inactive without the explicit override (a truncated file must not empty the district).
+ROSTER_DEACTIVATE_SHARE = env.str("ROSTER_DEACTIVATE_SHARE", default="0.05")
 CELERY_BEAT_SCHEDULE = {
     "sweep-outbox": {"task": "apps.vendors.tasks.sweep_outbox", "schedule": FEESYNC_SWEEP_SECONDS},
 }

@@ -196,6 +196,25 @@ def fees_create_bulk(
         return len(fee_ids)
 
 
+def fees_student_renamed(*, student_ids: Sequence[int]) -> int:
+    """Students were renamed (roster import): their fees carry the name at the vendors, so
+    each live fee gets a new version and goes out again through the outbox (which keeps
+    only the fees in each integration's scope). Returns how many fees were touched."""
+    with transaction.atomic():
+        fee_ids = list(
+            Fee.objects.filter(student_id__in=student_ids)
+            .exclude(status=Fee.Status.VOIDED)
+            .values_list("pk", flat=True)
+        )
+        if not fee_ids:
+            return 0
+        Fee.objects.filter(pk__in=fee_ids).update(
+            version=F("version") + 1, updated_at=timezone.now()
+        )
+        fee_changed.send(sender=Fee, fee_ids=fee_ids, reason="changed", external_source="")
+        return len(fee_ids)
+
+
 def unpaid_fees(assignment: FeeAssignment, *, inactive_only: bool = False) -> QuerySet[Fee]:
     """Fees of this assignment on which nothing has been paid or waived yet."""
     qs = Fee.objects.filter(

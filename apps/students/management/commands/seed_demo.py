@@ -49,8 +49,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import AbstractBaseUser, Group
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import transaction
-from django.db.models import Count
+from django.db import connection, transaction
+from django.db.models import Count, OuterRef, Subquery, Value
+from django.db.models.functions import Concat
 from django.utils import timezone
 
 from apps.accounts.models import MerchantAccount
@@ -66,6 +67,9 @@ from apps.fees.services import (
     payment_refund,
     payment_take,
 )
+from apps.roster.demo import demo_roster_files, guardian_sid
+from apps.roster.formats import read_roster
+from apps.roster.services import roster_apply, roster_plan
 from apps.students.models import (
     Activity,
     ActivityMembership,
@@ -445,10 +449,9 @@ class Command(BaseCommand):
         self._step("planned the district")
         with transaction.atomic():
             staff = self._staff()
+            student_ids = self._people_from_roster(plan)
             schools = self._schools()
             categories, funds = self._catalog()
-            student_ids = self._students(plan, schools)
-            self._guardians(plan, student_ids)
             lists = self._activities_and_lists(plan, schools, student_ids)
             clerk = staff["clerk"]
             self._integrations(categories, funds)
@@ -514,71 +517,64 @@ class Command(BaseCommand):
 
     # --- people --------------------------------------------------------------------------------
 
-    def _students(self, plan: DistrictPlan, schools: dict[str, School]) -> dict[str, int]:
-        """Insert the planned students that do not exist yet; student number -> id."""
-        have = dict(Student.objects.values_list("student_number", "id"))
-        new = [
-            Student(
-                student_number=s.number,
-                first_name=s.first_name,
-                last_name=s.last_name,
-                grade=s.grade,
-                school_id=schools[SCHOOL_OF_GRADE[s.grade]].pk,
-                active=s.active,
-                enrollment_date=s.enrollment_date,
-            )
-            for s in plan.students
-            if s.number not in have
-        ]
-        Student.objects.bulk_create(new, batch_size=BATCH)
-        have.update((s.student_number, s.pk) for s in new)
-        self._step(f"students: {len(new)} new")
-        return have
-
-    def _guardians(self, plan: DistrictPlan, student_ids: dict[str, int]) -> None:
-        """Parent logins and guardians, each linked to the children of their own family."""
+    def _people_from_roster(self, plan: DistrictPlan) -> dict[str, int]:
+        """Schools, students, guardians and parent logins, imported through the roster
+        importer (apps.roster) from a OneRoster 1.2 roster generated from the plan, so the
+        demo takes the path a real district's SIS file takes. Student number -> id."""
+        # A district seeded before the roster import existed: its parents are found again by
+        # their login (parentN), its students by their number (the importer takes over
+        # students with no SIS id that have the roster's student number).
         user_model = get_user_model()
-        users = dict(
-            user_model.objects.filter(username__startswith="parent").values_list("username", "id")
+        Guardian.objects.filter(
+            sourced_id__isnull=True, user__username__startswith="parent"
+        ).update(
+            sourced_id=Concat(
+                Value("demo-"),
+                Subquery(user_model.objects.filter(pk=OuterRef("user_id")).values("username")),
+            )
         )
-        new_users = [
-            user_model(
-                username=g.username,
-                first_name=g.first_name,
-                last_name=g.last_name,
-                email=g.email,
-                password=self._password_hash(),
-            )
-            for g in plan.guardians
-            if g.username not in users
-        ]
-        user_model.objects.bulk_create(new_users, batch_size=BATCH)
-        users.update((u.username, u.pk) for u in new_users)
-        guardians = dict(Guardian.objects.filter(user__isnull=False).values_list("user_id", "id"))
-        new_guardians = [
-            Guardian(
-                user_id=users[g.username],
-                first_name=g.first_name,
-                last_name=g.last_name,
-                email=g.email,
-                phone=g.phone,
-                address=g.address,
-            )
-            for g in plan.guardians
-            if users[g.username] not in guardians
-        ]
-        Guardian.objects.bulk_create(new_guardians, batch_size=BATCH)
-        # Every new guardian was given a user above; the check only narrows the type.
-        guardians.update((g.user_id, g.pk) for g in new_guardians if g.user_id is not None)
-        through = Guardian.students.through
-        links = [
-            through(guardian_id=guardians[users[g.username]], student_id=student_ids[number])
-            for g in plan.guardians
-            for number in g.children
-        ]
-        # The through table's unique (guardian, student) makes a second run add nothing.
-        through.objects.bulk_create(links, batch_size=BATCH, ignore_conflicts=True)
-        self._step(f"parents: {len(new_users)} new logins, {len(new_guardians)} new guardians")
+        files = {
+            name: text.encode()
+            for name, text in demo_roster_files(
+                students=plan.students,
+                guardians=plan.guardians,
+                schools=SCHOOLS,
+                school_of_grade=SCHOOL_OF_GRADE,
+                year_start=self.year_start,
+            ).items()
+        }
+        roster = read_roster(files=files, name="demo roster")
+        del files  # the roster holds what it needs
+        roster_plan_ = roster_plan(roster=roster)
+        if roster_plan_.refused:
+            raise CommandError(f"The demo roster has refused rows: {roster_plan_.refused[:3]}")
+        applied = roster_apply(
+            plan=roster_plan_,
+            username_for=lambda sid, email: sid.removeprefix("demo-"),
+            password_hash=self._password_hash(),
+        )
+        # OneRoster has no postal address; the demo's families have one.
+        addresses = {guardian_sid(g.username): g.address for g in plan.guardians}
+        if connection.vendor == "postgresql":
+            # One statement: bulk_update's CASE per row cost as much as the import itself.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "UPDATE students_guardian AS g SET address = v.address "
+                    "FROM unnest(%s::varchar[], %s::varchar[]) AS v(sid, address) "
+                    "WHERE g.sourced_id = v.sid AND g.address = ''",
+                    [list(addresses), list(addresses.values())],
+                )
+        else:
+            missing = list(Guardian.objects.filter(address="", sourced_id__in=list(addresses)))
+            for guardian in missing:
+                guardian.address = addresses[guardian.sourced_id or ""]
+            Guardian.objects.bulk_update(missing, ["address"], batch_size=BATCH)
+        counts = applied.counts
+        self._step(
+            f"roster import: {counts['students_added']} new students, "
+            f"{counts['guardians_added']} new guardians, {applied.accounts_created} new logins"
+        )
+        return dict(Student.objects.values_list("student_number", "id"))
 
     def _activities_and_lists(
         self, plan: DistrictPlan, schools: dict[str, School], student_ids: dict[str, int]

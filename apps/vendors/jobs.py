@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from apps.students.models import Student
 
-from . import engine
+from . import engine, files
 from .demographics import export_demographics
 from .errors import IntegrationError
 from .kinds.base import Capability, VendorError
@@ -183,6 +183,36 @@ TASKS: dict[str, TaskSpec] = {
             needs=Capability.LUNCH,
             nightly=True,
             default_schedule="30 2 * * *",
+        ),
+        # The file exchange's (apps.vendors.files). Export twice a day, 08:00 and 20:00
+        # district time (the beat schedule runs in settings.TIME_ZONE).
+        TaskSpec(
+            "export-fees",
+            "Export changed fees (file)",
+            lambda i: files.fees_export(integration=i),
+            needs=Capability.FILE_EXPORT,
+            default_schedule="0 8,20 * * *",
+        ),
+        TaskSpec(
+            "export-all-fees",
+            "Export every open fee (full file)",
+            lambda i: files.fees_export(integration=i, full=True),
+            needs=Capability.FILE_EXPORT,
+        ),
+        TaskSpec(
+            "import-payments",
+            "Import payment files",
+            lambda i: files.payments_import(integration=i),
+            needs=Capability.FILE_IMPORT,
+            default_schedule="every 30",
+        ),
+        TaskSpec(
+            "validate-exports",
+            "Check every change was exported",
+            lambda i: files.exports_validate(integration=i),
+            needs=Capability.FILE_EXPORT,
+            nightly=True,
+            default_schedule="45 1 * * *",
         ),
         TaskSpec(
             "get-balances",

@@ -278,7 +278,10 @@ def test_a_dispute_marks_the_fee_disputed_once_and_a_restore_ends_it():
     # The same report again (a file dropped twice), and a second dispute of a disputed fee.
     again, second = record(move("D-1", K.DISPUTE, fee), move("D-2", K.DISPUTE, fee))
     assert again.status == S.ALREADY_RECORDED
-    assert (second.status, second.reason) == (S.REFUSED, f"Fee {fee.reference} is already disputed.")
+    assert (second.status, second.reason) == (
+        S.REFUSED,
+        f"Fee {fee.reference} is already disputed.",
+    )
     [ended] = record(move("R-1", K.RESTORE, fee))
     assert ended.status == S.RECORDED
     fee.refresh_from_db()

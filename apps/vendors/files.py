@@ -242,7 +242,9 @@ def _finding(integration: Integration, kind: str, ref: str, detail: str) -> None
 def payments_import(*, integration: Integration) -> dict[str, int]:
     """Apply every complete result file in the inbound directory."""
     adapter = engine.adapter_for(integration)
-    poll = adapter.inbound_poll(cursor=integration.payment_cursor or None)
+    # The stored cursor, not the caller's copy of it: what the last poll saw.
+    cursor = Integration.objects.filter(pk=integration.pk).values_list("payment_cursor", flat=True)
+    poll = adapter.inbound_poll(cursor=cursor.first() or None)
     Integration.objects.filter(pk=integration.pk).update(payment_cursor=poll.cursor)
     counts = dict.fromkeys(
         ["files", "lines", "recorded", "already_recorded", "held", "rejected", "quarantined"], 0

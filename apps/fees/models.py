@@ -120,6 +120,7 @@ class Fee(models.Model):
     # Set and cleared only by apps.fees.services.dispute (the file model's dispute/restore).
     disputed = models.BooleanField(
         default=False,
+        db_default=False,  # the set-wise INSERTs of services.bulk leave it out
         editable=False,
         help_text="The family disputes this fee: it is not offered for payment and does not "
         "lock the portal until the dispute ends.",

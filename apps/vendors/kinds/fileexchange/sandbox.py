@@ -13,6 +13,7 @@ import contextlib
 import csv
 import io
 import itertools
+import logging
 import os
 import socket
 import sys
@@ -486,6 +487,8 @@ def run(
     *,
     verbose: bool = False,
 ) -> None:
+    # One line per SSH connection would drown the demo's log.
+    logging.getLogger("paramiko").setLevel(logging.WARNING)
     sftp_port = int(os.environ.get("FILEEXCHANGE_SANDBOX_SFTP_PORT", port + 1))
     server = make_server(port, state_path, host, sftp_port=sftp_port, verbose=verbose)
     server.sftp.start()

@@ -45,7 +45,7 @@ from .forms import (
     possessive,
 )
 from .jobs import TASKS, tasks_for
-from .kinds.base import CheckResult, VendorError
+from .kinds.base import Capability, CheckResult, VendorError
 from .models import Discrepancy, Integration
 from .registry import get_adapter_class
 from .scope import Scope
@@ -333,6 +333,8 @@ class SetupPages(Pages):
         Test Pull has passed: before that the answer would only be another failure."""
         if not integration.test_pull_ok:
             return None, ""
+        if not integration.kind.can(Capability.VALIDATE):
+            return [], ""  # a kind that cannot list the vendor's fees (files) has none to show
         if integration.consecutive_failures:
             # Asking a vendor that is failing would only hold the page up for its timeout.
             return None, integration.last_error or "it has not been answering lately."

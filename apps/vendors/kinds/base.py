@@ -97,11 +97,15 @@ class Setting:
 
     `field` is a Django form field with its label and help text (copied for each form).
     `secret=True`: stored encrypted with the credentials, never shown back in full.
-    `step`: the setup step that shows it, "connection" or "parent" (parent portal options)."""
+    `step`: the setup step that shows it, "connection" or "parent" (parent portal options).
+    `optional`: a secret the setup page does not insist on."""
 
     field: forms.Field
     secret: bool = False
     step: str = "connection"
+    #: A secret the kind can do without (one of two ways to sign in, or a transport that
+    #: needs none): the setup page does not insist on it.
+    optional: bool = False
 
     def form_field(self) -> forms.Field:
         return copy.deepcopy(self.field)

@@ -415,7 +415,6 @@ def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-
 def _fileexchange_demo() -> tuple[str, str, str, str, dict[str, str], list[str], dict[str, Any]]:
     """`fileexchange-demo`: the school libraries' fines go to the financials sandbox as
     files over its SFTP (DESIGN.md: 8103, SFTP on 8104; FILEEXCHANGE_SANDBOX_URL and
@@ -447,6 +446,7 @@ def _fileexchange_demo() -> tuple[str, str, str, str, dict[str, str], list[str],
             "parent_message": "Library fines are paid at the district's business office.",
         },
     )
+
 
 class Command(BaseCommand):
     help = "Create (or complete) the demo district: schools, students, parents, fees, logins."

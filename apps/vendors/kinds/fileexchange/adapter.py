@@ -167,7 +167,9 @@ SETTINGS: dict[str, Setting] = {
         )
     ),
     "username": Setting(
-        forms.CharField(label="User name", required=False, max_length=500), secret=True
+        forms.CharField(label="User name", required=False, max_length=500),
+        secret=True,
+        optional=True,  # a local directory needs no login
     ),
     "password": Setting(
         forms.CharField(
@@ -177,6 +179,7 @@ SETTINGS: dict[str, Setting] = {
             help_text="Or a private key below (SFTP).",
         ),
         secret=True,
+        optional=True,
     ),
     "private_key": Setting(
         forms.CharField(
@@ -187,6 +190,7 @@ SETTINGS: dict[str, Setting] = {
             "the password.",
         ),
         secret=True,
+        optional=True,
     ),
     "local_path": Setting(
         _text(

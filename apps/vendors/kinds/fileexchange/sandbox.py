@@ -224,7 +224,8 @@ class SFTPService:
     def stop(self) -> None:
         self._stop.set()
         self.listener.close()
-        self._thread.join(5)
+        if self._thread.is_alive():
+            self._thread.join(5)
         for t in self._transports:
             t.close()
 

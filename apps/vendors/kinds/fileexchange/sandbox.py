@@ -488,8 +488,8 @@ def run(
     *,
     verbose: bool = False,
 ) -> None:
-    # One line per SSH connection would drown the demo's log.
-    logging.getLogger("paramiko").setLevel(logging.WARNING)
+    # One line per SSH connection (and per client hanging up) would drown the demo's log.
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL)
     sftp_port = int(os.environ.get("FILEEXCHANGE_SANDBOX_SFTP_PORT", port + 1))
     server = make_server(port, state_path, host, sftp_port=sftp_port, verbose=verbose)
     server.sftp.start()

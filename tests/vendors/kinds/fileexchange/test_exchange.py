@@ -294,3 +294,65 @@ def test_a_fee_waived_at_the_district_is_exported_with_its_new_status(exchange: 
     out = run(exchange, "export-fees")
     rows = read_csv(exchange.root / "outbound" / str(out.counts["file"]))
     assert rows[1][5] == fee.reference and rows[1][10] == "waived"
+
+
+def test_a_students_page_reads_waiting_payment_files_and_shows_a_dispute(
+    exchange: Exchange, libfine, client, django_capture_on_commit_callbacks
+):
+    from django.urls import reverse
+
+    from tests.factories import StaffFactory
+
+    student = StudentFactory()
+    paid = make_fee(student=student, amount="6.00", category=libfine)
+    disputed = make_fee(student=student, amount="7.00", category=libfine)
+    run(exchange, "export-fees")
+    exchange.drop(
+        "r.csv",
+        result_file_text(
+            [
+                {
+                    "reference": paid.reference,
+                    "operation": "pay",
+                    "amount": "6.00",
+                    "transaction_id": "SP1",
+                },
+                {"reference": disputed.reference, "operation": "dispute", "transaction_id": "SP2"},
+            ]
+        ),
+    )
+    client.force_login(StaffFactory(username="clerk-fx", groups=["Fees clerk"]))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.get(reverse("admin:students_student_change", args=[student.pk]))
+    assert response.status_code == 200
+    notes = [str(m) for m in response.context["messages"]]
+    assert any("payment files are being read in the background" in n for n in notes)
+    paid.refresh_from_db()
+    assert paid.status == "paid"
+    page = client.get(reverse("admin:fees_fee_change", args=[disputed.pk])).content.decode()
+    assert "Disputed" in page and "not offered it for payment" in page
+
+
+def test_parents_see_a_disputed_fee_left_out_of_what_is_due(exchange: Exchange, libfine):
+    from apps.portal.selectors import portal_page_for
+    from tests.factories import GuardianFactory
+
+    student = StudentFactory()
+    guardian = GuardianFactory()
+    guardian.students.add(student)
+    owed = make_fee(student=student, amount="5.00", category=libfine)
+    disputed = make_fee(student=student, amount="8.00", category=libfine)
+    run(exchange, "export-fees")
+    exchange.drop(
+        "d.csv",
+        result_file_text(
+            [{"reference": disputed.reference, "operation": "dispute", "transaction_id": "PD1"}]
+        ),
+    )
+    run(exchange, "import-payments")
+    page = portal_page_for(guardian=guardian)
+    [child] = page.children
+    rows = {r.fee.pk: r for r in child.open_fees}
+    assert rows[disputed.pk].fee.disputed and not rows[disputed.pk].payable_online
+    assert not rows[owed.pk].fee.disputed
+    assert child.due == D("5.00")

@@ -166,6 +166,17 @@ SETTINGS: dict[str, Setting] = {
             "the financials team. An unknown key is never accepted.",
         )
     ),
+    "tls_certificate": Setting(
+        forms.CharField(
+            label="Trusted certificate (FTPS)",
+            required=False,
+            initial="",
+            widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+            help_text="FTPS only, for a server with a private or self-signed certificate: its "
+            "certificate (PEM, -----BEGIN CERTIFICATE-----). Empty: the usual public "
+            "certificate authorities.",
+        )
+    ),
     "username": Setting(
         forms.CharField(label="User name", required=False, max_length=500),
         secret=True,
@@ -472,6 +483,7 @@ class FileExchangeAdapter(VendorAdapter):
             password=creds.get("password", ""),
             private_key=creds.get("private_key", ""),
             host_key=str(o.get("host_key") or ""),
+            tls_ca_pem=str(o.get("tls_certificate") or ""),
             timeout=self.config.timeout,
         )
 

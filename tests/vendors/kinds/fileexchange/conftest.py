@@ -20,7 +20,13 @@ import pytest
 
 from apps.vendors.models import Integration
 from tests.factories import CategoryFactory
-from tests.vendors.servers import PASSWORD, USERNAME, ServerInfo, run_sftp_server
+from tests.vendors.servers import (
+    PASSWORD,
+    USERNAME,
+    ServerInfo,
+    run_ftp_server,
+    run_sftp_server,
+)
 
 
 @dataclass
@@ -77,11 +83,21 @@ def libfine(db: Any) -> Any:
     return CategoryFactory(code="LIBFINE", description="Library fines")
 
 
-@pytest.fixture(params=["sftp", "local"])
+@pytest.fixture(params=["sftp", "local", "ftps"])
 def exchange(request: pytest.FixtureRequest, tmp_path: Path, libfine: Any) -> Iterator[Exchange]:
     root = tmp_path / "financials"
     root.mkdir()
-    if request.param == "sftp":
+    if request.param == "ftps":
+        with run_ftp_server(root, tls=True) as server:
+            integration = make_exchange(
+                root,
+                server=server,
+                category=libfine,
+                transport="ftps",
+                tls_certificate=server.ca_pem,
+            )
+            yield Exchange(integration, root, "ftps")
+    elif request.param == "sftp":
         with run_sftp_server(root) as server:
             yield Exchange(make_exchange(root, server=server, category=libfine), root, "sftp")
     else:

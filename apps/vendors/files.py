@@ -34,6 +34,7 @@ from .kinds.base import (
     RefusedMovement,
     UnreadableFile,
     VendorAdapter,
+    VendorError,
     VendorPayment,
 )
 from .models import Discrepancy, Integration, OutboxItem, SyncedFee, TaskRun
@@ -364,3 +365,19 @@ def exports_validate(*, integration: Integration) -> dict[str, int]:
             "not in it; the next export sends it.",
         )
     return counts
+
+
+def fee_file_preview(*, integration: Integration, limit: int = 5) -> str:
+    """The first lines of the fee file as the integration's saved layout writes them, from
+    fees in its scope (the setup page's preview); "" when the settings cannot be read."""
+    try:
+        adapter = engine.adapter_for(integration)
+    except (VendorError, ValueError):
+        return ""
+    ids: list[int] = []
+    records: list[FeeRecord] = []
+    for record in _records(integration, full=True, ids=ids, versions=[]):
+        records.append(record)
+        if len(records) >= limit:
+            break
+    return adapter.file_preview(records)

@@ -66,6 +66,8 @@ def test_district_admin_sets_up_a_file_exchange_and_the_first_export_arrives(
     connection.get_by_role("button", name="Save connection settings").click()
     assert "Connection settings saved." in section(page, "connection").inner_text()
     assert sandbox.DEFAULT_PASSWORD not in page.content()
+    # The preview shows the built-in layout's header (no fee in scope before the date).
+    assert "EMPLID,ITEM_TYPE,ITEM_AMT" in page.locator(".feesync-file-preview").inner_text()
 
     accounts = section(page, "accounts")
     accounts.get_by_label("Use with File exchange").first.check()
@@ -86,6 +88,10 @@ def test_district_admin_sets_up_a_file_exchange_and_the_first_export_arrives(
         "button", name="Save July 1, 2026 as the import-after date"
     ).click()
     assert "Import-after date set to July 1, 2026" in section(page, "import-after").inner_text()
+
+    # With the fee in scope, the preview shows its line, item type mapped.
+    preview = page.locator(".feesync-file-preview").inner_text()
+    assert f"800000000001,4.50,2026-09-15,,{fee.reference}" in preview
 
     enable = section(page, "enable")
     assert "Missing" not in enable.locator(".feesync-checklist").inner_text()

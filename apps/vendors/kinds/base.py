@@ -377,6 +377,11 @@ class VendorAdapter(ABC):
         Raises `VendorError`; then no file is left under the final name."""
         raise VendorError(f"{self.name} does not take fee files.", permanent=True)
 
+    def file_preview(self, fees: Iterable[FeeRecord]) -> str:
+        """("file_export") The first lines of a fee file as the current settings write
+        them, as text, for the setup page. Never raises; "" when there is nothing to show."""
+        return ""
+
     def inbound_poll(self, *, cursor: str | None) -> InboundPoll:
         """("file_import") The inbound files complete and ready to read, and the cursor to
         store for the next poll (what was seen, for a rule like "unchanged over two

@@ -608,6 +608,12 @@ class FileExchangeAdapter(VendorAdapter):
             archived=posixpath.join(self.out_archive, name),
         )
 
+    def file_preview(self, fees: Iterable[FeeRecord]) -> str:
+        chunks = fee_file_chunks(
+            fees, layout=self.layout, item_types=self.item_types, term=self.term, totals=Totals()
+        )
+        return b"".join(chunks).decode("utf-8-sig").replace("\r\n", "\n")
+
     # --- import ---------------------------------------------------------------------------
     def inbound_poll(self, *, cursor: str | None) -> InboundPoll:
         with self._open() as store:

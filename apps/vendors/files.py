@@ -263,8 +263,8 @@ def payments_import(*, integration: Integration) -> dict[str, int]:
         with tempfile.TemporaryFile() as local:
             adapter.inbound_read(name, local)
             try:
-                for _line in adapter.inbound_lines(local):
-                    pass
+                for _line in adapter.inbound_lines(local, check_only=True):
+                    pass  # the whole file read through: readable, or quarantined below
             except UnreadableFile as exc:
                 where = adapter.inbound_quarantine(name, exc.message)
                 counts["quarantined"] += 1

@@ -392,9 +392,10 @@ class VendorAdapter(ABC):
         """Copy inbound file `name` into the local file `into`. Raises `VendorError`."""
         raise VendorError(f"{self.name} does not send payment files.", permanent=True)
 
-    def inbound_lines(self, local: IO[bytes]) -> Iterator[InboundLine]:
+    def inbound_lines(self, local: IO[bytes], *, check_only: bool = False) -> Iterator[InboundLine]:
         """The lines of a fetched inbound file, in order. Raises `UnreadableFile` (nothing
-        of it may be applied) when the file as a whole cannot be read."""
+        of it may be applied) when the file as a whole cannot be read. `check_only`: read
+        it through for that, yielding nothing (the first of the importer's two passes)."""
         raise VendorError(f"{self.name} does not send payment files.", permanent=True)
 
     def inbound_done(self, name: str, *, rejects: Sequence[InboundLine]) -> str:

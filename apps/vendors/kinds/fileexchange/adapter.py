@@ -644,7 +644,7 @@ class FileExchangeAdapter(VendorAdapter):
         with self._open() as store:
             store.fetch(posixpath.join(self.inbound, name), into)
 
-    def inbound_lines(self, local: IO[bytes]) -> Iterator[InboundLine]:
+    def inbound_lines(self, local: IO[bytes], *, check_only: bool = False) -> Iterator[InboundLine]:
         local.seek(0, os.SEEK_END)
         if local.tell() == 0:
             raise UnreadableFile("The file is empty: not even a header line.")
@@ -667,7 +667,8 @@ class FileExchangeAdapter(VendorAdapter):
                 raise UnreadableFile(f"Wrong columns: {exc}") from None
             width = len(header)
             for number, raw, fields in rows:
-                yield self._line(number, raw, fields, positions, width)
+                if not check_only:
+                    yield self._line(number, raw, fields, positions, width)
         except UnicodeDecodeError as exc:
             raise UnreadableFile(
                 f"The file is not UTF-8 text (byte {exc.start} cannot be read)."

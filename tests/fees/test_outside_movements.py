@@ -301,6 +301,12 @@ def test_a_restore_naming_no_waiver_reverses_the_sources_latest_waiver():
     fee.refresh_from_db()
     assert (fee.status, fee.balance) == ("open", D("30.00"))
     assert LedgerEntry.objects.get(pk=restored.entry_id).kind == "reversal"
+    partly = make_fee(amount="20.00")
+    record(move("W-2", K.WAIVER, partly, "5.00"))
+    [whole] = record(move("R-11", K.RESTORE, partly, "0.00"))  # no amount: the whole waiver
+    assert whole.status == S.RECORDED
+    partly.refresh_from_db()
+    assert partly.balance == D("20.00")
     [nothing] = record(move("R-10", K.RESTORE, make_fee()))
     assert nothing.status == S.REFUSED and "nothing to restore" in nothing.reason
     assert ledger_report().ok

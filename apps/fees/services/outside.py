@@ -392,7 +392,7 @@ def _record_one(source: MovementSource, m: Movement, fee: Fee | None) -> LedgerE
                 )
             return _credit_reverse(
                 credit=waiver,
-                amount=m.amount,
+                amount=m.amount or None,  # no amount: the whole waiver (what is left of it)
                 fee=fee,
                 reason=f"Restored at {name}",
                 origin=origin,

@@ -169,9 +169,15 @@ class DirectorySFTP(paramiko.SFTPServerInterface):
 class _Login(paramiko.ServerInterface):
     def __init__(self, username: str, password: str) -> None:
         self.username, self.password = username, password
+        #: Public keys (base64 blobs) that may sign in as `username` (`authorize_key`).
+        self.keys: set[str] = set()
 
     def get_allowed_auths(self, username: str) -> str:
-        return "password"
+        return "password,publickey"
+
+    def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
+        ok = username == self.username and key.get_base64() in self.keys
+        return AUTH_SUCCESSFUL if ok else AUTH_FAILED
 
     def check_auth_password(self, username: str, password: str) -> int:
         ok = username == self.username and password == self.password
@@ -202,6 +208,10 @@ class SFTPService:
 
     def start(self) -> None:
         self._thread.start()
+
+    def authorize_key(self, public_key_line: str) -> None:
+        """Let the key of this OpenSSH public key line sign in (besides the password)."""
+        self.login.keys.add(public_key_line.split()[1])
 
     def _serve(self) -> None:
         while not self._stop.is_set():

@@ -117,3 +117,38 @@ def test_the_sandbox_refuses_a_client_that_does_not_pin_its_key(box, libfine):
     run = task_run(integration=integration, task="export-fees")
     assert run is not None and run.outcome == TaskRun.Outcome.FAILED
     assert "No host key is pinned" in run.error
+
+
+def test_signing_in_with_a_private_key_instead_of_the_password(box, libfine):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    private = ed25519.Ed25519PrivateKey.generate()
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    ).decode()
+    public = private.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    box.sftp.authorize_key(public.decode())
+    make_fee(amount="3.00", category=libfine)
+    integration = wired(box, libfine)
+    integration.credentials = {"username": sandbox.DEFAULT_USERNAME, "private_key": pem}
+    integration.save()
+    assert ok(integration, "export-fees").counts["rows"] == 1
+    assert len(state(box)["fees"]) == 1
+
+    # A key the server does not know is refused in words.
+    other = ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
+    integration.credentials = {"username": sandbox.DEFAULT_USERNAME, "private_key": other.decode()}
+    integration.save()
+    make_fee(amount="4.00", category=libfine)
+    run = task_run(integration=integration, task="export-fees")
+    assert run is not None and run.outcome == TaskRun.Outcome.FAILED
+    assert "refused the login" in run.error

@@ -58,7 +58,7 @@ from apps.fees.selectors import ledger_report
 from apps.fees.services import Origin, fee_create
 from apps.students.models import Student
 from apps.vendors import engine
-from apps.vendors.kinds.base import FeeRecord, VendorAdapter
+from apps.vendors.kinds.base import Capability, FeeRecord, VendorAdapter
 from apps.vendors.models import Discrepancy, Integration, OutboxItem, SyncedFee
 from apps.vendors.registry import get_adapter_class, load_sandbox, sandboxes
 from apps.vendors.sandboxes.client import SandboxControl
@@ -94,10 +94,12 @@ def vendor_kinds() -> list[str]:
     kinds = []
     for kind in sandboxes():
         try:
-            get_adapter_class(kind)
+            adapter = get_adapter_class(kind)
         except LookupError:
             print(f"   (bench_sync: {kind} has a sandbox but no adapter yet; skipped)")
             continue
+        if Capability.SEND not in adapter.capabilities:
+            continue  # a kind that takes fees as files has its own benchmarks
         kinds.append(kind)
     return kinds
 

@@ -117,6 +117,14 @@ class Fee(models.Model):
     version = models.PositiveIntegerField(
         default=1, help_text="Raised on every change a vendor must see."
     )
+    # Set and cleared only by apps.fees.services.dispute (the file model's dispute/restore).
+    disputed = models.BooleanField(
+        default=False,
+        db_default=False,  # the set-wise INSERTs of services.bulk leave it out
+        editable=False,
+        help_text="The family disputes this fee: it is not offered for payment and does not "
+        "lock the portal until the dispute ends.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
@@ -325,3 +333,39 @@ class BulkJob(models.Model):
         if self.state == self.State.DONE:
             return 100
         return int(100 * self.done / self.total) if self.total else 0
+
+
+class FeeDispute(models.Model):
+    """A dispute of a fee, reported from outside (a file exchange's `dispute` line) and
+    ended by a `restore`. Not money: nothing is posted, but each report is recorded once per
+    (external_source, id), like a ledger entry, so a file dropped again changes nothing."""
+
+    fee = models.ForeignKey(Fee, on_delete=models.PROTECT, related_name="disputes")
+    reason = models.CharField(max_length=300, blank=True)
+    external_source = models.CharField(max_length=40)
+    external_id = models.CharField(max_length=100, help_text="The id of the report opening it.")
+    opened_at = models.DateTimeField(auto_now_add=True)
+    ended_external_id = models.CharField(
+        max_length=100, blank=True, help_text="The id of the report that ended it."
+    )
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["external_source", "external_id"], name="dispute_reported_once"
+            ),
+            models.UniqueConstraint(
+                fields=["external_source", "ended_external_id"],
+                condition=~Q(ended_external_id=""),
+                name="dispute_ended_once",
+            ),
+            # At most one open dispute per fee.
+            models.UniqueConstraint(
+                fields=["fee"], condition=Q(ended_at__isnull=True), name="one_open_dispute"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Dispute of {self.fee_id} ({'open' if self.ended_at is None else 'ended'})"

@@ -17,5 +17,7 @@ class MovementKind(StrEnum):
     WAIVER = "waiver"
     REFUND = "refund"  # gives back (part of) the payment it `refers_to`
     VOID = "void"  # undoes the payment it `refers_to`, entered in error
-    DISPUTE = "dispute"  # the ledger cannot record disputes yet: always refused for now
-    RESTORE = "restore"  # reverses (part of) the waiver it `refers_to` (the file model's)
+    DISPUTE = "dispute"  # marks the fee disputed (no money moves; see services.dispute)
+    # Ends the fee's dispute; or reverses (part of) the waiver it `refers_to` (none named:
+    # the source's latest waiver on the fee). The file model's.
+    RESTORE = "restore"

@@ -259,19 +259,22 @@ def portal_page_for(*, guardian: Guardian, student_id: int | None = None) -> Por
         child = ChildFees(student=student)
         for fee in student.fees.all():
             owed = fee.status == Fee.Status.OPEN
+            # A disputed fee is not offered for payment, nor counted in what is due (nor,
+            # so, in any lock), until the dispute ends.
+            payable = owed and not fee.disputed
             managers = [e.integration for e in enabled if e.covers(fee)]
-            if owed:
+            if payable:
                 covering.update(i.pk for i in managers)
             row = FeeRow(
                 fee=fee,
                 paid=paid.get(fee.pk, ZERO),
                 credited=max(fee.amount - fee.balance - paid.get(fee.pk, ZERO), ZERO),
-                overdue=owed and fee.due_date is not None and fee.due_date < today,
-                payable_online=any(i.button_url for i in managers),
+                overdue=payable and fee.due_date is not None and fee.due_date < today,
+                payable_online=payable and any(i.button_url for i in managers),
             )
             (child.open_fees if owed else child.history).append(row)
         child.history.sort(key=lambda r: (r.fee.fee_date, r.fee.pk), reverse=True)
-        child.due = sum((r.fee.balance for r in child.open_fees), ZERO)
+        child.due = sum((r.fee.balance for r in child.open_fees if not r.fee.disputed), ZERO)
         child.credit = _credit_of(student)
         for integration in lunch_from:
             lunch_got = lunch.get((integration.pk, student.pk))

@@ -44,6 +44,7 @@ from apps.fees.services import (
 
 from .kinds.base import (
     AdapterConfig,
+    Capability,
     FeeRecord,
     PushResult,
     RefusedMovement,
@@ -244,7 +245,8 @@ def deliver(
     exports never hold them up."""
     report = DeliveryReport()
     integration = Integration.objects.get(pk=integration_id)
-    if not integration.enabled:
+    if not integration.enabled or Capability.SEND not in integration.kind.capabilities:
+        # A kind that takes fees as files: its export task sends the outbox's fees.
         return report
     if integration.backoff_until and integration.backoff_until > timezone.now():
         report.skipped_backoff = True

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 
+from celery import current_app
 from django.conf import settings
 from django.contrib import messages
 from django.db import IntegrityError, transaction
@@ -22,7 +23,7 @@ from django.utils import timezone
 
 from apps.students.models import Student
 
-from . import engine
+from . import engine, files
 from .demographics import export_demographics
 from .errors import IntegrationError
 from .kinds.base import Capability, VendorError
@@ -184,6 +185,36 @@ TASKS: dict[str, TaskSpec] = {
             nightly=True,
             default_schedule="30 2 * * *",
         ),
+        # The file exchange's (apps.vendors.files). Export twice a day, 08:00 and 20:00
+        # district time (the beat schedule runs in settings.TIME_ZONE).
+        TaskSpec(
+            "export-fees",
+            "Export changed fees (file)",
+            lambda i: files.fees_export(integration=i),
+            needs=Capability.FILE_EXPORT,
+            default_schedule="0 8,20 * * *",
+        ),
+        TaskSpec(
+            "export-all-fees",
+            "Export every open fee (full file)",
+            lambda i: files.fees_export(integration=i, full=True),
+            needs=Capability.FILE_EXPORT,
+        ),
+        TaskSpec(
+            "import-payments",
+            "Import payment files",
+            lambda i: files.payments_import(integration=i),
+            needs=Capability.FILE_IMPORT,
+            default_schedule="every 30",
+        ),
+        TaskSpec(
+            "validate-exports",
+            "Check every change was exported",
+            lambda i: files.exports_validate(integration=i),
+            needs=Capability.FILE_EXPORT,
+            nightly=True,
+            default_schedule="45 1 * * *",
+        ),
         TaskSpec(
             "get-balances",
             "Get balances",
@@ -275,7 +306,10 @@ def pull_for_student_page(*, student: Student) -> list[tuple[int, str]]:
     that failed or did not answer in time; never raises for a vendor's trouble."""
     out: list[tuple[int, str]] = []
     seconds = float(settings.FEESYNC_STUDENT_PAGE_DEADLINE_SECONDS)
-    enabled = Integration.objects.filter(enabled=True)
+    enabled = list(Integration.objects.filter(enabled=True))
+    out.extend(
+        _file_imports_queued([i for i in enabled if Capability.FILE_IMPORT in i.kind.capabilities])
+    )
     integrations = [i for i in enabled if Capability.PULL in i.kind.capabilities]
     if not integrations:
         return out
@@ -304,4 +338,26 @@ def pull_for_student_page(*, student: Student) -> list[tuple[int, str]]:
             n = pull.report.recorded
             text = f"{n} payment{'s' if n != 1 else ''} brought in from {vendor}."
             out.append((messages.INFO, text))
+    return out
+
+
+def _file_imports_queued(integrations: list[Integration]) -> list[tuple[int, str]]:
+    """A file exchange has no per-student question to ask: its import reads whole files.
+    A staff member opening a student's fees queues one in the background instead of
+    holding the page up for it."""
+    out: list[tuple[int, str]] = []
+    for integration in integrations:
+        signature = current_app.signature(
+            "apps.vendors.tasks.run_integration_task",
+            args=[integration.pk, "import-payments"],
+            kwargs={"trigger": "student page"},
+        )
+        transaction.on_commit(signature.delay)
+        out.append(
+            (
+                messages.INFO,
+                f"{integration.vendor_name}'s payment files are being read in the background; "
+                "what they bring in shows when you reload this page.",
+            )
+        )
     return out

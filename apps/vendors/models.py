@@ -387,6 +387,7 @@ class Discrepancy(models.Model):
         UNMATCHED_PAYMENT = "unmatched_payment", "Vendor payment FeeSync cannot record"
         REJECTED_FEE = "rejected_fee", "Fee the vendor refused"
         REFUNDED_AT_VENDOR = "refunded_at_vendor", "Refunded at the vendor"
+        UNREADABLE_FILE = "unreadable_file", "File that could not be read (quarantined)"
 
     integration = models.ForeignKey(
         Integration, on_delete=models.CASCADE, related_name="discrepancies"

@@ -24,6 +24,8 @@ def schedules_sync(*, integration: Integration | None = None) -> int:
     integrations = [integration] if integration else Integration.objects.all()
     for integ in integrations:
         for spec in tasks_for(integ):
+            if not spec.default_schedule:  # on demand only (a full export file)
+                continue
             name = schedule_name(integ, spec.label)
             if PeriodicTask.objects.filter(name=name).exists():
                 continue

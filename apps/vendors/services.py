@@ -387,8 +387,9 @@ def integration_update_connection(
     merged_fields = {f: fields.get(f, getattr(integration, f)) for f in CONNECTION_FIELDS}
 
     errors: dict[str, str] = {}
+    optional = {k for k, s in adapter_cls.settings_for(secret=True).items() if s.optional}
     for key, label in adapter_cls.credential_labels().items():
-        if not merged.get(key):
+        if not merged.get(key) and key not in optional:
             errors[key] = f"Enter the {label.lower()}: {integration.vendor_name} needs it."
     protocol = merged_fields["transfer_protocol"] or ""
     if protocol:

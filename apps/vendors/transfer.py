@@ -1,7 +1,8 @@
 """Streamed file upload to a vendor over FTP, FTPS or SFTP.
 
-Used by the demographics export (and, later, the file-drop adapter) to put one file on a
-vendor's server. It knows nothing about vendors or about what is in the file:
+Used by the demographics export and the file-exchange kind to put files on a vendor's
+server (and, for the file exchange, to list, fetch and move them: `FileSession`). It
+knows nothing about vendors or about what is in the file:
 
 * The file goes up under a temporary name (`<name>.part`) and is renamed into place only
   once every byte has arrived, so the vendor never picks up half a file and a failed upload
@@ -19,15 +20,18 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import dataclasses
 import ftplib
 import hashlib
+import io
 import posixpath
 import socket
 import ssl
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import IO, Literal, TypeVar
 
 import paramiko
 
@@ -35,6 +39,7 @@ Protocol = Literal["ftp", "ftps", "sftp"]
 PROTOCOLS: tuple[str, ...] = ("ftp", "ftps", "sftp")
 DEFAULT_PORTS: dict[str, int] = {"ftp": 21, "ftps": 21, "sftp": 22}
 TEMP_SUFFIX = ".part"
+T = TypeVar("T")
 
 # How much of the stream is handed to the socket at once (FTP data connection / SFTP file).
 _WRITE_BLOCK = 256 * 1024
@@ -56,6 +61,8 @@ class TransferTarget:
     host_key: str = ""
     timeout: float = 15.0
     tls_ca_pem: str = ""
+    #: SFTP: an OpenSSH private key (PEM text) to log in with instead of the password.
+    private_key: str = ""
 
     def __repr__(self) -> str:
         # Keep the password out of logs and task-run error reports.
@@ -457,7 +464,25 @@ def _sftp_connect(target: TransferTarget) -> tuple[paramiko.Transport, paramiko.
     return transport, sftp
 
 
+def _private_key(text: str) -> paramiko.PKey:
+    for cls in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            return cls.from_private_key(io.StringIO(text.strip() + "\n"))
+        except (paramiko.SSHException, ValueError):
+            continue
+    raise TransferError(
+        "The SFTP private key is not an unencrypted OpenSSH private key "
+        "(expected the text starting with -----BEGIN OPENSSH PRIVATE KEY-----).",
+        permanent=True,
+    )
+
+
 def _sftp_authenticate(transport: paramiko.Transport, target: TransferTarget) -> None:
+    if target.private_key.strip():
+        transport.auth_publickey(target.username, _private_key(target.private_key))
+        if not transport.is_authenticated():
+            raise paramiko.AuthenticationException("not authenticated")
+        return
     try:
         transport.auth_password(target.username, target.password)
     except paramiko.BadAuthenticationType as exc:
@@ -603,3 +628,147 @@ def sftp_fetch_newest(
     finally:
         sftp.close()
         transport.close()
+
+
+# --------------------------------------------------------------------------------------
+# Sessions: several operations on one connection (the file exchange's inbound side)
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    name: str
+    size: int
+
+
+class FileSession:
+    """One connection to an SFTP or FTPS server for listing, fetching, moving and removing
+    files in its directories (`upload_stream` stays the way to write one). Use as a context
+    manager; every failure leaves as a `TransferError` in plain words."""
+
+    def __init__(self, target: TransferTarget) -> None:
+        _check(target, "session")  # the protocol and the pinned key
+        self.target = target
+        self._sftp: paramiko.SFTPClient | None = None
+        self._transport: paramiko.Transport | None = None
+        self._ftp: ftplib.FTP | None = None
+
+    def __enter__(self) -> FileSession:
+        try:
+            if self.target.protocol == "sftp":
+                self._transport, self._sftp = _sftp_connect(self.target)
+            else:
+                self._ftp = _ftp_connect(dataclasses.replace(self.target, directory="."))
+        except TransferError:
+            raise
+        except (OSError, EOFError, ftplib.Error, paramiko.SSHException) as exc:
+            raise _network_error(self.target, exc) from exc
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._sftp is not None:
+            self._sftp.close()
+        if self._transport is not None:
+            self._transport.close()
+        if self._ftp is not None:
+            _ftp_close(self._ftp)
+
+    def _client(self) -> ftplib.FTP:
+        if self._ftp is None:
+            raise TransferError(f"The {_where(self.target)} is not connected.", permanent=False)
+        return self._ftp
+
+    def _do(self, what: Callable[[], T]) -> T:
+        try:
+            return what()
+        except TransferError:
+            raise
+        except (OSError, EOFError, ftplib.Error, paramiko.SSHException) as exc:
+            raise _network_error(self.target, exc) from exc
+
+    def listdir(self, directory: str) -> list[RemoteFile]:
+        """The plain files in `directory` (sub-directories left out)."""
+
+        def run() -> list[RemoteFile]:
+            if self._sftp is not None:
+                return [
+                    RemoteFile(a.filename, a.st_size or 0)
+                    for a in self._sftp.listdir_attr(directory)
+                    if a.st_mode is not None and stat.S_ISREG(a.st_mode)
+                ]
+            ftp = self._client()
+            out = []
+            for name, facts in ftp.mlsd(directory, facts=["type", "size"]):
+                if facts.get("type") == "file":
+                    out.append(RemoteFile(name, int(facts.get("size", 0))))
+            return out
+
+        return self._do(run)
+
+    def ensure_dir(self, directory: str) -> None:
+        def run() -> None:
+            if self._sftp is not None:
+                try:
+                    self._sftp.stat(directory)
+                except FileNotFoundError:
+                    self._sftp.mkdir(directory)
+                return
+            ftp = self._client()
+            with contextlib.suppress(ftplib.error_perm):
+                ftp.mkd(directory)
+
+        self._do(run)
+
+    def fetch(self, path: str, into: IO[bytes]) -> int:
+        """Copy the remote file into the local file object; returns the bytes read."""
+
+        def run() -> int:
+            if self._sftp is not None:
+                with self._sftp.open(path, "rb") as remote:
+                    remote.prefetch()
+                    size = 0
+                    while block := remote.read(_WRITE_BLOCK):
+                        into.write(block)
+                        size += len(block)
+                    return size
+            ftp = self._client()
+            counted = [0]
+
+            def take(block: bytes) -> None:
+                into.write(block)
+                counted[0] += len(block)
+
+            ftp.retrbinary(f"RETR {path}", take, blocksize=_WRITE_BLOCK)
+            return counted[0]
+
+        return self._do(run)
+
+    def put(self, path: str, data: bytes) -> None:
+        """Write a small file (a rejects file, a probe) in place."""
+
+        def run() -> None:
+            if self._sftp is not None:
+                with self._sftp.open(path, "wb") as remote:
+                    remote.write(data)
+                return
+            ftp = self._client()
+            ftp.storbinary(f"STOR {path}", io.BytesIO(data))
+
+        self._do(run)
+
+    def move(self, source: str, destination: str) -> None:
+        """Rename, replacing `destination` if it exists."""
+        if self._sftp is not None:
+            sftp = self._sftp
+            self._do(lambda: _sftp_replace(sftp, source, destination))
+            return
+        ftp = self._client()
+        self._do(lambda: _ftp_replace(ftp, source, destination))
+
+    def remove(self, path: str) -> None:
+        def run() -> None:
+            if self._sftp is not None:
+                self._sftp.remove(path)
+            elif self._ftp is not None:
+                self._ftp.delete(path)
+
+        self._do(run)

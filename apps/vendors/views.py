@@ -32,7 +32,7 @@ from apps.common.admin import staff_user
 from apps.fees.models import Fee
 from apps.fees.roles import can_post_money
 
-from . import engine, findings, services
+from . import engine, files, findings, services
 from .display import check_shown, duration, long_date, option_shown, plural, when
 from .forms import (
     AccountMappingForm,
@@ -45,7 +45,7 @@ from .forms import (
     possessive,
 )
 from .jobs import TASKS, tasks_for
-from .kinds.base import CheckResult, VendorError
+from .kinds.base import Capability, CheckResult, VendorError
 from .models import Discrepancy, Integration
 from .registry import get_adapter_class
 from .scope import Scope
@@ -282,6 +282,8 @@ class SetupPages(Pages):
 
         # 5. import-after date
         adapter = get_adapter_class(integration.vendor_kind)
+        if adapter.can(Capability.FILE_EXPORT):  # step 1 shows the fee file's first lines
+            ctx["file_preview"] = files.fee_file_preview(integration=integration)
         ctx["tests_gate"] = adapter.requires_tests_before_import_date
         ctx["tests_passed"] = bool(integration.test_pull_ok and integration.test_push_ok)
         preview_form = ImportAfterForm(
@@ -333,6 +335,8 @@ class SetupPages(Pages):
         Test Pull has passed: before that the answer would only be another failure."""
         if not integration.test_pull_ok:
             return None, ""
+        if not integration.kind.can(Capability.VALIDATE):
+            return [], ""  # a kind that cannot list the vendor's fees (files) has none to show
         if integration.consecutive_failures:
             # Asking a vendor that is failing would only hold the page up for its timeout.
             return None, integration.last_error or "it has not been answering lately."

@@ -269,14 +269,47 @@ def test_restore_of_a_payment_is_refused():
     assert fee.status == "paid"
 
 
-def test_a_dispute_is_refused_for_now():
-    fee = make_fee()
-    [outcome] = record(move("D-1", K.DISPUTE, fee))
-    assert outcome.status == S.REFUSED
-    assert "FeeSync cannot record disputes yet" in outcome.reason and "D-1" in outcome.reason
-    assert outcome.fee_id == fee.pk
+def test_a_dispute_marks_the_fee_disputed_once_and_a_restore_ends_it():
+    fee = make_fee(amount="25.00")
+    [opened] = record(move("D-1", K.DISPUTE, fee))
+    assert (opened.status, opened.fee_id) == (S.RECORDED, fee.pk)
     fee.refresh_from_db()
-    assert (fee.status, fee.version) == ("open", 1)
+    assert (fee.disputed, fee.status, fee.balance) == (True, "open", D("25.00"))
+    # The same report again (a file dropped twice), and a second dispute of a disputed fee.
+    again, second = record(move("D-1", K.DISPUTE, fee), move("D-2", K.DISPUTE, fee))
+    assert again.status == S.ALREADY_RECORDED
+    assert (second.status, second.reason) == (
+        S.REFUSED,
+        f"Fee {fee.reference} is already disputed.",
+    )
+    [ended] = record(move("R-1", K.RESTORE, fee))
+    assert ended.status == S.RECORDED
+    fee.refresh_from_db()
+    assert fee.disputed is False
+    assert LedgerEntry.objects.filter(fee=fee).count() == 1  # the charge only: no money moved
+    [ended_again] = record(move("R-1", K.RESTORE, fee))
+    assert ended_again.status == S.ALREADY_RECORDED
+    assert ledger_report().ok
+
+
+def test_a_restore_naming_no_waiver_reverses_the_sources_latest_waiver():
+    fee = make_fee(amount="30.00")
+    waived, restored = record(
+        move("W-1", K.WAIVER, fee, "30.00"), move("R-9", K.RESTORE, fee, "30.00")
+    )
+    assert (waived.status, restored.status) == (S.RECORDED, S.RECORDED)
+    fee.refresh_from_db()
+    assert (fee.status, fee.balance) == ("open", D("30.00"))
+    assert LedgerEntry.objects.get(pk=restored.entry_id).kind == "reversal"
+    partly = make_fee(amount="20.00")
+    record(move("W-2", K.WAIVER, partly, "5.00"))
+    [whole] = record(move("R-11", K.RESTORE, partly, "0.00"))  # no amount: the whole waiver
+    assert whole.status == S.RECORDED
+    partly.refresh_from_db()
+    assert partly.balance == D("20.00")
+    [nothing] = record(move("R-10", K.RESTORE, make_fee()))
+    assert nothing.status == S.REFUSED and "nothing to restore" in nothing.reason
+    assert ledger_report().ok
 
 
 def test_a_movement_on_a_fee_the_source_does_not_manage_is_held():

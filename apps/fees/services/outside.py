@@ -32,6 +32,12 @@ from django.db.models.functions import Coalesce
 from ..models import ZERO, Allocation, Fee, LedgerEntry
 from ..movements import MovementKind
 from .credit import credit_auto_apply
+from .dispute import (
+    DisputeAlreadyRecorded,
+    dispute_reports_recorded,
+    fee_dispute_end,
+    fee_dispute_open,
+)
 from .ledger import (
     BATCH,
     TAKEN_OUTSIDE,
@@ -183,19 +189,25 @@ def _auto_apply_new_credit(outcomes: Iterable[MovementOutcome]) -> None:
 
 def _recorded(
     source: MovementSource, external_ids: Sequence[str]
-) -> dict[str, tuple[int, int | None]]:
+) -> dict[str, tuple[int | None, int | None]]:
     """{external id: (entry id, fee id)} of those this source has on the ledger already."""
     if not external_ids:
         return {}
-    return {
+    found: dict[str, tuple[int | None, int | None]] = {
         ext: (pk, fee_id)
         for ext, pk, fee_id in LedgerEntry.objects.filter(
             external_source=source.external_source, external_id__any=external_ids
         ).values_list("external_id", "pk", "fee_id")
     }
+    # Disputes post no entry but are recorded once too (a file dropped again).
+    for ext, fee_id in dispute_reports_recorded(
+        external_source=source.external_source, external_ids=list(external_ids)
+    ).items():
+        found.setdefault(ext, (None, fee_id))
+    return found
 
 
-def _already(m: Movement, entry: tuple[int, int | None]) -> MovementOutcome:
+def _already(m: Movement, entry: tuple[int | None, int | None]) -> MovementOutcome:
     return MovementOutcome(
         m.external_id, OutcomeStatus.ALREADY_RECORDED, entry_id=entry[0], fee_id=entry[1]
     )
@@ -282,6 +294,9 @@ def _record_new(
     for i in rest:
         m = movements[i]
         fee = fees.get(m.fee_ref)
+        if fee is not None and _is_dispute_report(source, m, fee):
+            outcomes[i] = _dispute_record(source, m, fee)
+            continue
         try:
             with transaction.atomic():
                 entry = _record_one(source, m, fee)
@@ -300,15 +315,40 @@ def _record_new(
             )
 
 
+def _is_dispute_report(source: MovementSource, m: Movement, fee: Fee) -> bool:
+    """A dispute, or a restore that ends one: a restore naming no waiver, on a disputed
+    fee (a restore naming a waiver, or on a fee not disputed, reverses a waiver)."""
+    if m.kind == MovementKind.DISPUTE:
+        return True
+    return m.kind == MovementKind.RESTORE and not m.refers_to and fee.disputed
+
+
+def _dispute_record(source: MovementSource, m: Movement, fee: Fee) -> MovementOutcome:
+    try:
+        if m.kind == MovementKind.DISPUTE:
+            fee_dispute_open(
+                fee=fee,
+                external_source=source.external_source,
+                external_id=m.external_id,
+                reason=f"Disputed at {source.name}",
+            )
+        else:
+            fee_dispute_end(
+                fee=fee, external_source=source.external_source, external_id=m.external_id
+            )
+    except DisputeAlreadyRecorded:
+        return MovementOutcome(m.external_id, OutcomeStatus.ALREADY_RECORDED, fee_id=fee.pk)
+    except LedgerError as exc:
+        return MovementOutcome(
+            m.external_id, OutcomeStatus.REFUSED, "; ".join(exc.messages), fee_id=fee.pk
+        )
+    return MovementOutcome(m.external_id, OutcomeStatus.RECORDED, fee_id=fee.pk)
+
+
 def _record_one(source: MovementSource, m: Movement, fee: Fee | None) -> LedgerEntry:
     """Post one movement in the caller's savepoint. Raises `LedgerError` (refused, with the
     reason) or `_AlreadyRecorded` (a concurrent call recorded it first)."""
     name = source.name
-    if m.kind == MovementKind.DISPUTE:
-        raise LedgerError(
-            f"FeeSync cannot record disputes yet: {name} sent dispute {m.external_id} "
-            f"for fee {m.fee_ref}."
-        )
     if fee is None:
         raise LedgerError(
             f"{name} sent {m.kind} {m.external_id} for fee {m.fee_ref}, "
@@ -344,7 +384,7 @@ def _record_one(source: MovementSource, m: Movement, fee: Fee | None) -> LedgerE
                 origin=origin,
             )
         case MovementKind.RESTORE:
-            waiver = _original(source, m, "waiver")
+            waiver = _original(source, m, "waiver") if m.refers_to else _last_waiver(source, m, fee)
             if waiver.kind != Kind.WAIVER:
                 raise LedgerError(
                     f"{name} sent restore {m.external_id} of {m.refers_to}, which is a "
@@ -352,7 +392,7 @@ def _record_one(source: MovementSource, m: Movement, fee: Fee | None) -> LedgerE
                 )
             return _credit_reverse(
                 credit=waiver,
-                amount=m.amount,
+                amount=m.amount or None,  # no amount: the whole waiver (what is left of it)
                 fee=fee,
                 reason=f"Restored at {name}",
                 origin=origin,
@@ -360,6 +400,23 @@ def _record_one(source: MovementSource, m: Movement, fee: Fee | None) -> LedgerE
     raise LedgerError(  # a MovementKind added without a way to post it
         f"{name} sent {m.kind} {m.external_id}, which FeeSync does not know how to post."
     )
+
+
+def _last_waiver(source: MovementSource, m: Movement, fee: Fee) -> LedgerEntry:
+    """The waiver a restore naming none reverses: this source's latest on the fee."""
+    waiver = (
+        LedgerEntry.objects.filter(
+            fee=fee, kind=Kind.WAIVER, external_source=source.external_source
+        )
+        .order_by("-pk")
+        .first()
+    )
+    if waiver is None:
+        raise LedgerError(
+            f"{source.name} sent restore {m.external_id} for fee {m.fee_ref}, which is "
+            f"neither disputed nor waived at {source.name}: there is nothing to restore."
+        )
+    return waiver
 
 
 def _original(source: MovementSource, m: Movement, what: str) -> LedgerEntry:

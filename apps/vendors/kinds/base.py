@@ -22,12 +22,12 @@ from __future__ import annotations
 import copy
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -97,11 +97,15 @@ class Setting:
 
     `field` is a Django form field with its label and help text (copied for each form).
     `secret=True`: stored encrypted with the credentials, never shown back in full.
-    `step`: the setup step that shows it, "connection" or "parent" (parent portal options)."""
+    `step`: the setup step that shows it, "connection" or "parent" (parent portal options).
+    `optional`: a secret the setup page does not insist on."""
 
     field: forms.Field
     secret: bool = False
     step: str = "connection"
+    #: A secret the kind can do without (one of two ways to sign in, or a transport that
+    #: needs none): the setup page does not insist on it.
+    optional: bool = False
 
     def form_field(self) -> forms.Field:
         return copy.deepcopy(self.field)
@@ -217,6 +221,42 @@ class CheckResult:
 
 
 @dataclass(frozen=True)
+class ExportedFile:
+    """A fee file written: its final name, its control totals, and its archive copy."""
+
+    name: str
+    rows: int
+    total: Decimal
+    bytes: int
+    archived: str = ""
+
+
+@dataclass(frozen=True)
+class InboundPoll:
+    ready: list[str]
+    cursor: str
+
+
+@dataclass
+class InboundLine:
+    """One line of a payment file: its number in the file (the header is line 1), its text,
+    and either the movement it says or why it cannot be read."""
+
+    number: int
+    text: str
+    payment: VendorPayment | None = None
+    error: str = ""
+
+
+class UnreadableFile(VendorError):
+    """A file that cannot be read as a whole (wrong columns, bad encoding, truncated):
+    nothing of it is applied; it goes to quarantine."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, permanent=True)
+
+
+@dataclass(frozen=True)
 class StudentBalance:
     student_id: str
     balance: Decimal  # everything owed at the vendor, including fees only the vendor has
@@ -326,6 +366,47 @@ class VendorAdapter(ABC):
         (held for staff, or refused) and why. The default does nothing; a file exchange
         writes them to its rejects file. Must not raise for the vendor's trouble."""
         return None
+
+    # --- files (FILE_EXPORT, FILE_IMPORT) ---------------------------------------------------
+    def export_fees(
+        self, fees: Iterable[FeeRecord], *, sequence: int, when: datetime, allow_empty: bool
+    ) -> ExportedFile | None:
+        """("file_export") Write `fees` (one line each, streamed: never held whole) as one
+        file under its final name only once complete, with its control totals and an archive
+        copy. Returns None, writing nothing, when there are no fees and not `allow_empty`.
+        Raises `VendorError`; then no file is left under the final name."""
+        raise VendorError(f"{self.name} does not take fee files.", permanent=True)
+
+    def file_preview(self, fees: Iterable[FeeRecord]) -> str:
+        """("file_export") The first lines of a fee file as the current settings write
+        them, as text, for the setup page. Never raises; "" when there is nothing to show."""
+        return ""
+
+    def inbound_poll(self, *, cursor: str | None) -> InboundPoll:
+        """("file_import") The inbound files complete and ready to read, and the cursor to
+        store for the next poll (what was seen, for a rule like "unchanged over two
+        polls"). Raises `VendorError`."""
+        raise VendorError(f"{self.name} does not send payment files.", permanent=True)
+
+    def inbound_read(self, name: str, into: IO[bytes]) -> None:
+        """Copy inbound file `name` into the local file `into`. Raises `VendorError`."""
+        raise VendorError(f"{self.name} does not send payment files.", permanent=True)
+
+    def inbound_lines(self, local: IO[bytes], *, check_only: bool = False) -> Iterator[InboundLine]:
+        """The lines of a fetched inbound file, in order. Raises `UnreadableFile` (nothing
+        of it may be applied) when the file as a whole cannot be read. `check_only`: read
+        it through for that, yielding nothing (the first of the importer's two passes)."""
+        raise VendorError(f"{self.name} does not send payment files.", permanent=True)
+
+    def inbound_done(self, name: str, *, rejects: Sequence[InboundLine]) -> str:
+        """The file was applied: write the lines that were not (with their reasons) to a
+        rejects file, and move the file to the archive. Returns the rejects file's name
+        ("" when none). Raises `VendorError`."""
+        raise VendorError(f"{self.name} does not send payment files.", permanent=True)
+
+    def inbound_quarantine(self, name: str, reason: str) -> str:
+        """Move an unreadable file to quarantine; returns where it went."""
+        raise VendorError(f"{self.name} does not send payment files.", permanent=True)
 
     # --- optional capabilities ----------------------------------------------------------
     def get_balances(self, student_ids: Sequence[str]) -> list[StudentBalance]:

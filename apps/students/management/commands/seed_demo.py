@@ -419,6 +419,39 @@ def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
+def _fileexchange_demo() -> tuple[str, str, str, str, dict[str, str], list[str], dict[str, Any]]:
+    """`fileexchange-demo`: the school libraries' fines go to the financials sandbox as
+    files over its SFTP (DESIGN.md: 8103, SFTP on 8104; FILEEXCHANGE_SANDBOX_URL and
+    FILEEXCHANGE_SANDBOX_SFTP_PORT override), its demo host key pinned."""
+    from apps.vendors.kinds.fileexchange.sandbox import (
+        DEFAULT_PASSWORD,
+        DEFAULT_USERNAME,
+        host_key_line,
+    )
+
+    url = os.environ.get("FILEEXCHANGE_SANDBOX_URL", "http://127.0.0.1:8103")
+    sftp_port = int(os.environ.get("FILEEXCHANGE_SANDBOX_SFTP_PORT", "8104"))
+    return (
+        "fileexchange-demo",
+        "fileexchange",
+        "Student financials (file exchange demo)",
+        url,
+        {"username": DEFAULT_USERNAME, "password": DEFAULT_PASSWORD},
+        ["LIBFINE"],
+        {
+            "options": {
+                "transport": "sftp",
+                "host": "127.0.0.1",
+                "port": sftp_port,
+                "host_key": host_key_line(),
+                "item_types": "LIBFINE = 800000000001",
+                "term": "2270",
+            },
+            "parent_message": "Library fines are paid at the district's business office.",
+        },
+    )
+
+
 class Command(BaseCommand):
     help = "Create (or complete) the demo district: schools, students, parents, fees, logins."
 
@@ -718,7 +751,8 @@ class Command(BaseCommand):
     def _integrations(
         self, categories: dict[str, FeeCategory], funds: dict[str, MerchantAccount]
     ) -> None:
-        """`payschools-demo` and `communitypass-demo`, wired to the sandboxes (DESIGN.md ports,
+        """`payschools-demo`, `communitypass-demo` and `fileexchange-demo` (library
+        fines), wired to the sandboxes (DESIGN.md ports,
         overridable by PAYSCHOOLS_SANDBOX_URL / COMMUNITYPASS_SANDBOX_URL). Both are enabled,
         for different categories: Community Pass takes activity fees, PaySchools the rest
         (so no fee is ever sent to both). Created once; staff changes are kept on re-runs."""
@@ -733,7 +767,7 @@ class Command(BaseCommand):
                 "PaySchools (demo)",
                 os.environ.get("PAYSCHOOLS_SANDBOX_URL", "http://127.0.0.1:8101/soap"),
                 {"username": "feesync", "password": "sandbox-secret"},
-                [c for c in categories if c != "ACTIVITY"],
+                [c for c in categories if c not in ("ACTIVITY", "LIBFINE")],
                 {
                     "show_lunch_balance": True,
                     "sync_lunch_balance": True,
@@ -757,6 +791,7 @@ class Command(BaseCommand):
                 },
             ),
         ]
+        demos.append(_fileexchange_demo())
         for slug, kind, name, url, secrets, codes, options in demos:
             if kind not in registered or Integration.objects.filter(slug=slug).exists():
                 continue
@@ -768,7 +803,8 @@ class Command(BaseCommand):
                 enabled=True,
                 service_url=url,
                 import_after=self.year_start,
-                button_url=f"{base}/_sandbox/",
+                # Library fines are paid through the financials office: no portal button.
+                button_url="" if kind == "fileexchange" else f"{base}/_sandbox/",
                 **options,
             )
             integration.credentials = secrets
@@ -778,6 +814,11 @@ class Command(BaseCommand):
                 MerchantAccountMapping.objects.create(
                     integration=integration, merchant_account=fund
                 )
+            if kind == "fileexchange":
+                # Library fines moved to the file exchange: an older demo's PaySchools
+                # integration lets go of them, so no fee goes to two vendors.
+                for other in Integration.objects.exclude(pk=integration.pk):
+                    other.categories.remove(categories["LIBFINE"])
         self._step("integrations")
 
     # --- output ------------------------------------------------------------------------------

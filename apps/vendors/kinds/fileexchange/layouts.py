@@ -1,0 +1,295 @@
+"""The column layouts of the file exchange: what a fee line and a result line look like.
+
+Kept free of Django so the sandbox can read and write the same files. The built-in layout
+is PeopleSoft Campus Solutions' student financials item charge load (docs/vendors/
+fileexchange.md is its contract); a district-defined layout picks and orders the same
+columns, with its own header, delimiter, date format and encoding.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any, Protocol
+
+
+class FeeLine(Protocol):
+    """What a fee line is made of (`apps.vendors.kinds.base.FeeRecord` is one)."""
+
+    @property
+    def fee_ref(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def student_id(self) -> str: ...
+    @property
+    def student_name(self) -> str: ...
+    @property
+    def school_code(self) -> str: ...
+    @property
+    def category_code(self) -> str: ...
+    @property
+    def merchant_id(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def amount(self) -> Decimal: ...
+    @property
+    def amount_due(self) -> Decimal: ...
+    @property
+    def fee_date(self) -> date: ...
+    @property
+    def due_date(self) -> date | None: ...
+    @property
+    def active(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    header: str  # the built-in layout's header for it
+    label: str  # what staff read on the setup page
+
+
+#: Every column a fee line can have, in the built-in layout's order first.
+COLUMNS: dict[str, Column] = {
+    c.key: c
+    for c in [
+        Column("student_id", "EMPLID", "Student id"),
+        Column("item_type", "ITEM_TYPE", "Item type"),
+        Column("amount", "ITEM_AMT", "Amount"),
+        Column("effective_date", "ITEM_EFFECTIVE_DT", "Effective date (fee date)"),
+        Column("due_date", "DUE_DT", "Due date"),
+        Column("reference", "REF1_DESCR", "FeeSync reference"),
+        Column("term", "ITEM_TERM", "Term"),
+        Column("description", "DESCR", "Description"),
+        Column("business_unit", "BUSINESS_UNIT", "Merchant account (business unit)"),
+        Column("amount_due", "FEESYNC_AMOUNT_DUE", "Amount still owed"),
+        Column("status", "FEESYNC_STATUS", "Status (open, paid, waived, void, closed)"),
+        Column("version", "FEESYNC_VERSION", "Version"),
+        Column("student_name", "STUDENT_NAME", "Student name"),
+        Column("school", "SCHOOL", "School code"),
+        Column("category", "FEE_CATEGORY", "FeeSync fee category"),
+    ]
+}
+BUILTIN_COLUMNS: tuple[str, ...] = (
+    "student_id",
+    "item_type",
+    "amount",
+    "effective_date",
+    "due_date",
+    "reference",
+    "term",
+    "description",
+    "business_unit",
+    "amount_due",
+    "status",
+    "version",
+)
+DATE_FORMATS: dict[str, str] = {
+    "%Y-%m-%d": "2026-12-01",
+    "%m/%d/%Y": "12/01/2026",
+    "%d/%m/%Y": "01/12/2026",
+    "%Y%m%d": "20261201",
+}
+DELIMITERS: dict[str, str] = {",": "Comma", "|": "Pipe |", "\t": "Tab", ";": "Semicolon"}
+
+
+@dataclass(frozen=True)
+class Layout:
+    columns: tuple[str, ...] = BUILTIN_COLUMNS
+    header: bool = True
+    delimiter: str = ","
+    date_format: str = "%Y-%m-%d"
+    encoding: str = "utf-8"  # or "utf-8-sig" (with a byte-order mark)
+    builtin: bool = True
+
+    def headers(self) -> list[str]:
+        if self.builtin:
+            return [COLUMNS[c].header for c in self.columns]
+        return list(self.columns)
+
+
+def parse_columns(text: str) -> tuple[str, ...]:
+    """A district layout's columns, typed as names separated by commas, or ValueError."""
+    keys = tuple(k.strip().lower() for k in text.replace("\n", ",").split(",") if k.strip())
+    unknown = [k for k in keys if k not in COLUMNS]
+    if unknown:
+        raise ValueError(
+            f"Unknown column{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+            f"use any of: {', '.join(COLUMNS)}."
+        )
+    if not keys:
+        raise ValueError("Pick at least one column.")
+    if len(set(keys)) != len(keys):
+        raise ValueError("A column is listed twice.")
+    return keys
+
+
+def parse_item_types(text: str) -> dict[str, str]:
+    """ "LIBFINE = 800000000001" lines: fee category code -> item type. ValueError names the
+    line that is not one."""
+    out: dict[str, str] = {}
+    for n, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        code, sep, item = line.partition("=")
+        if not sep or not code.strip() or not item.strip():
+            raise ValueError(
+                f"Line {n} ({line!r}) is not CATEGORY = ITEM TYPE (e.g. LIBFINE = 800000000001)."
+            )
+        out[code.strip().upper()] = item.strip()
+    return out
+
+
+def _status(fee: FeeLine) -> str:
+    if fee.active:
+        return "open"
+    return "closed" if fee.amount_due == 0 else "inactive"
+
+
+def fee_values(
+    fee: FeeLine, *, item_types: dict[str, str], term: str, date_format: str
+) -> dict[str, str]:
+    def day(d: date | None) -> str:
+        return d.strftime(date_format) if d else ""
+
+    return {
+        "student_id": fee.student_id,
+        "item_type": item_types.get(fee.category_code.upper(), fee.category_code),
+        "amount": f"{fee.amount:.2f}",
+        "effective_date": day(fee.fee_date),
+        "due_date": day(fee.due_date),
+        "reference": fee.fee_ref,
+        "term": term,
+        "description": fee.description,
+        "business_unit": fee.merchant_id,
+        "amount_due": f"{fee.amount_due:.2f}",
+        "status": getattr(fee, "status", "") or _status(fee),
+        "version": str(fee.version),
+        "student_name": fee.student_name,
+        "school": fee.school_code,
+        "category": fee.category_code,
+    }
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        return len(text)
+
+
+@dataclass
+class Totals:
+    rows: int = 0
+    total: Decimal = Decimal("0.00")
+
+
+def fee_file_chunks(
+    fees: Iterable[FeeLine],
+    *,
+    layout: Layout,
+    item_types: dict[str, str],
+    term: str,
+    totals: Totals,
+    lines_per_chunk: int = 2000,
+) -> Iterator[bytes]:
+    """The fee file as byte chunks, counting rows and summing amounts into `totals`."""
+    sink = _Sink()
+    writer = csv.writer(sink, delimiter=layout.delimiter, lineterminator="\r\n")
+    encoding = layout.encoding
+    if encoding == "utf-8-sig":
+        yield "\ufeff".encode()
+        encoding = "utf-8"
+    if layout.header:
+        writer.writerow(layout.headers())
+    columns = layout.columns
+    n = 0
+    for fee in fees:
+        values = fee_values(fee, item_types=item_types, term=term, date_format=layout.date_format)
+        writer.writerow([values[c] for c in columns])
+        totals.rows += 1
+        totals.total += fee.amount
+        n += 1
+        if n >= lines_per_chunk:
+            yield "".join(sink.parts).encode(encoding)
+            sink.parts.clear()
+            n = 0
+    if sink.parts:
+        yield "".join(sink.parts).encode(encoding)
+
+
+def control_text(name: str, totals: Totals) -> bytes:
+    return f"file={name}\r\nrows={totals.rows}\r\ntotal={totals.total:.2f}\r\n".encode()
+
+
+# --- result files (payments back) -------------------------------------------------------------
+
+OPERATIONS = ("pay", "waive", "dispute", "restore")
+RESULT_COLUMNS: tuple[str, ...] = (
+    "reference",
+    "student_id",
+    "operation",
+    "amount",
+    "method",
+    "reason",
+    "transaction_id",
+    "original_transaction_id",
+)
+#: Other names accepted for a result column (the financials side's own words).
+RESULT_ALIASES: dict[str, str] = {
+    "fee_ref": "reference",
+    "item_ref": "reference",
+    "ref1_descr": "reference",
+    "emplid": "student_id",
+    "op": "operation",
+    "item_amt": "amount",
+    "txn_id": "transaction_id",
+    "refers_to": "original_transaction_id",
+}
+REQUIRED_RESULT_COLUMNS = ("reference", "operation", "amount", "transaction_id")
+
+
+def result_file_text(rows: Sequence[dict[str, Any]], *, delimiter: str = ",") -> str:
+    """A result file as the financials side writes it (used by the sandbox and tests)."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
+    writer.writerow(RESULT_COLUMNS)
+    for row in rows:
+        writer.writerow([row.get(c, "") for c in RESULT_COLUMNS])
+    return out.getvalue()
+
+
+def result_header(fields: Sequence[str]) -> dict[str, int]:
+    """Column -> position, from a result file's header; ValueError says what is missing."""
+    positions: dict[str, int] = {}
+    for i, raw in enumerate(fields):
+        key = raw.strip().lower().lstrip("\ufeff")
+        key = RESULT_ALIASES.get(key, key)
+        positions.setdefault(key, i)
+    missing = [c for c in REQUIRED_RESULT_COLUMNS if c not in positions]
+    if missing:
+        raise ValueError(
+            "The header line does not name the column"
+            f"{'s' if len(missing) > 1 else ''} {', '.join(missing)} (it has: "
+            f"{', '.join(f.strip() for f in fields) or 'nothing'})."
+        )
+    return positions
+
+
+def read_rows(text_lines: Iterable[str], *, delimiter: str) -> Iterator[tuple[int, str, list[str]]]:
+    """(line number, raw text, fields) for each non-blank line; the header is line 1."""
+    for number, raw in enumerate(text_lines, start=1):
+        stripped = raw.rstrip("\r\n")
+        if not stripped.strip():
+            continue
+        fields = next(csv.reader([stripped], delimiter=delimiter))
+        yield number, stripped, fields

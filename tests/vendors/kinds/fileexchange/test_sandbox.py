@@ -1,0 +1,154 @@
+"""The file-exchange sandbox plays the financials side over real SFTP: it picks up the
+export, and its control API writes result files FeeSync then imports."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+import requests
+
+from apps.fees.models import Fee
+from apps.vendors.jobs import task_run
+from apps.vendors.kinds.fileexchange import sandbox
+from apps.vendors.models import Discrepancy, Integration, TaskRun
+from tests.factories import StudentFactory, make_fee
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def box(tmp_path) -> Iterator[sandbox.FileExchangeServer]:
+    server = sandbox.make_server(0, None, root=str(tmp_path / "files"))
+    sandbox.start(server)
+    yield server
+    server.shutdown()
+
+
+def control(box: sandbox.FileExchangeServer, name: str, **body: object) -> dict:
+    response = requests.post(f"{box.url}/_sandbox/{name}", json=body, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def state(box: sandbox.FileExchangeServer) -> dict:
+    return requests.get(f"{box.url}/_sandbox/state", timeout=10).json()
+
+
+def wired(box: sandbox.FileExchangeServer, category) -> Integration:
+    integration = Integration(
+        vendor_kind="fileexchange",
+        slug="fx-sandbox",
+        name="Financials",
+        enabled=True,
+        service_url=box.url,
+        timeout_seconds=5,
+        import_after=dt.date(2026, 7, 1),
+        options={
+            "transport": "sftp",
+            "host": "127.0.0.1",
+            "port": box.sftp.port,
+            "host_key": sandbox.host_key_line(),
+        },
+    )
+    integration.credentials = {
+        "username": sandbox.DEFAULT_USERNAME,
+        "password": sandbox.DEFAULT_PASSWORD,
+    }
+    integration.save()
+    integration.categories.set([category])
+    return integration
+
+
+def ok(integration: Integration, task: str) -> TaskRun:
+    run = task_run(integration=integration, task=task)
+    assert run is not None and run.outcome == TaskRun.Outcome.OK, run and run.error
+    return run
+
+
+def test_round_trip_through_the_sandbox(box, libfine):
+    student = StudentFactory(student_number="800001")
+    paid = make_fee(student=student, amount="30.00", category=libfine)
+    disputed = make_fee(student=student, amount="9.00", category=libfine)
+    integration = wired(box, libfine)
+    from apps.vendors.services import integration_test_connection
+
+    pull, push = integration_test_connection(integration=integration)
+    assert pull.ok and push.ok, (pull.answer, push.answer)
+    assert ok(integration, "export-fees").counts["rows"] == 2
+
+    held = {f["fee_ref"]: f for f in state(box)["fees"]}
+    assert set(held) == {paid.reference, disputed.reference}
+    assert held[paid.reference]["amount"] == "30.00"
+
+    control(box, "pay", fee_ref=paid.reference, amount="35.00")  # $5 more than owed
+    control(box, "dispute", fee_ref=disputed.reference)
+    assert state(box)["disputed"] == [disputed.reference]
+    counts = ok(integration, "import-payments").counts
+    assert (counts["files"], counts["recorded"]) == (2, 2)
+    paid.refresh_from_db()
+    disputed.refresh_from_db()
+    assert paid.status == Fee.Status.PAID and disputed.disputed
+
+    control(box, "restore", fee_ref=disputed.reference)
+    ok(integration, "import-payments")
+    disputed.refresh_from_db()
+    assert not disputed.disputed
+
+    # Broken files on request: a half-written one is left alone, a malformed one quarantined.
+    control(box, "faults", file="half_written")
+    control(box, "waive", fee_ref=disputed.reference, amount="1.00")
+    assert ok(integration, "import-payments").counts["files"] == 0
+    control(box, "faults", file="malformed")
+    control(box, "pay", fee_ref=disputed.reference, amount="1.00")
+    assert ok(integration, "import-payments").counts["quarantined"] == 1
+    assert Discrepancy.objects.filter(kind=Discrepancy.Kind.UNREADABLE_FILE).exists()
+    disputed.refresh_from_db()
+    assert disputed.balance == Decimal("9.00")
+
+
+def test_the_sandbox_refuses_a_client_that_does_not_pin_its_key(box, libfine):
+    make_fee(amount="5.00", category=libfine)
+    integration = wired(box, libfine)
+    integration.options = {**integration.options, "host_key": ""}
+    integration.save()
+    run = task_run(integration=integration, task="export-fees")
+    assert run is not None and run.outcome == TaskRun.Outcome.FAILED
+    assert "No host key is pinned" in run.error
+
+
+def test_signing_in_with_a_private_key_instead_of_the_password(box, libfine):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    private = ed25519.Ed25519PrivateKey.generate()
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    ).decode()
+    public = private.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    box.sftp.authorize_key(public.decode())
+    make_fee(amount="3.00", category=libfine)
+    integration = wired(box, libfine)
+    integration.credentials = {"username": sandbox.DEFAULT_USERNAME, "private_key": pem}
+    integration.save()
+    assert ok(integration, "export-fees").counts["rows"] == 1
+    assert len(state(box)["fees"]) == 1
+
+    # A key the server does not know is refused in words.
+    other = ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
+    integration.credentials = {"username": sandbox.DEFAULT_USERNAME, "private_key": other.decode()}
+    integration.save()
+    make_fee(amount="4.00", category=libfine)
+    run = task_run(integration=integration, task="export-fees")
+    assert run is not None and run.outcome == TaskRun.Outcome.FAILED
+    assert "refused the login" in run.error

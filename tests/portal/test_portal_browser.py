@@ -1,6 +1,6 @@
 """The parent portal in a real browser (Playwright driving Debian's Chromium) against the live
-server: a phone (375 px) and a desktop (1280 px) layout, accessibility checked by axe-core,
-and a parent using it with JavaScript switched off.
+server: a phone (390 px) and a desktop (1366 px) layout, accessibility checked by axe-core on
+every portal page, and a parent using it with JavaScript switched off.
 
 Screenshots go to tests/artifacts/ (git-ignored) for people to look at.
 """
@@ -8,38 +8,68 @@ Screenshots go to tests/artifacts/ (git-ignored) for people to look at.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.cache import cache
+from django.core.files.base import ContentFile
 from django.utils import timezone
 
 from apps.fees.services import Origin, fee_waive, payment_take
+from apps.portal.models import ActivityOffer, PortalLockout, StudentDocument
+from apps.portal.services import activity_sign_up
 from apps.vendors.models import LunchBalance, StudentVendorBalance
-from tests.factories import CategoryFactory, make_fee
+from tests.factories import ActivityFactory, CategoryFactory, MerchantAccountFactory, make_fee
 
 from .conftest import AXE_JS, IN_SCOPE, PASSWORD, Family
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-PHONE = {"width": 375, "height": 812}
-DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1366, "height": 900}
 BLOCKING = ("serious", "critical")
+
+
+@pytest.fixture(autouse=True)
+def fresh_rule_cache(settings, tmp_path):
+    settings.FEESYNC_DOCUMENTS_ROOT = tmp_path / "documents"
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture
 def family(make_family, make_integration) -> Family:
-    """Two children with open and settled fees, a lunch balance under the threshold for one,
-    and a vendor balance that locks the other's sections."""
+    """Two children with open and settled fees, a lunch balance under the threshold for one;
+    the district locks Documents and Activity sign-up above $100.00, which the family's
+    Community Pass balance (counted by its lock option) takes it over."""
+    lockout = PortalLockout.current()
+    lockout.enabled = True
+    lockout.threshold = Decimal("100.00")
+    lockout.locked_sections = ["documents", "activities"]
+    lockout.unlock_message = "Questions? Call the business office at 555-0100."
+    lockout.save()
+    clubs = CategoryFactory(description="Clubs")
+    community = make_integration(
+        vendor_kind="communitypass",
+        name="Community Pass",
+        service_url="http://127.0.0.1:9/v1",
+        button_url="https://cp.example.org/pay",
+        categories=[clubs],
+        show_vendor_balance=True,
+        lock_portal_on_balance=True,
+        balance_message="Your Community Pass balance includes activity registrations.",
+        parent_message="Club fees are paid at Community Pass.",
+        payments_pulled_at=timezone.now() - dt.timedelta(minutes=2),
+    )
     integration = make_integration(
         parent_message="Fees can be paid online at PaySchools by card or bank transfer.",
         show_lunch_balance=True,
         lunch_balance_threshold=Decimal("5.00"),
         lunch_payment_url="https://lunch.example.org/add",
-        show_vendor_balance=True,
-        lock_portal_on_balance=True,
-        balance_message="Includes bus passes bought at PaySchools.",
         payments_pulled_at=timezone.now() - dt.timedelta(minutes=2),
     )
     fam = make_family(2)
@@ -77,6 +107,7 @@ def family(make_family, make_integration) -> Family:
     )
     waived = make_fee(student=ben, category=trips, description="Zoo trip", amount="30.00")
     fee_waive(fee=waived, reason="hardship", origin=Origin())
+    integration.categories.set([trips, books])  # one vendor per fee: clubs go to Community Pass
     now = timezone.now()
     LunchBalance.objects.create(
         integration=integration, student=ana, balance="3.10", fetched_at=now
@@ -84,11 +115,20 @@ def family(make_family, make_integration) -> Family:
     LunchBalance.objects.create(
         integration=integration, student=ben, balance="22.00", fetched_at=now
     )
+    make_fee(
+        student=ben,
+        category=clubs,
+        description="Chess club",
+        amount="30.00",
+        fee_date=IN_SCOPE,
+        due_date=IN_SCOPE + dt.timedelta(days=20),
+    )
+    # The family's account at Community Pass: Ben's chess club and $20.00 kept only there.
     StudentVendorBalance.objects.create(
-        integration=integration, student=ana, balance="0.00", fetched_at=now
+        integration=community, student=ana, balance="0.00", fetched_at=now
     )
     StudentVendorBalance.objects.create(
-        integration=integration, student=ben, balance="18.00", fetched_at=now
+        integration=community, student=ben, balance="50.00", fetched_at=now
     )
     return fam
 
@@ -131,7 +171,7 @@ def no_horizontal_scroll(page: Any) -> bool:
     )
 
 
-@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["375px", "1280px"])
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["390px", "1366px"])
 def test_parent_reads_fees_and_fines_on_phone_and_desktop(
     live_server, family, browser, artifacts: Path, viewport
 ):
@@ -148,11 +188,13 @@ def test_parent_reads_fees_and_fines_on_phone_and_desktop(
         assert page.get_by_role("heading", level=1, name="Fees and Fines").is_visible()
         assert page.get_by_role("heading", name=ana.full_name).is_visible()
         assert page.get_by_role("heading", name=ben.full_name).is_visible()
-        assert page.get_by_text("Message from the district").is_visible()
-        assert page.get_by_text("Science museum trip").is_visible()
-        assert page.get_by_text("updated 2 minutes ago").is_visible()
+        assert page.get_by_text("Message from the district about paying at PaySchools").is_visible()
+        assert page.get_by_role("rowheader", name="Science museum trip").is_visible()
+        assert page.get_by_text("Payments made at PaySchools: updated 2 minutes ago").is_visible()
         assert page.get_by_text("Low balance").is_visible()
-        assert page.get_by_text("Documents and Other services are locked").is_visible()
+        assert page.get_by_role(
+            "heading", name="Documents and Activity sign-up are locked"
+        ).is_visible()
         assert no_horizontal_scroll(page), "the page scrolls sideways"
 
         pay = page.get_by_role("link", name="Go to PaySchools").first
@@ -172,31 +214,77 @@ def test_parent_reads_fees_and_fines_on_phone_and_desktop(
         context.close()
 
 
-@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["375px", "1280px"])
+@pytest.fixture
+def clear_family(make_family, family) -> Family:
+    """A family that owes nothing (so nothing is locked), with a document shared with its
+    child and two activities open for sign-up, one of which the child is signed up for."""
+    fam = make_family(1, first_name="Cleo")
+    cleo = fam.children[0]
+    StudentDocument.objects.create(
+        student=cleo,
+        title="Report card, term 1",
+        note="Signed by the principal.",
+        file=ContentFile(b"%PDF-1.4 report card of Cleo", name="report-card-term-1.pdf"),
+    )
+    clubs = CategoryFactory(description="After-school clubs")
+    account = MerchantAccountFactory()
+    for title in ("Fall soccer", "Robotics club"):
+        ActivityOffer.objects.create(
+            activity=ActivityFactory(name=title, school=None),
+            title=title,
+            details="Tuesdays and Thursdays, 3:30 to 5 pm, in the gym.",
+            fee_description=f"{title} fee",
+            fee_amount=Decimal("45.00"),
+            category=clubs,
+            merchant_account=account,
+            opens_on=timezone.localdate() - dt.timedelta(days=3),
+            closes_on=timezone.localdate() + dt.timedelta(days=30),
+        )
+    robotics = ActivityOffer.objects.get(title="Robotics club")
+    activity_sign_up(offer=robotics, student=cleo, user=fam.user, token=uuid.uuid4())
+    return fam
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["390px", "1366px"])
 def test_portal_pages_have_no_serious_accessibility_violations(
-    live_server, family, browser, artifacts: Path, viewport
+    live_server, family, clear_family, browser, artifacts: Path, viewport
 ):
     ana, ben = family.children
+    cleo = clear_family.children[0]
     context = browser.new_context(viewport=viewport)
     page = context.new_page()
     found: dict[str, list[dict[str, Any]]] = {}
+    width = viewport["width"]
     try:
         page.goto(f"{live_server.url}/portal/login/")
         found["login"] = axe_violations(page)
         page.goto(f"{live_server.url}/portal/password-reset/")
         found["password reset"] = axe_violations(page)
+        page.get_by_label("Email address").fill("nobody@example.org")
+        page.get_by_role("button", name="Send the link").click()
+        found["password reset sent"] = axe_violations(page)
+        page.goto(f"{live_server.url}/portal/no-such-page/")
+        found["not found"] = axe_violations(page)
 
         sign_in(page, live_server.url, family.user.username)
-        found["fees"] = axe_violations(page)
+        found["fees (locked family)"] = axe_violations(page)
         page.goto(f"{live_server.url}/portal/students/{ana.pk}/")
         found["child page"] = axe_violations(page)
         page.goto(f"{live_server.url}/portal/students/{ben.pk}/documents/")
-        page.screenshot(
-            path=str(artifacts / f"portal-locked-{viewport['width']}.png"), full_page=True
-        )
-        found["locked section"] = axe_violations(page)
-        page.goto(f"{live_server.url}/portal/students/{ana.pk}/documents/")
-        found["open section"] = axe_violations(page)
+        page.screenshot(path=str(artifacts / f"portal-locked-{width}.png"), full_page=True)
+        found["locked documents"] = axe_violations(page)
+        page.goto(f"{live_server.url}/portal/students/{ben.pk}/activities/")
+        found["locked activities"] = axe_violations(page)
+        page.get_by_role("button", name="Sign out").click()
+
+        sign_in(page, live_server.url, clear_family.user.username)
+        found["fees (clear family)"] = axe_violations(page)
+        page.goto(f"{live_server.url}/portal/students/{cleo.pk}/documents/")
+        page.screenshot(path=str(artifacts / f"portal-documents-{width}.png"), full_page=True)
+        found["documents"] = axe_violations(page)
+        page.goto(f"{live_server.url}/portal/students/{cleo.pk}/activities/")
+        page.screenshot(path=str(artifacts / f"portal-activities-{width}.png"), full_page=True)
+        found["activity sign-up"] = axe_violations(page)
     finally:
         context.close()
 
@@ -210,7 +298,7 @@ def test_lockout_page_is_clear_and_accessible(live_server, family, browser, arti
         for attempt in range(10):
             sign_in(page, live_server.url, family.user.username, f"wrong-{attempt}")
         sign_in(page, live_server.url, family.user.username)  # the right password, too late
-        page.screenshot(path=str(artifacts / "portal-locked-out-375.png"), full_page=True)
+        page.screenshot(path=str(artifacts / "portal-locked-out-390.png"), full_page=True)
 
         assert page.get_by_role("heading", name="Sign-in is paused for a while").is_visible()
         assert page.get_by_role("link", name="Reset it by e-mail").is_visible()
@@ -228,12 +316,12 @@ def test_parent_signs_in_and_reads_fees_without_javascript(
     try:
         sign_in(page, live_server.url, family.user.username)
         assert page.url == f"{live_server.url}/portal/"
-        assert page.get_by_text("Science museum trip").is_visible()
-        assert page.get_by_text("Library fine (overdue book)").is_visible()
-        assert page.get_by_text("$91.75").first.is_visible()  # 45.00 + 42.50 + 4.25
+        assert page.get_by_role("rowheader", name="Science museum trip").is_visible()
+        assert page.get_by_role("rowheader", name="Library fine (overdue book)").is_visible()
+        assert page.get_by_text("$121.75").first.is_visible()  # 45.00 + 42.50 + 4.25 + 30.00
         open_history_of(page, ana.full_name)
         assert page.get_by_text("Planner").is_visible()
-        page.screenshot(path=str(artifacts / "portal-fees-375-nojs.png"), full_page=True)
+        page.screenshot(path=str(artifacts / "portal-fees-390-nojs.png"), full_page=True)
 
         page.get_by_role("button", name="Sign out").click()
         page.wait_for_load_state("load")

@@ -18,11 +18,20 @@ from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.utils import timezone
 
+from apps.fees.models import Fee
 from apps.fees.services import Origin, fee_waive, payment_take
-from apps.portal.models import ActivityOffer, PortalLockout, StudentDocument
+from apps.portal.models import (
+    ActivityOffer,
+    ActivitySignup,
+    DocumentDownload,
+    PortalLockout,
+    StudentDocument,
+)
 from apps.portal.services import activity_sign_up
+from apps.vendors import engine
 from apps.vendors.models import LunchBalance, StudentVendorBalance
 from tests.factories import ActivityFactory, CategoryFactory, MerchantAccountFactory, make_fee
+from tests.sync.conftest import Sandbox, integration_for
 
 from .conftest import AXE_JS, IN_SCOPE, PASSWORD, Family
 
@@ -328,3 +337,184 @@ def test_parent_signs_in_and_reads_fees_without_javascript(
         assert page.url == f"{live_server.url}/portal/login/"
     finally:
         context.close()
+
+
+# --- issue 11: where to pay, the lockout and its sections, the sign-in pull ---------------------
+
+
+def row_of(page: Any, fee: str) -> Any:
+    return page.locator("tr", has=page.get_by_role("rowheader", name=fee))
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["390px", "1366px"])
+def test_each_fee_says_where_it_is_paid_and_the_totals_say_what_they_include(
+    live_server, family, browser, artifacts: Path, viewport
+):
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    try:
+        sign_in(page, live_server.url, family.user.username)
+        page.screenshot(
+            path=str(artifacts / f"portal-where-to-pay-{viewport['width']}.png"), full_page=True
+        )
+
+        museum = row_of(page, "Science museum trip")
+        assert museum.get_by_text("At PaySchools", exact=True).is_visible()
+        pay = museum.get_by_role("link", name="Pay Science museum trip at PaySchools")
+        assert pay.is_visible() and pay.get_attribute("href") == "https://pay.example.org/parents"
+        chess = row_of(page, "Chess club")
+        assert chess.get_by_text("At Community Pass", exact=True).is_visible()
+        cp_pay = chess.get_by_role("link", name="Pay Chess club at Community Pass")
+        assert cp_pay.get_attribute("href") == "https://cp.example.org/pay"
+        fine = row_of(page, "Library fine (overdue book)")
+        assert fine.get_by_text("At the school office", exact=True).is_visible()
+        assert fine.get_by_role("link").count() == 0
+
+        summary = page.locator("section.summary")
+        assert summary.get_by_text("$121.75").is_visible()
+        assert summary.get_by_text("each counted once").is_visible()
+        assert summary.get_by_text("$87.50 at PaySchools").is_visible()
+        assert summary.get_by_text("$30.00 at Community Pass").is_visible()
+        assert summary.get_by_text("$4.25 at the school office").is_visible()
+        # Each district message is beside its own vendor's button.
+        ps_place = summary.locator("li.place", has_text="at PaySchools")
+        assert ps_place.get_by_text("Fees can be paid online at PaySchools").is_visible()
+        assert ps_place.get_by_role("link", name="Go to PaySchools").is_visible()
+        assert "Club fees" not in ps_place.inner_text()
+
+        balance = page.locator("section.vendor-balance")
+        assert balance.count() == 1  # the family's, once
+        text = balance.inner_text()
+        assert "Your family's balance at Community Pass" in text and "$50.00" in text
+        assert (
+            "$30.00 of it is for the fees marked" in text and "(already in the total due)" in text
+        )
+        assert (
+            "$20.00 of it is for charges kept only at Community Pass (not in the total due)" in text
+        )
+        assert "Everything owed, counted once: $141.75" in text
+        assert no_horizontal_scroll(page), "the page scrolls sideways"
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["390px", "1366px"])
+def test_locked_sections_say_why_and_unlock_once_paid_then_documents_and_sign_up_work(
+    live_server, family, browser, artifacts: Path, viewport, monkeypatch
+):
+    # The test writes to the database between page loads (a payment reaching FeeSync):
+    # nothing runs concurrently with it, the live server answers from its own thread.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    ana, ben = family.children
+    StudentDocument.objects.create(
+        student=ben,
+        title="Report card, term 1",
+        file=ContentFile(b"%PDF-1.4 report card of Ben", name="report-card-term-1.pdf"),
+    )
+    offer = ActivityOffer.objects.create(
+        activity=ActivityFactory(name="Robotics", school=None),
+        title="Robotics club",
+        fee_description="Robotics club fee",
+        fee_amount=Decimal("25.00"),
+        category=CategoryFactory(description="Robotics"),
+        merchant_account=MerchantAccountFactory(),
+        opens_on=timezone.localdate() - dt.timedelta(days=1),
+    )
+    width = viewport["width"]
+    context = browser.new_context(viewport=viewport, accept_downloads=True)
+    page = context.new_page()
+    try:
+        sign_in(page, live_server.url, family.user.username)
+        notice = page.locator("#lock-notice")
+        assert notice.get_by_role(
+            "heading", name="Documents and Activity sign-up are locked"
+        ).is_visible()
+        assert notice.get_by_text("Your family owes $141.75, more than the $100.00").is_visible()
+        assert notice.get_by_text("To unlock them, pay at least $41.75.").is_visible()
+        assert notice.get_by_text("Call the business office at 555-0100").is_visible()
+        assert page.get_by_role("link", name="Documents").count() == 0
+        assert page.get_by_role("heading", name="Open fees").first.is_visible()  # never locked
+
+        page.goto(f"{live_server.url}/portal/students/{ben.pk}/activities/")
+        assert page.get_by_role(
+            "heading", name="Documents and Activity sign-up are locked"
+        ).is_visible()
+        assert page.get_by_role("button", name="Sign up").count() == 0
+
+        # The family pays the chess club and the workbook: $79.25 owed, under $100.00.
+        for fee in Fee.objects.filter(description__in=["Chess club", "Workbook set"]):
+            payment_take(fee=fee, amount=fee.balance, method="card", origin=Origin())
+        StudentVendorBalance.objects.filter(student=ben).update(balance=Decimal("20.00"))
+
+        page.goto(f"{live_server.url}/portal/students/{ben.pk}/")
+        assert page.locator("#lock-notice").count() == 0
+        page.get_by_role("link", name="Documents").click()
+        page.wait_for_load_state("load")
+        page.screenshot(
+            path=str(artifacts / f"portal-unlocked-documents-{width}.png"), full_page=True
+        )
+        with page.expect_download() as download_info:
+            page.get_by_role("link", name="Report card, term 1").click()
+        download = download_info.value
+        assert download.suggested_filename == "report-card-term-1.pdf"
+        assert Path(download.path()).read_bytes() == b"%PDF-1.4 report card of Ben"
+        assert (
+            DocumentDownload.objects.filter(user=family.user, downloaded_as="guardian").count() == 1
+        )
+
+        page.goto(f"{live_server.url}/portal/students/{ben.pk}/activities/")
+        button = page.get_by_role("button", name=f"Sign up {ben.first_name} · $25.00")
+        button.click()
+        page.wait_for_load_state("load")
+        assert page.get_by_text(f"{ben.first_name} is signed up for Robotics club").is_visible()
+        assert page.get_by_text("Signed up", exact=True).is_visible()
+        page.screenshot(path=str(artifacts / f"portal-signed-up-{width}.png"), full_page=True)
+        # The browser's "send again" (back, then the same form with the same token).
+        page.go_back()
+        page.go_back()
+        page.wait_for_load_state("load")
+        if page.get_by_role("button", name=f"Sign up {ben.first_name} · $25.00").count():
+            page.get_by_role("button", name=f"Sign up {ben.first_name} · $25.00").click()
+            page.wait_for_load_state("load")
+        assert Fee.objects.filter(student=ben, description="Robotics club fee").count() == 1
+        page.goto(f"{live_server.url}/portal/")
+        assert row_of(page, "Robotics club fee").get_by_text("$25.00").first.is_visible()
+        assert ActivitySignup.objects.filter(offer=offer, student=ben).count() == 1
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["390px", "1366px"])
+def test_a_payment_made_at_the_vendor_just_before_signing_in_is_on_the_first_page(
+    live_server, make_family, browser, artifacts: Path, viewport, monkeypatch
+):
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    box = Sandbox("communitypass")
+    try:
+        integration = integration_for(
+            box, button_url="https://cp.example.org/pay", payments_pulled_at=None
+        )
+        fam = make_family(1)
+        child = fam.children[0]
+        fee = make_fee(student=child, description="Chess club", amount="30.00", fee_date=IN_SCOPE)
+        engine.send_fees(integration=integration)
+        # The parent pays at Community Pass, then signs in to FeeSync.
+        box.control("pay", fee_ref=fee.reference, amount="30.00")
+
+        context = browser.new_context(viewport=viewport)
+        page = context.new_page()
+        try:
+            sign_in(page, live_server.url, fam.user.username)
+            page.screenshot(
+                path=str(artifacts / f"portal-after-vendor-payment-{viewport['width']}.png"),
+                full_page=True,
+            )
+            assert page.get_by_text(f"Nothing is owed for {child.first_name}").is_visible()
+            assert page.locator(".summary__total").first.inner_text() == "$0.00"
+            assert page.get_by_text("could not be checked just now").count() == 0
+            page.locator("summary", has_text="Paid and closed fees").click()
+            assert row_of(page, "Chess club").get_by_text("Paid", exact=True).is_visible()
+        finally:
+            context.close()
+    finally:
+        box.stop()

@@ -320,7 +320,9 @@ def lockout_rule() -> LockoutRule:
             sections=frozenset(row.locked_sections or []),
             unlock_message=row.unlock_message.strip(),
         )
-    cache.set(LOCKOUT_CACHE_KEY, rule, 3600)
+    # A minute at most: where web processes do not share a cache (no CACHE_URL, several
+    # processes) a change reaches the others within that, not only the one that saved it.
+    cache.set(LOCKOUT_CACHE_KEY, rule, 60)
     return rule
 
 

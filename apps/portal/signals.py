@@ -14,7 +14,7 @@ from .selectors import forget_lockout_rule
 
 def _forget(**kwargs: Any) -> None:
     # Now and again after commit: a page built from the old row in between would otherwise
-    # put it back in the cache for an hour.
+    # put it back in the cache for a minute.
     forget_lockout_rule()
     transaction.on_commit(forget_lockout_rule)
 

@@ -225,7 +225,7 @@ def gunicorn(database_url: str) -> Iterator[Server]:
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"gunicorn exited ({proc.returncode}); see {log}")
-            with contextlib.suppress(requests.ConnectionError):
+            with contextlib.suppress(requests.ConnectionError, requests.Timeout):
                 if requests.get(base + STATIC_PATH, timeout=2).status_code == 200:
                     break
             if time.monotonic() > deadline:

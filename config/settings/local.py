@@ -14,4 +14,5 @@ from .base import env
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 WHITENOISE_USE_FINDERS = True
-WHITENOISE_AUTOREFRESH = True  # picks up edited CSS without a restart (development only)
+# Re-reading the folders on every request is for a developer editing CSS (DJANGO_DEBUG=1).
+WHITENOISE_AUTOREFRESH = DEBUG

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
@@ -78,6 +79,16 @@ class StudentDocumentForm(forms.ModelForm[StudentDocument]):
     class Meta:
         model = StudentDocument
         fields = ["student", "title", "note", "file"]
+
+    def clean_file(self) -> Any:
+        file = self.cleaned_data.get("file")
+        limit = settings.FEESYNC_DOCUMENT_MAX_BYTES
+        if file is not None and file.size is not None and file.size > limit:
+            raise forms.ValidationError(
+                f"The file is {file.size / 1_048_576:.1f} MB; the most is "
+                f"{limit / 1_048_576:.0f} MB. Make it smaller (a PDF of the scan, say)."
+            )
+        return file
 
 
 @admin.register(StudentDocument)

@@ -73,6 +73,8 @@ class SignupForm(OneTimeTokenForm):
     portal's own button style (the portal does not use Bootstrap's)."""
 
     def __init__(self, *args: Any, offer: ActivityOffer, student: Student, **kwargs: Any) -> None:
+        # One form per activity on the page: ids of their own.
+        kwargs.setdefault("auto_id", f"offer-{offer.pk}-%s")
         super().__init__(*args, **kwargs)
         self.helper = FormHelper()
         self.helper.form_action = reverse("portal:sign_up", args=[student.pk, offer.pk])

@@ -535,3 +535,49 @@ def test_a_parent_cannot_sign_up_someone_elses_child(soccer, make_family, parent
 
     assert parent_client(other).post(url, {"token": str(uuid.uuid4())}).status_code == 404
     assert not ActivitySignup.objects.exists()
+
+
+def test_a_clerk_shares_a_document_in_the_staff_site(make_family, settings):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    family = make_family(1)
+    child = family.children[0]
+    clerk = StaffFactory()
+    clerk.groups.add(Group.objects.get(name=FEES_CLERK))
+    client = Client()
+    client.force_login(clerk)
+    add = reverse("admin:portal_studentdocument_add")
+
+    settings.FEESYNC_DOCUMENT_MAX_BYTES = 10
+    too_big = client.post(
+        add,
+        {
+            "student": child.pk,
+            "title": "Letter",
+            "file": SimpleUploadedFile("letter.pdf", b"%PDF-1.4 longer than ten bytes"),
+        },
+    )
+    assert too_big.status_code == 200 and "the most is" in too_big.content.decode()
+    assert not StudentDocument.objects.exists()
+
+    settings.FEESYNC_DOCUMENT_MAX_BYTES = 1024
+    response = client.post(
+        add,
+        {
+            "student": child.pk,
+            "title": "Letter about the trip",
+            "file": SimpleUploadedFile("letter.pdf", b"%PDF-1.4 letter"),
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    document = StudentDocument.objects.get()
+    assert (document.student, document.uploaded_by) == (child, clerk)
+    assert document.file.read() == b"%PDF-1.4 letter"
+    listing = parent_client_of(family).get(reverse("portal:section", args=[child.pk, "documents"]))
+    assert "Letter about the trip" in listing.content.decode()
+
+
+def parent_client_of(family) -> Client:
+    client = Client()
+    client.force_login(family.user)
+    return client

@@ -581,3 +581,36 @@ def parent_client_of(family) -> Client:
     client = Client()
     client.force_login(family.user)
     return client
+
+
+def test_the_district_admin_sets_the_lockout_and_parents_see_it_at_once(
+    district_admin, make_family, parent_client
+):
+    fines = CategoryFactory(description="Fines")
+    family = make_family(1)
+    make_fee(student=family.children[0], category=fines, amount="40.00", fee_date=IN_SCOPE)
+    parent = parent_client(family)
+    assert page_of(parent).lock is None  # off: the district has not set it up
+
+    staff = Client()
+    staff.force_login(district_admin)
+    opened = staff.get(reverse("admin:portal_portallockout_changelist"), follow=True)
+    assert "Sections to lock" in opened.content.decode()
+    url = reverse("admin:portal_portallockout_change", args=[PortalLockout.current().pk])
+    missing = staff.post(url, {"enabled": "on", "threshold": "25.00"})
+    assert "Choose at least one section to lock" in missing.content.decode()
+    saved = staff.post(
+        url,
+        {
+            "enabled": "on",
+            "threshold": "25.00",
+            "categories": [fines.pk],
+            "locked_sections": ["activities"],
+            "unlock_message": "",
+        },
+    )
+    assert saved.status_code == 302
+
+    lock = page_of(parent).lock
+    assert lock is not None and [s.slug for s in lock.sections] == ["activities"]
+    assert lock.owed == Decimal("40.00") and lock.categories_limited

@@ -4,7 +4,8 @@ under 20 concurrent signed-in parents, served the way production serves it.
 Stage: the bench database's 50,000 students (`data.ensure_students`) with 150,000 fees in
 the realistic ledger mix (`data.load_ledger`: open, part paid, paid, refunded, waived,
 voided; three per student), an enabled integration that shows lunch and vendor balances and
-locks sections on a vendor balance (so every part of the page is rendered), and 20 parents
+counts its vendor balance in the district's lockout (on, above $20.00: so every part of the
+page is rendered, the lock notice included), and 20 parents
 with one to three children each, every child with a lunch and a vendor balance.
 
 Serve: gunicorn (`config.wsgi`, settings `config.settings.local` with DJANGO_DEBUG off,
@@ -59,6 +60,7 @@ from django.db import connection
 from django.utils import timezone
 
 from apps.fees.models import Fee
+from apps.portal.models import PortalLockout
 from apps.students.models import Guardian, Student
 from apps.vendors.models import Integration, LunchBalance, StudentVendorBalance
 from bench import Result, data, ratio, result
@@ -102,7 +104,9 @@ def stage() -> tuple[Integration, list[Parent]]:
         slug=SLUG,
         name="Bench portal",
         enabled=True,
-        service_url="http://127.0.0.1:9/soap",  # never called: the server's broker drops pulls
+        # Nothing listens there: the sign-in's short pull is refused at once, and the
+        # background pull it then queues is dropped by the server's memory:// broker.
+        service_url="http://127.0.0.1:9/soap",
         import_after=data.FEE_DATE - timedelta(days=30),
         button_url="https://pay.example.org/parents",
         lunch_payment_url="https://pay.example.org/lunch",
@@ -114,6 +118,13 @@ def stage() -> tuple[Integration, list[Parent]]:
         payments_pulled_at=now - timedelta(minutes=2),
     )
     integration.save()
+    # The district's lockout on (issue 11): every page runs the lockout test and the
+    # families over $20.00 get the lock notice instead of the section links.
+    lockout = PortalLockout.current()
+    lockout.enabled = True
+    lockout.threshold = Decimal("20.00")
+    lockout.locked_sections = ["documents", "activities"]
+    lockout.save()
 
     users = get_user_model()
     parents: list[Parent] = []
@@ -214,7 +225,7 @@ def gunicorn(database_url: str) -> Iterator[Server]:
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"gunicorn exited ({proc.returncode}); see {log}")
-            with contextlib.suppress(requests.ConnectionError):
+            with contextlib.suppress(requests.ConnectionError, requests.Timeout):
                 if requests.get(base + STATIC_PATH, timeout=2).status_code == 200:
                     break
             if time.monotonic() > deadline:

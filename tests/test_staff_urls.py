@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from django.apps import apps
+from django.core.files.base import ContentFile
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
@@ -29,6 +30,8 @@ from apps.fees.services import (
     payment_take,
 )
 from apps.roster.models import AcademicSession, InvitationBatch, RosterImport, RosterSource
+from apps.portal.models import ActivityOffer, ActivitySignup, PortalLockout, StudentDocument
+from apps.portal.services import document_download
 from apps.vendors.models import Discrepancy, HeldMovement, OutboxItem, SyncedFee, TaskRun
 from tests.factories import (
     ActivityFactory,
@@ -81,8 +84,9 @@ THEIRS = [
 
 
 @pytest.fixture
-def world(district_admin: Any) -> dict[str, int]:
+def world(district_admin: Any, settings: Any, tmp_path: Any) -> dict[str, int]:
     """One row of each FeeSync model a staff URL can name."""
+    settings.FEESYNC_DOCUMENTS_ROOT = tmp_path / "documents"
     fee = make_fee(amount="50.00")
     payment_take(fee=fee, amount="10.00", method="cash", origin=Origin())
     GuardianFactory().students.add(fee.student)
@@ -140,6 +144,25 @@ def world(district_admin: Any) -> dict[str, int]:
         movements=[Movement("P-OVER-1", MovementKind.PAYMENT, other.reference, Decimal("8.00"))],
     )
     assert StudentCredit.objects.get(student=fee.student).amount == Decimal("3.00")
+    # The parent portal's rows: the lockout, a shared document and its download log, an
+    # activity open for sign-up and a sign-up.
+    PortalLockout.current()
+    document = StudentDocument.objects.create(
+        student=fee.student, title="Report card", file=ContentFile(b"%PDF", name="card.pdf")
+    )
+    document_download(user=district_admin, document=document)
+    offer = ActivityOffer.objects.create(
+        activity=ActivityFactory(),
+        title="Chess club",
+        fee_description="Chess club fee",
+        fee_amount=Decimal("15.00"),
+        category=CategoryFactory(),
+        merchant_account=MerchantAccountFactory(),
+        opens_on=dt.date(2026, 9, 1),
+    )
+    ActivitySignup.objects.create(
+        offer=offer, student=fee.student, fee=other, signed_up_by=district_admin
+    )
     return {"integration": integration.pk, "discrepancy_id": finding.pk}
 
 

@@ -89,11 +89,12 @@ def staff_origin(user: AbstractBaseUser | AnonymousUser, token: uuid.UUID | str)
     )
 
 
-def first_posting(token: uuid.UUID | str) -> LedgerEntry | None:
-    """The entry a staff form with this token already recorded, if any."""
+def first_posting(token: uuid.UUID | str, source: str = STAFF_FORM_SOURCE) -> LedgerEntry | None:
+    """The entry a form with this token already recorded, if any (`source`: the forms'
+    `external_source`; the parent portal's sign-up form has its own)."""
     return (
         LedgerEntry.objects.select_related("created_by")
-        .filter(external_source=STAFF_FORM_SOURCE, external_id=str(token))
+        .filter(external_source=source, external_id=str(token))
         .first()
     )
 
@@ -121,7 +122,13 @@ class AlreadyRecorded(Exception):
         self.entry = entry
 
 
-def post_once(*, token: uuid.UUID | str, lock: QuerySet[Any] | None, perform: Callable[[], T]) -> T:
+def post_once(
+    *,
+    token: uuid.UUID | str,
+    lock: QuerySet[Any] | None,
+    perform: Callable[[], T],
+    source: str = STAFF_FORM_SOURCE,
+) -> T:
     """Run `perform` (which posts with `staff_origin(..., token)`) and return what it
     returns, unless that token was recorded already: then raise `AlreadyRecorded`.
 
@@ -133,12 +140,12 @@ def post_once(*, token: uuid.UUID | str, lock: QuerySet[Any] | None, perform: Ca
         with transaction.atomic():
             if lock is not None:
                 list(lock.select_for_update())
-            first = first_posting(token)
+            first = first_posting(token, source)
             if first is None:
                 return perform()
     except IntegrityError:
         # The same token posted by a concurrent request that had no row to wait on.
-        first = first_posting(token)
+        first = first_posting(token, source)
         if first is None:
             raise
     raise AlreadyRecorded(first)

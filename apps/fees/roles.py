@@ -40,6 +40,13 @@ ROLES: dict[str, list[tuple[str, str]]] = {
         + [("categories", "view_feecategory"), ("accounts", "view_merchantaccount")]
         # Money a vendor reported for a fee it does not manage: clerks apply or dismiss it.
         + [("vendors", "view_heldmovement"), ("vendors", "change_heldmovement")]
+        # The portal's documents and activity sign-ups (the district admin sets the lockout).
+        + [
+            ("portal", f"{a}_{m}")
+            for m in ("studentdocument", "activityoffer")
+            for a in ("view", "add", "change")
+        ]
+        + [("portal", "view_documentdownload"), ("portal", "view_activitysignup")]
     ),
     SUPPORT_STAFF: (
         [("fees", f"view_{m}") for m in _LEDGER]
@@ -47,6 +54,16 @@ ROLES: dict[str, list[tuple[str, str]]] = {
         + [("categories", "view_feecategory"), ("accounts", "view_merchantaccount")]
         + [("vendors", f"view_{m}") for m in _VENDORS_READ]
         + [("vendors", "run_integration_tasks")]
+        + [
+            ("portal", f"view_{m}")
+            for m in (
+                "studentdocument",
+                "documentdownload",
+                "activityoffer",
+                "activitysignup",
+                "portallockout",
+            )
+        ]
     ),
 }
 

@@ -8,11 +8,20 @@ become a way into a staff account).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from crispy_forms.helper import FormHelper
+from crispy_forms.layout import Layout, Submit
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, SetPasswordForm
+from django.urls import reverse
+
+from apps.fees.once import OneTimeTokenForm
+from apps.students.models import Student
+
+from .models import ActivityOffer
+from .templatetags.portal_tags import money
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -56,3 +65,26 @@ class ParentPasswordResetForm(PasswordResetForm):
 
 class ParentSetPasswordForm(SetPasswordForm):
     pass
+
+
+class SignupForm(OneTimeTokenForm):
+    """Sign a child up for an activity: one button, carrying the one-time token that makes a
+    resent form charge nothing more (apps/fees/once.py). Rendered by crispy-forms with the
+    portal's own button style (the portal does not use Bootstrap's)."""
+
+    def __init__(self, *args: Any, offer: ActivityOffer, student: Student, **kwargs: Any) -> None:
+        # One form per activity on the page: ids of their own.
+        kwargs.setdefault("auto_id", f"offer-{offer.pk}-%s")
+        super().__init__(*args, **kwargs)
+        self.helper = FormHelper()
+        self.helper.form_action = reverse("portal:sign_up", args=[student.pk, offer.pk])
+        self.helper.form_class = "signup-form"
+        self.helper.form_show_labels = False
+        self.helper.layout = Layout(
+            "token",
+            Submit(
+                "sign_up",
+                f"Sign up {student.first_name} · {money(offer.fee_amount)}",
+                css_class="button",
+            ),
+        )

@@ -1,10 +1,11 @@
 """The parts of the parent portal beyond Fees and Fines, and which of them a balance locks.
 
-A district may lock parts of the portal while a family owes money at the payment vendor
-(`Integration.lock_portal_on_balance`). Fees and Fines itself is never locked: a parent must
-always see what is owed and how to pay it. Every other section is declared here, once, with
-whether it can be locked; the views and templates only ever ask this module, so a section
-added later is locked (or not) without touching them.
+A district may lock parts of the portal while a family owes fees and fines above a threshold
+(`models.PortalLockout`, which a vendor's balance may add to). Fees and Fines itself is never
+locked: a parent must always see what is owed and how to pay it. Every other section is
+declared here, once, with whether it can be locked; the lockout settings offer exactly these,
+and the views and templates only ever ask this module, so a section added later is locked
+(or not) without touching them.
 """
 
 from __future__ import annotations
@@ -35,12 +36,17 @@ CHILD_SECTIONS: tuple[Section, ...] = (
         empty_text="The school has not shared any documents here yet.",
     ),
     Section(
-        slug="services",
-        title="Other services",
-        summary="Sign-ups for school services such as activities and transport.",
-        empty_text="There are no services to sign up for here yet.",
+        slug="activities",
+        title="Activity sign-up",
+        summary="Sign up for sports, clubs and trips open for sign-up.",
+        empty_text="No activities are open for sign-up right now.",
     ),
 )
+
+
+DOCUMENTS, ACTIVITIES = CHILD_SECTIONS
+
+LOCKABLE_CHOICES: list[tuple[str, str]] = [(s.slug, s.title) for s in CHILD_SECTIONS if s.lockable]
 
 
 def section_by_slug(slug: str) -> Section | None:

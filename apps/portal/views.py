@@ -17,49 +17,72 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 from axes.helpers import get_cool_off, get_lockout_message
 from axes.utils import reset as axes_reset
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase
+from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone
 from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_POST
 
 from apps.students.models import Guardian
 
-from .forms import ParentAuthenticationForm, ParentPasswordResetForm, ParentSetPasswordForm
+from .forms import (
+    ParentAuthenticationForm,
+    ParentPasswordResetForm,
+    ParentSetPasswordForm,
+    SignupForm,
+)
+from .models import ActivityOffer, StudentDocument
+from .services import SignupRefused, activity_sign_up, document_download
+from .templatetags.portal_tags import money
 
 if TYPE_CHECKING:
     from django.contrib.auth.forms import SetPasswordForm
     from django.contrib.auth.models import User
-from .sections import section_by_slug
+from .sections import ACTIVITIES, DOCUMENTS, section_by_slug
 from .selectors import (
     ChildFees,
     PortalPage,
+    documents_for,
     fees_page_cache_key,
     guardian_for,
+    offers_for,
     portal_page_for,
 )
 
 P = ParamSpec("P")
-ParentView = Callable[Concatenate[HttpRequest, Guardian, P], HttpResponse]
+ParentView = Callable[Concatenate[HttpRequest, Guardian, P], HttpResponseBase]
 
 
-def parent_required(view: ParentView[P]) -> Callable[Concatenate[HttpRequest, P], HttpResponse]:
+def parent_required(
+    view: ParentView[P],
+) -> Callable[Concatenate[HttpRequest, P], HttpResponseBase]:
     """Signed in (else to the portal sign-in) and a parent (else a 403 page); the view gets
     the parent's guardian record."""
 
     @login_required(login_url="portal:login")
     @wraps(view)
-    def wrapper(request: HttpRequest, *args: P.args, **kwargs: P.kwargs) -> HttpResponse:
+    def wrapper(request: HttpRequest, *args: P.args, **kwargs: P.kwargs) -> HttpResponseBase:
         guardian = guardian_for(user=request.user)
         if guardian is None:
             return render(request, "portal/not_a_parent.html", status=403)
         return view(request, guardian, *args, **kwargs)
 
     return wrapper
+
+
+def _unchecked_vendors(request: HttpRequest) -> list[str]:
+    """Vendors whose payments the sign-in could not check in time: said once, on the first
+    page after signing in (the background pull brings them in)."""
+    session = getattr(request, "session", None)
+    if session is None or "portal_unchecked_vendors" not in session:
+        return []  # read without writing: most pages cost no session save
+    return list(session.pop("portal_unchecked_vendors") or [])
 
 
 @parent_required
@@ -69,26 +92,32 @@ def fees_page(request: HttpRequest, guardian: Guardian) -> HttpResponse:
     ttl = settings.PORTAL_PAGE_CACHE_SECONDS
     key = fees_page_cache_key(guardian=guardian) if ttl else None
     body = cache.get(key) if key else None
+    frame = {"unchecked": _unchecked_vendors(request)}
     if body is not None:
-        return render(request, "portal/fees.html", {"body": mark_safe(body)})  # noqa: S308 - our own rendered template
+        return render(request, "portal/fees.html", {**frame, "body": mark_safe(body)})  # noqa: S308 - our own rendered template
     page = portal_page_for(guardian=guardian)
     if key:
         body = render_to_string("portal/_fees_body.html", {"page": page}, request=request)
         cache.set(key, body, ttl)
-    return render(request, "portal/fees.html", {"page": page, "body": None})
+    return render(request, "portal/fees.html", {**frame, "page": page, "body": None})
 
 
 def _own_child(guardian: Guardian, student_id: int) -> tuple[PortalPage, ChildFees]:
-    page = portal_page_for(guardian=guardian, student_id=student_id)
-    if not page.children:
+    page = portal_page_for(guardian=guardian)
+    child = page.child(student_id)
+    if child is None:
         raise Http404("No such student among your children.")
-    return page, page.children[0]
+    return page, child
 
 
 @parent_required
 def student_page(request: HttpRequest, guardian: Guardian, student_id: int) -> HttpResponse:
     page, child = _own_child(guardian, student_id)
-    return render(request, "portal/student.html", {"page": page, "child": child})
+    return render(
+        request,
+        "portal/student.html",
+        {"page": page, "child": child, "unchecked": _unchecked_vendors(request)},
+    )
 
 
 @parent_required
@@ -99,25 +128,95 @@ def section_page(
     if section is None:
         raise Http404("No such section.")
     page, child = _own_child(guardian, student_id)
-    return render(
-        request,
-        "portal/section.html",
-        {
-            "page": page,
-            "child": child,
-            "section": section,
-            "locked": child.section_locked(section),
-        },
+    locked = child.section_locked(section)
+    context: dict[str, Any] = {"page": page, "child": child, "section": section, "locked": locked}
+    if not locked and section.slug == "documents":
+        context["documents"] = documents_for(student=child.student)
+    if not locked and section.slug == "activities":
+        context["offers"] = [
+            (offer, signup, None if signup else SignupForm(offer=offer, student=child.student))
+            for offer, signup in offers_for(student=child.student, day=page.today)
+        ]
+    return render(request, "portal/section.html", context)
+
+
+@parent_required
+def document_download_view(
+    request: HttpRequest, guardian: Guardian, student_id: int, document_id: int
+) -> HttpResponseBase:
+    """A guardian downloads one of their child's documents: their own child's (else 404),
+    while Documents is not locked (else its locked page), logged (services.document_download)."""
+    page, child = _own_child(guardian, student_id)
+    if child.section_locked(DOCUMENTS):
+        return section_page(request, student_id=student_id, slug="documents")
+    document = StudentDocument.objects.filter(pk=document_id, student=child.student).first()
+    if document is None:
+        raise Http404("No such document for this student.")
+    return stream_document(request, document)
+
+
+def stream_document(request: HttpRequest, document: StudentDocument) -> HttpResponseBase:
+    """Authorize and log the download (services.document_download), then send the file."""
+    document_download(
+        user=request.user, document=document, ip_address=request.META.get("REMOTE_ADDR")
     )
+    try:
+        handle = document.file.open("rb")
+    except FileNotFoundError:
+        raise Http404(
+            "The file of this document is missing; please tell the school office."
+        ) from None
+    return FileResponse(handle, as_attachment=True, filename=document.filename)
+
+
+@require_POST
+@parent_required
+def activity_sign_up_view(
+    request: HttpRequest, guardian: Guardian, student_id: int, offer_id: int
+) -> HttpResponse:
+    """Sign a child up: charges the activity's fee once, however often the form is sent."""
+    page, child = _own_child(guardian, student_id)
+    back = redirect("portal:section", student_id, ACTIVITIES.slug)
+    if child.section_locked(ACTIVITIES):
+        messages.error(request, "Activity sign-up is locked: see below why and how to unlock it.")
+        return back
+    offer = ActivityOffer.objects.select_related("activity", "category").filter(pk=offer_id).first()
+    if offer is None:
+        raise Http404("No such activity open for sign-up.")
+    form = SignupForm(request.POST, offer=offer, student=child.student)
+    if not form.is_valid():
+        messages.error(request, " ".join(str(e) for errs in form.errors.values() for e in errs))
+        return back
+    name = child.student.first_name
+    try:
+        result = activity_sign_up(
+            offer=offer, student=child.student, user=request.user, token=form.cleaned_data["token"]
+        )
+    except SignupRefused as exc:
+        messages.error(request, str(exc))
+        return back
+    fee = result.signup.fee
+    if result.created:
+        messages.success(
+            request,
+            f"{name} is signed up for {offer.title}. The {money(fee.amount)} fee is now in "
+            f"{name}'s Fees and Fines.",
+        )
+    else:
+        messages.info(
+            request, f"{name} was already signed up for {offer.title}; nothing more was charged."
+        )
+    return back
 
 
 # --- signing in ---------------------------------------------------------------------------------
 
 
 class ParentLoginView(auth_views.LoginView):
-    """Django's sign-in view with the parents' form. Signing in queues the background pull of
-    the children's payments (apps.vendors.receivers.pull_at_parent_login) and never waits on
-    a vendor."""
+    """Django's sign-in view with the parents' form. Signing in brings in the children's
+    payments before the first page, waiting on the vendors at most
+    FEESYNC_PARENT_SIGN_IN_DEADLINE_SECONDS (apps.vendors.receivers.pull_at_parent_login);
+    a vendor that did not answer in time is pulled in the background and the page says so."""
 
     template_name = "portal/login.html"
     authentication_form = ParentAuthenticationForm

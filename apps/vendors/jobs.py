@@ -299,6 +299,39 @@ def pull_for_students(
         return exc.message
 
 
+@dataclass(frozen=True)
+class SignInPull:
+    background: list[Integration]  # still to pull (or refresh balances) in the background
+    unchecked: list[str]  # vendors whose payments could not be checked before the page
+
+
+def pull_at_parent_sign_in(*, student_numbers: list[str]) -> SignInPull:
+    """A parent is signing in: their children's payments from every enabled vendor at once,
+    within FEESYNC_PARENT_SIGN_IN_DEADLINE_SECONDS (at most 1 s), before the first page is
+    built, so a payment made at the vendor a minute ago is on it. Returns the integrations
+    that still need the background pull: those that did not answer in time or failed (the
+    page then says their payments may not show yet), and those that also report balances
+    (the balances are refreshed in the background). Never raises for a vendor's trouble."""
+    seconds = float(settings.FEESYNC_PARENT_SIGN_IN_DEADLINE_SECONDS)
+    enabled = list(Integration.objects.filter(enabled=True))
+    pulling = [i for i in enabled if Capability.PULL in i.kind.capabilities]
+    answered: set[int] = set()
+    if pulling and student_numbers and seconds > 0:
+        for pull in engine.payments_pull_within(
+            integrations=pulling, student_ids=student_numbers, seconds=seconds
+        ):
+            if not pull.late and not pull.error:
+                answered.add(pull.integration.pk)
+    return SignInPull(
+        background=[
+            i
+            for i in enabled
+            if i.pk not in answered or i.show_vendor_balance or i.lock_portal_on_balance
+        ],
+        unchecked=sorted({i.vendor_name for i in pulling if i.pk not in answered}),
+    )
+
+
 def pull_for_student_page(*, student: Student) -> list[tuple[int, str]]:
     """The pull when staff open a student's fees: every enabled integration at once, that
     student only, all within FEESYNC_STUDENT_PAGE_DEADLINE_SECONDS however many vendors

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from apps.fees.services import fee_changed
 
-from . import engine
+from . import engine, jobs
 from .models import Integration, SyncedFee
 from .tasks import pull_payments_for_students
 
@@ -72,14 +72,20 @@ WHERE s.integration_id = %s
 
 @receiver(user_logged_in, dispatch_uid="vendors.pull_at_parent_login")
 def pull_at_parent_login(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
-    """A parent signed in: bring in their students' payments in the background."""
+    """A parent signed in: bring in their students' payments before the first page, within
+    a short deadline (jobs.pull_at_parent_sign_in), and in the background from the vendors
+    that did not answer in time (and for the balances)."""
     guardian = getattr(user, "guardian", None) if not user.is_staff else None
     if guardian is None:
         return
     numbers = list(guardian.students.values_list("student_number", flat=True))
     if not numbers:
         return
-    for integration_id in Integration.objects.filter(enabled=True).values_list("pk", flat=True):
+    pulled = jobs.pull_at_parent_sign_in(student_numbers=numbers)
+    if pulled.unchecked and request is not None and hasattr(request, "session"):
+        # The first page says which vendors' payments may not show yet (apps/portal/views.py).
+        request.session["portal_unchecked_vendors"] = pulled.unchecked
+    for integration in pulled.background:
         transaction.on_commit(
-            partial(pull_payments_for_students.delay, integration_id, numbers, "parent login")
+            partial(pull_payments_for_students.delay, integration.pk, numbers, "parent login")
         )

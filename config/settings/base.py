@@ -245,6 +245,17 @@ AXES_LOCKOUT_CALLABLE = "apps.portal.views.lockout_response"
 # How long a parent's Fees and Fines body may be served from the cache while nothing about
 # their money changed (apps/portal/selectors.py); 0 turns the cache off.
 PORTAL_PAGE_CACHE_SECONDS = env.int("PORTAL_PAGE_CACHE_SECONDS", default=60)
+# A parent's sign-in asks every vendor for the children's payments before the first page is
+# shown, all at once and for at most this long (at most 1 s: a person is waiting); a vendor
+# that did not answer in time is asked again in the background and the page says so.
+# 0: only in the background.
+FEESYNC_PARENT_SIGN_IN_DEADLINE_SECONDS = min(
+    env.float("FEESYNC_PARENT_SIGN_IN_DEADLINE_SECONDS", default=1.0), 1.0
+)
+# Documents staff share with guardians (apps/portal/models.py): never under a public URL.
+FEESYNC_DOCUMENTS_ROOT = env.path("FEESYNC_DOCUMENTS_ROOT", default=str(VAR_DIR / "documents"))
+# Largest document staff may upload, in bytes.
+FEESYNC_DOCUMENT_MAX_BYTES = env.int("FEESYNC_DOCUMENT_MAX_BYTES", default=10 * 1024 * 1024)
 
 # Vendor credentials are encrypted with these Fernet keys, newest first (apps/vendors/crypto.py).
 # Without the variable a key derived from SECRET_KEY is used (development only; production

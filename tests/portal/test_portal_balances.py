@@ -1,4 +1,4 @@
-"""Lunch and vendor balances, and the sections a vendor balance locks."""
+"""Lunch balances."""
 
 from __future__ import annotations
 
@@ -8,24 +8,14 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from apps.vendors.models import LunchBalance, StudentVendorBalance
-from tests.factories import make_fee
-
-from .conftest import IN_SCOPE
+from apps.vendors.models import LunchBalance
 
 FEES = reverse("portal:fees")
 pytestmark = pytest.mark.django_db
-LOCK_TEXT = "Documents and Other services are locked"
 
 
 def lunch(integration, student, balance: str) -> LunchBalance:
     return LunchBalance.objects.create(
-        integration=integration, student=student, balance=balance, fetched_at=timezone.now()
-    )
-
-
-def vendor_balance(integration, student, balance: str) -> StudentVendorBalance:
-    return StudentVendorBalance.objects.create(
         integration=integration, student=student, balance=balance, fetched_at=timezone.now()
     )
 
@@ -94,100 +84,4 @@ def test_each_child_has_their_own_lunch_balance(make_family, parent_client, make
 # --- vendor balance ------------------------------------------------------------------------------
 
 
-def test_vendor_balance_shows_with_the_districts_message(
-    make_family, parent_client, make_integration
-):
-    integration = make_integration(
-        show_vendor_balance=True, balance_message="Includes bus passes bought at PaySchools."
-    )
-    family = make_family(1)
-    vendor_balance(integration, family.children[0], "42.00")
-
-    page = parent_client(family).get(FEES).content.decode()
-
-    assert "Balance at PaySchools" in page
-    assert "$42.00" in page
-    assert "Includes bus passes bought at PaySchools." in page
-
-
-def test_vendor_balance_hidden_unless_the_integration_shows_it(
-    make_family, parent_client, make_integration
-):
-    integration = make_integration(show_vendor_balance=False)
-    family = make_family(1)
-    vendor_balance(integration, family.children[0], "42.00")
-
-    assert "Balance at PaySchools" not in parent_client(family).get(FEES).content.decode()
-
-
-# --- locked sections -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def locking(make_integration):
-    return make_integration(
-        show_vendor_balance=True,
-        lock_portal_on_balance=True,
-        balance_message="Please settle your account.",
-    )
-
-
-def test_outstanding_vendor_balance_locks_sections_and_paying_unlocks_them(
-    make_family, parent_client, locking
-):
-    family = make_family(1)
-    child = family.children[0]
-    make_fee(student=child, description="Field trip", fee_date=IN_SCOPE)
-    row = vendor_balance(locking, child, "30.00")
-    client = parent_client(family)
-    documents = reverse("portal:section", args=[child.pk, "documents"])
-
-    page = client.get(FEES).content.decode()
-    assert LOCK_TEXT in page
-    assert "balance at PaySchools of $30.00 is unpaid" in page
-    assert "Fees and Fines stays open" in page
-    assert "Field trip" in page  # Fees and Fines itself is never locked
-    assert documents not in page  # the section links are replaced by the explanation
-    assert 'href="https://pay.example.org/parents" target="_blank"' in page  # the way to pay
-    section = client.get(documents).content.decode()
-    assert "Documents is locked" in section and "has not shared any documents" not in section
-
-    row.balance = Decimal("0.00")
-    row.save()
-
-    page = client.get(FEES).content.decode()
-    assert LOCK_TEXT not in page
-    assert documents in page
-    section = client.get(documents).content.decode()
-    assert "is locked" not in section and "has not shared any documents" in section
-
-
-def test_only_the_child_with_the_balance_is_locked(make_family, parent_client, locking):
-    family = make_family(2)
-    owing, clear = family.children
-    vendor_balance(locking, owing, "12.00")
-    vendor_balance(locking, clear, "0.00")
-
-    children = {c.student.pk: c for c in parent_client(family).get(FEES).context["page"].children}
-
-    assert children[owing.pk].locked and not children[clear.pk].locked
-    assert [s.slug for s in children[clear.pk].open_sections] == ["documents", "services"]
-
-
-def test_a_disabled_integration_locks_nothing(make_family, parent_client, locking):
-    locking.enabled = False
-    locking.save()
-    family = make_family(1)
-    vendor_balance(locking, family.children[0], "30.00")
-
-    assert LOCK_TEXT not in parent_client(family).get(FEES).content.decode()
-
-
-def test_a_balance_without_lock_setting_locks_nothing(make_family, parent_client, make_integration):
-    integration = make_integration(show_vendor_balance=True, lock_portal_on_balance=False)
-    family = make_family(1)
-    vendor_balance(integration, family.children[0], "30.00")
-
-    page = parent_client(family).get(FEES).content.decode()
-
-    assert LOCK_TEXT not in page and "Balance at PaySchools" in page
+# The family's vendor balance and the lockout: tests/portal/test_portal_lockout.py.

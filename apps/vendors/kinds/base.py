@@ -518,8 +518,8 @@ BALANCE_SETTINGS: dict[str, Setting] = {
             label="Lock the portal while a balance is owed",
             required=False,
             initial=False,
-            help_text="Lock parent portal sections while the family owes money at the "
-            "vendor, as for a district fee.",
+            help_text="Count the family's balance at the vendor in the district's portal "
+            "lockout (Parent portal → Portal lockout) as if it was a district fee.",
         ),
         step="parent",
     ),

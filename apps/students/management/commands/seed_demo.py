@@ -490,6 +490,7 @@ class Command(BaseCommand):
             self._integrations(categories, funds)
             self._list_fees(lists, categories, funds, clerk)
             self._sample_fees(plan, student_ids, categories, funds, clerk)
+            self._portal(categories, funds)
         self._report(plan)
 
     # --- helpers -------------------------------------------------------------------------------
@@ -820,6 +821,38 @@ class Command(BaseCommand):
                 for other in Integration.objects.exclude(pk=integration.pk):
                     other.categories.remove(categories["LIBFINE"])
         self._step("integrations")
+
+    def _portal(
+        self, categories: dict[str, FeeCategory], funds: dict[str, MerchantAccount]
+    ) -> None:
+        """The portal's lockout (families owing more than $150.00 lose Documents and Activity
+        sign-up until they pay) and an activity open for sign-up, whose fee goes to
+        Community Pass (it collects the ACTIVITY category)."""
+        from apps.portal.models import ActivityOffer, PortalLockout
+
+        lockout = PortalLockout.current()
+        if not lockout.enabled and not lockout.locked_sections:
+            lockout.enabled = True
+            lockout.threshold = Decimal("150.00")
+            lockout.locked_sections = ["documents", "activities"]
+            lockout.unlock_message = "Questions? Call the business office."
+            lockout.save()
+        if "ACTIVITY" in categories and not ActivityOffer.objects.exists():
+            activity = Activity.objects.filter(is_sport=False).order_by("pk").first()
+            if activity is None:
+                self._step("portal lockout")
+                return
+            ActivityOffer.objects.create(
+                activity=activity,
+                title=f"{activity.name} (spring sign-up)",
+                details="Wednesdays after school, 3:15 to 4:45 pm, in the library.",
+                fee_description=f"{activity.name} spring fee",
+                fee_amount=Decimal("35.00"),
+                category=categories["ACTIVITY"],
+                merchant_account=next(iter(funds.values())),
+                opens_on=self.year_start,
+            )
+        self._step("portal lockout and sign-up")
 
     # --- output ------------------------------------------------------------------------------
 

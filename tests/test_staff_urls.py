@@ -29,9 +29,9 @@ from apps.fees.services import (
     movements_record,
     payment_take,
 )
-from apps.roster.models import AcademicSession, InvitationBatch, RosterImport, RosterSource
 from apps.portal.models import ActivityOffer, ActivitySignup, PortalLockout, StudentDocument
 from apps.portal.services import document_download
+from apps.roster.models import AcademicSession, InvitationBatch, RosterImport, RosterSource
 from apps.vendors.models import Discrepancy, HeldMovement, OutboxItem, SyncedFee, TaskRun
 from tests.factories import (
     ActivityFactory,

@@ -266,6 +266,7 @@ class SetupPages(Pages):
         ctx["categories_form"] = categories
         ctx["categories_all"] = not integration.categories.exists()
         ctx["categories_selected"] = list(integration.categories.all())
+        ctx["category_overlaps"] = services.category_overlaps(integration=integration)
         ctx["open_in_scope"] = (
             Scope.of(integration).fees().filter(status=Fee.Status.OPEN).count()
             if integration.import_after
@@ -436,7 +437,11 @@ class SetupPages(Pages):
         form = CategoriesForm(request.POST, integration=integration)
         if form.is_valid():
             chosen = form.cleaned_data["categories"]
-            services.integration_set_categories(integration=integration, categories=chosen)
+            try:
+                services.integration_set_categories(integration=integration, categories=chosen)
+            except ValidationError as exc:
+                add_service_errors(form, exc)
+                return self._invalid(request, integration, "categories", form)
             if chosen:
                 text = f"Categories saved: {plural(len(chosen), 'category', 'categories')} sent."
             else:

@@ -27,7 +27,7 @@ from .display import (
     value_shown,
     when,
 )
-from .jobs import tasks_for
+from .jobs import prerequisite_missing, tasks_for
 from .kinds.base import Capability
 from .models import (
     Discrepancy,
@@ -109,6 +109,27 @@ class TaskRow:
     next_run: str
     runs: list[RunShown] = field(default_factory=list)
     changelist_url: str = ""
+    #: Why the task is off whatever its schedule says (a prerequisite missing), or "".
+    off_reason: str = ""
+    #: The same work done since the last run without a run of its own (a delivery on
+    #: change, a pull for a student page or a parent's sign-in), in words, or "".
+    between_runs: str = ""
+
+
+def _between_runs(integration: Integration, task: str, last: TaskRun | None) -> str:
+    """What the engine did for this task's purpose after its last recorded run: fees go
+    out as they change and payments come in when a page is opened, so a nightly-looking
+    "Last run" alone would say less than what happened."""
+    since = last.started if last else None
+    if task == "send-fees" and integration.last_sent_at:
+        at = integration.last_sent_at
+        if since is None or at > since:
+            return f"Fees last sent {when(at)}, as they changed."
+    if task == "get-payments" and integration.payments_pulled_at:
+        at = integration.payments_pulled_at
+        if since is None or (last is not None and last.finished and at > last.finished):
+            return f"Payments last checked {when(at)} (a fee page or a parent's sign-in)."
+    return ""
 
 
 def task_rows(integration: Integration, *, runs: int = 1) -> list[TaskRow]:
@@ -117,21 +138,24 @@ def task_rows(integration: Integration, *, runs: int = 1) -> list[TaskRow]:
     rows: list[TaskRow] = []
     for spec in tasks_for(integration):
         p = periodic.get(schedule_name(integration, spec.label))
+        recent = list(
+            TaskRun.objects.filter(integration=integration, task=spec.name).order_by("-started")[
+                : max(runs, 1)
+            ]
+        )
+        off_reason = prerequisite_missing(integration, spec.name)
         rows.append(
             TaskRow(
                 name=spec.name,
                 label=spec.label,
                 nightly=spec.nightly,
                 periodic=p,
-                enabled=bool(p and p.enabled),
+                enabled=bool(p and p.enabled) and not off_reason,
                 schedule=schedule_text(p, spec.default_schedule),
-                next_run=next_run(p)[1],
-                runs=[
-                    run_shown(r)
-                    for r in TaskRun.objects.filter(
-                        integration=integration, task=spec.name
-                    ).order_by("-started")[:runs]
-                ],
+                next_run="Off" if off_reason else next_run(p)[1],
+                runs=[run_shown(r) for r in recent[:runs]],
+                off_reason=off_reason,
+                between_runs=_between_runs(integration, spec.name, recent[0] if recent else None),
                 changelist_url=base
                 + "?"
                 + urlencode({"integration__id__exact": integration.pk, "task": spec.name}),

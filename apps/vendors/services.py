@@ -23,7 +23,7 @@ from apps.fees.services import LedgerError, date_in_window
 
 from . import engine
 from .errors import CredentialsUnreadable, IntegrationError
-from .jobs import TASKS, tasks_for
+from .jobs import TASKS, prerequisite_missing, tasks_for
 from .kinds.base import (
     BALANCE_SETTINGS,
     LUNCH_SETTINGS,
@@ -367,8 +367,12 @@ def integration_set_enabled(*, integration: Integration, enabled: bool) -> Integ
             raise IntegrationError(
                 "Before enabling, complete the checklist: " + "; ".join(missing) + "."
             )
+    fields = ["enabled", "updated_at"]
+    if enabled and not integration.enabled:
+        integration.enabled_at = timezone.now()
+        fields.append("enabled_at")
     integration.enabled = enabled
-    integration.save(update_fields=["enabled", "updated_at"])
+    integration.save(update_fields=fields)
     if enabled:
         integration_id = integration.pk
 
@@ -652,6 +656,9 @@ def integration_task_set_enabled(
     spec = TASKS.get(task)
     if spec is None or spec not in tasks_for(integration):
         raise IntegrationError(f"{integration.vendor_name} has no task “{task}”.")
+    missing = prerequisite_missing(integration, task)
+    if enabled and missing:
+        raise IntegrationError(f"“{spec.label}” cannot be switched on. {missing}")
     name = schedule_name(integration, spec.label)
     if not PeriodicTask.objects.filter(name=name).exists():
         schedules_sync(integration=integration)

@@ -44,7 +44,7 @@ from .forms import (
     add_service_errors,
     possessive,
 )
-from .jobs import TASKS, tasks_for
+from .jobs import TASKS, prerequisite_missing, tasks_for
 from .kinds.base import CheckResult, VendorError
 from .models import Discrepancy, Integration
 from .registry import get_adapter_class
@@ -285,6 +285,7 @@ class SetupPages(Pages):
         adapter = get_adapter_class(integration.vendor_kind)
         ctx["tests_gate"] = adapter.requires_tests_before_import_date
         ctx["tests_passed"] = bool(integration.test_pull_ok and integration.test_push_ok)
+        ctx["enabled_without_tests"] = enabled_without_tests(integration)
         preview_form = ImportAfterForm(
             request.GET if "import_after" in request.GET else None,
             initial={"import_after": integration.import_after},
@@ -356,7 +357,11 @@ class SetupPages(Pages):
             "enable": integration.enabled,
         }
         words = {True: "Done", False: "To do", None: "Optional"}
-        return [(anchor, title, words[done[anchor]]) for anchor, title in SECTIONS]
+        steps = [(anchor, title, words[done[anchor]]) for anchor, title in SECTIONS]
+        if ctx["enabled_without_tests"]:
+            # Not "To do" on an integration that already runs: it says what it is.
+            steps = [(a, t, "Skipped" if a == "tests" else w) for a, t, w in steps]
+        return steps
 
     # --- the section forms (POST) -------------------------------------------------------------
 
@@ -522,9 +527,13 @@ class SetupPages(Pages):
     def _toggle_task(self, request: HttpRequest, integration: Integration) -> HttpResponse:
         spec = self._task_name(request, integration)
         enabled = request.POST.get("enabled") == "1"
-        services.integration_task_set_enabled(
-            integration=integration, task=spec.name, enabled=enabled
-        )
+        try:
+            services.integration_task_set_enabled(
+                integration=integration, task=spec.name, enabled=enabled
+            )
+        except ValidationError as exc:
+            _say(request, "tasks", messages.ERROR, " ".join(exc.messages))
+            return _back_to(integration, "tasks")
         _say(
             request,
             "tasks",
@@ -538,8 +547,12 @@ class SetupPages(Pages):
         spec = self._task_name(request, integration)
         back_to_dashboard = request.POST.get("back") == "dashboard"
         section = "tasks"
+        missing = prerequisite_missing(integration, spec.name)
         if not integration.enabled:
             text = f"“{spec.label}” did not run: enable the integration first."
+            level = messages.ERROR
+        elif missing:
+            text = f"“{spec.label}” did not run. {missing}"
             level = messages.ERROR
         else:
             try:
@@ -581,6 +594,31 @@ class SetupPages(Pages):
                     "it is enabled again. Changes made meanwhile are sent then.",
                 )
         return _back_to(integration, "enable")
+
+
+def enabled_without_tests(integration: Integration) -> str:
+    """For an enabled integration whose checks have not both passed (the demo's, enabled
+    when it was made; or one whose connection changed since): say so, with when it was
+    enabled, rather than show tests still "to do" on something already running."""
+    if not integration.enabled or (integration.test_pull_ok and integration.test_push_ok):
+        return ""
+    since = when(integration.enabled_at or integration.created_at)
+    failed = [
+        name
+        for name, ok in (
+            ("Test Pull", integration.test_pull_ok),
+            ("Test Push", integration.test_push_ok),
+        )
+        if ok is False
+    ]
+    if failed:
+        return (
+            f"Enabled on {since}; {' and '.join(failed)} failed since: fees and payments may "
+            f"not be getting through to {integration.vendor_name}. See the result below."
+        )
+    return (
+        f"Enabled on {since} without tests. Run Test Pull and Test Push to confirm the connection."
+    )
 
 
 def queue_task(integration: Integration, task: str) -> None:

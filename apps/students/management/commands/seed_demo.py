@@ -770,6 +770,7 @@ class Command(BaseCommand):
                 slug=slug,
                 name=name,
                 enabled=True,
+                enabled_at=timezone.now(),
                 service_url=url,
                 import_after=self.year_start,
                 button_url=f"{base}/_sandbox/",

@@ -309,7 +309,7 @@ class OutboxItem(models.Model):
 
     class State(models.TextChoices):
         PENDING = "pending", "Waiting to be sent"
-        PARKED = "parked", "Parked after too many failures"
+        PARKED = "parked", "Parked: needs a retry"
 
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="outbox")
     fee = models.ForeignKey(Fee, on_delete=models.CASCADE, related_name="outbox_items")

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from auditlog.models import LogEntry as AuditEntry
+from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import Count, Min, Q
 from django.urls import reverse
@@ -83,15 +84,57 @@ def sync_status(*, integration: Integration) -> dict[str, Any]:
     }
 
 
+def outbox_counts(*, integration: Integration) -> dict[str, int]:
+    """Changes waiting (sent by themselves) and parked (sent only when retried), apart."""
+    counts = dict(integration.outbox.order_by().values_list("state").annotate(n=Count("id")))
+    return {
+        "waiting": counts.get(OutboxItem.State.PENDING, 0),
+        "parked": counts.get(OutboxItem.State.PARKED, 0),
+    }
+
+
+def _changes(n: int) -> str:
+    return f"{n:,} change{'s' if n != 1 else ''} {'are' if n != 1 else 'is'}"
+
+
 def outage_message(*, integration: Integration) -> str:
     """The vendor's trouble in plain words, with what is waiting, for staff pages."""
     if not integration.consecutive_failures:
         return ""
-    waiting = integration.outbox.filter(state=OutboxItem.State.PENDING).count()
+    counts = outbox_counts(integration=integration)
+    text = (
+        f"{integration.last_error} {_changes(counts['waiting'])} waiting and will be sent "
+        f"when {integration.vendor_name} answers again."
+    )
+    if counts["parked"]:
+        text += " " + parked_message(integration=integration, parked=counts["parked"])
+    return text
+
+
+def parked_message(*, integration: Integration, parked: int | None = None) -> str:
+    """What parked changes mean, for the banner: they are not sent by themselves."""
+    if parked is None:
+        parked = outbox_counts(integration=integration)["parked"]
+    if not parked:
+        return ""
     return (
-        f"{integration.last_error} {waiting} change{'s' if waiting != 1 else ''} "
-        f"{'are' if waiting != 1 else 'is'} waiting and will be sent when "
-        f"{integration.vendor_name} answers again."
+        f"{_changes(parked)} parked after repeated failures: "
+        f"{'they are' if parked != 1 else 'it is'} not sent again until someone retries "
+        f"{'them' if parked != 1 else 'it'} on the dashboard."
+    )
+
+
+def vendor_still_failing(*, integration: Integration) -> str:
+    """When a retry would only fail again (the vendor failed its last delivery), the
+    warning to give before and after retrying; else ""."""
+    if not integration.consecutive_failures:
+        return ""
+    when_failed = when(integration.last_error_at) if integration.last_error_at else "lately"
+    return (
+        f"{integration.vendor_name} is still failing (last at {when_failed}: "
+        f"{integration.last_error}). Retried changes are sent at once; if "
+        f"{integration.vendor_name} still fails they wait again and park again after "
+        f"{settings.FEESYNC_DELIVERY_MAX_ATTEMPTS} failed attempts."
     )
 
 
@@ -289,7 +332,7 @@ def dashboard_records(*, integration: Integration) -> dict[str, Any]:
         ).exists(),
         "parked_items": list(
             integration.outbox.filter(state=OutboxItem.State.PARKED)
-            .select_related("fee")
+            .select_related("fee__student")
             .order_by("updated_at")[:50]
         ),
         "discrepancies": list(open_findings.exclude(kind=Discrepancy.Kind.UNMATCHED_PAYMENT)[:50]),
@@ -392,7 +435,7 @@ def fee_sync_timeline(*, fee: Fee) -> list[FeeAtVendor]:
                         o.updated_at,
                         f"Sending failed (attempt {o.attempts})"
                         if o.state == OutboxItem.State.PENDING
-                        else "Parked after too many failures",
+                        else "Parked after too many failures: needs a retry",
                         o.last_error,
                         "bad" if o.state == OutboxItem.State.PARKED else "warn",
                     )
@@ -421,7 +464,10 @@ def fee_sync_timeline(*, fee: Fee) -> list[FeeAtVendor]:
         events.sort(key=lambda e: e.when)
 
         if o is not None and o.state == OutboxItem.State.PARKED:
-            status = f"Parked: not sent after repeated failures. {o.last_error}"
+            status = (
+                "Parked: not sent after repeated failures, and not sent again until "
+                f"retried. {o.last_error}"
+            )
             flag, level = "Parked", "bad"
         elif o is not None:
             status = f"Version {o.version} is waiting to be sent to {vendor}."

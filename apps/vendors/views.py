@@ -54,9 +54,11 @@ from .selectors import (
     connection_summary,
     dashboard_records,
     outage_message,
+    parked_message,
     scope_preview,
     sync_status,
     task_rows,
+    vendor_still_failing,
 )
 from .tasks import run_integration_task
 
@@ -161,7 +163,9 @@ class Pages:
             "setup_url": reverse("admin:vendors_integration_change", args=[integration.pk]),
             "dashboard_url": reverse("admin:vendors_integration_dashboard", args=[integration.pk]),
             "history_url": _audit_url(integration),
-            "outage": outage_message(integration=integration),
+            "outage": (outage := outage_message(integration=integration)),
+            # Parked changes are in the outage text already while the vendor fails.
+            "parked_note": "" if outage else parked_message(integration=integration),
             "credentials_problem": integration.credentials_problem,
             "may_change": may_change(request.user),
             "may_run": may_run(request.user),
@@ -656,6 +660,9 @@ class DashboardPages(Pages):
                 "oldest_waiting": when(datetime.fromisoformat(oldest)) if oldest else "",
                 "parked": status["changes_parked"],
                 "parked_items": records["parked_items"],
+                "retry_warning": vendor_still_failing(integration=integration)
+                if status["changes_parked"]
+                else "",
                 "running": running,
                 "refresh": (waiting > 0 or running) and not refresh_off,
                 "refresh_seconds": 30 if ctx["outage"] else 5,
@@ -718,13 +725,19 @@ class DashboardPages(Pages):
                 if not ids:
                     messages.error(request, "Tick the parked changes to retry, or retry all.")
                     return HttpResponseRedirect(self._dashboard(integration, "parked"))
+            still_failing = vendor_still_failing(integration=integration)
             n = engine.outbox_retry_parked(integration=integration, item_ids=ids)
-            messages.success(
-                request,
-                f"{plural(n, 'parked change')} will be sent again now."
-                if n
-                else "Nothing was parked any more.",
-            )
+            if n and still_failing:
+                messages.warning(
+                    request, f"{plural(n, 'parked change')} will be sent again now. {still_failing}"
+                )
+            else:
+                messages.success(
+                    request,
+                    f"{plural(n, 'parked change')} will be sent again now."
+                    if n
+                    else "Nothing was parked any more.",
+                )
             return HttpResponseRedirect(self._dashboard(integration, "parked"))
         # resend: the send-fees task, in the background
         if not integration.enabled:

@@ -90,9 +90,12 @@ def _backoff(attempt: int) -> float:
 # --- the outbox ----------------------------------------------------------------------------------
 
 
-def outbox_enqueue(*, integration: Integration, fee_ids: Iterable[int]) -> int:
+def outbox_enqueue(
+    *, integration: Integration, fee_ids: Iterable[int], trigger: bool = True
+) -> int:
     """Mark fees as needing delivery to `integration` (in the caller's transaction) and
-    trigger delivery once that transaction commits. Fees out of scope are ignored."""
+    trigger delivery once that transaction commits (`trigger=False`: the caller delivers
+    them itself, and counts what happened). Fees out of scope are ignored."""
     now = timezone.now()
     ids = list(fee_ids)
     scope = Scope.of(integration).fees()
@@ -121,8 +124,9 @@ def outbox_enqueue(*, integration: Integration, fee_ids: Iterable[int]) -> int:
         unique_fields=["integration", "fee"],
         update_fields=["version", "state", "attempts", "next_attempt_at", "updated_at"],
     )
-    integration_id = integration.pk
-    transaction.on_commit(lambda: _trigger_delivery(integration_id))
+    if trigger:
+        integration_id = integration.pk
+        transaction.on_commit(lambda: _trigger_delivery(integration_id))
     return len(rows)
 
 
@@ -440,8 +444,22 @@ def send_fees(*, integration: Integration) -> dict[str, int | str]:
         .exclude(synced__integration=integration, synced__acknowledged_version__gte=F("version"))
     )
     with transaction.atomic():
-        queued = outbox_enqueue(integration=integration, fee_ids=stale.values_list("pk", flat=True))
+        # Not triggered on commit: this run delivers them now, so that its counts (and its
+        # outcome) say what became of them rather than what a parallel delivery did.
+        queued = outbox_enqueue(
+            integration=integration, fee_ids=stale.values_list("pk", flat=True), trigger=False
+        )
     report = deliver(integration_id=integration.pk, budget_seconds=600)
+    if report.skipped_backoff:
+        # The vendor failed lately (perhaps the delivery this very queueing triggered):
+        # nothing was sent, and the run must not read as a success.
+        integration.refresh_from_db(fields=["last_error"])
+        report.failed = integration.outbox.filter(state=OutboxItem.State.PENDING).count()
+        report.errors.append(
+            f"{plural_fees(report.failed)} not sent, because {integration.vendor_name} failed "
+            f"lately: {integration.last_error or 'it did not answer.'} They are sent when it "
+            "answers again."
+        )
     counts: dict[str, int | str] = {
         "queued": queued,
         "sent": report.sent,

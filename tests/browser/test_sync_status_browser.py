@@ -152,7 +152,7 @@ def test_task_runs_read_succeeded_partly_failed_or_failed_in_words_and_colour(
     # Its delivery on commit failed; time passes, and the next run tries it again.
     Integration.objects.filter(pk=integration.pk).update(backoff_until=None)
     OutboxItem.objects.update(next_attempt_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
-    down = task_run(integration=integration, task="send-fees")  # the vendor is down
+    task_run(integration=integration, task="send-fees")  # the vendor is down
     payschools_sandbox.faults("ok")
     url = f"{live_server.url}/admin/vendors/integration/{integration.pk}/dashboard/?refresh=off"
 

@@ -245,3 +245,68 @@ def test_parked_changes_need_a_retry_and_retrying_while_down_warns(
     assert "2 parked changes will be sent again now." in page.locator(".messagelist").inner_text()
     assert {parked_fee.reference, waiting_fee.reference} <= set(payschools_sandbox.fees())
     assert not OutboxItem.objects.exists()
+
+
+def test_unsaved_changes_in_another_step_are_named_before_they_could_be_lost(
+    browser, live_server, payschools_sandbox: Sandbox, artifacts: Path
+):
+    """Item 1: each step saves on its own, so the page says which steps hold unsaved
+    edits, and asks before saving another step or leaving would drop them."""
+    StaffFactory(username="district", groups=["District admin"])
+    trips = CategoryFactory(code="TRIP", description="Field trips")
+    CategoryFactory(code="ATH", description="Athletics")
+    integration = integration_for(
+        payschools_sandbox, name="PaySchools", enabled=False, categories=[trips]
+    )
+    url = f"{live_server.url}/admin/vendors/integration/{integration.pk}/change/"
+
+    for page, name in pages(browser, live_server.url, "district"):
+        asked: list[tuple[str, str]] = []
+        answer = {"accept": False}
+
+        def on_dialog(dialog: Any, asked=asked, answer=answer) -> None:
+            asked.append((dialog.type, dialog.message))
+            if answer["accept"] or dialog.type == "beforeunload":
+                dialog.accept()
+            else:
+                dialog.dismiss()
+
+        page.on("dialog", on_dialog)
+        page.goto(url)
+        note = page.locator("#unsaved-note")
+        assert not note.is_visible()
+        section(page, "parent-options").get_by_label("Message to parents").fill("Pay by Friday.")
+        section(page, "categories").get_by_role("checkbox", name=re.compile("ATH")).check()
+        assert note.is_visible()
+        assert (
+            "You have unsaved changes in “Categories”, “Parent options”" in note.inner_text()
+            or "You have unsaved changes in “Parent options”, “Categories”" in note.inner_text()
+        )
+        shoot(page, artifacts, f"unsaved-changes-{name}.png")
+
+        # Saving categories would drop the parent message: asked, and declined.
+        section(page, "categories").get_by_role("button", name="Save categories").click()
+        assert asked and asked[-1][0] == "confirm"
+        assert "unsaved changes in “Parent options”" in asked[-1][1]
+        assert "Categories" not in asked[-1][1]
+        assert [c.code for c in integration.categories.all()] == ["TRIP"]
+        assert section(page, "parent-options").get_by_label("Message to parents").input_value() == (
+            "Pay by Friday."
+        )
+
+        # Saving the parent options first: nothing else is lost but the categories, which
+        # the question names.
+        answer["accept"] = True
+        section(page, "parent-options").get_by_role("button", name="Save parent options").click()
+        assert "unsaved changes in “Categories”" in asked[-1][1]
+        assert "Parent options saved." in section(page, "parent-options").inner_text()
+        integration.refresh_from_db()
+        assert integration.parent_message == "Pay by Friday."
+        assert not page.locator("#unsaved-note").is_visible()
+
+        # Leaving with an unsaved edit asks too (the browser's own question).
+        section(page, "categories").get_by_role("checkbox", name=re.compile("ATH")).check()
+        count = len(asked)
+        page.goto(f"{live_server.url}/admin/")
+        assert len(asked) == count + 1 and asked[-1][0] == "beforeunload"
+        Integration.objects.filter(pk=integration.pk).update(parent_message="")

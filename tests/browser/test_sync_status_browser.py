@@ -310,3 +310,41 @@ def test_unsaved_changes_in_another_step_are_named_before_they_could_be_lost(
         page.goto(f"{live_server.url}/admin/")
         assert len(asked) == count + 1 and asked[-1][0] == "beforeunload"
         Integration.objects.filter(pk=integration.pk).update(parent_message="")
+
+
+def test_the_staff_home_shows_health_payments_today_and_the_work_waiting(
+    browser, live_server, payschools_sandbox: Sandbox, artifacts: Path
+):
+    """Item 5: /admin/ opens on each integration's health, today's payments by vendor and
+    merchant account, and links to the work; axe-core finds nothing serious there."""
+    from tests.browser_support import AXE_JS, axe_violations, require_browser
+
+    require_browser(AXE_JS)
+    StaffFactory(username="district", groups=["District admin"])
+    StaffFactory(username="support", groups=["Support staff"])
+    integration = integration_for(payschools_sandbox, name="PaySchools (district)")
+    fee = make_fee(fee_date=IN_SCOPE, amount="30.00")
+    assert fee.reference in payschools_sandbox.fees()  # delivered on commit
+    payschools_sandbox.control("pay", fee_ref=fee.reference, amount="12.50")
+    task_run(integration=integration, task="get-payments")
+    payschools_sandbox.faults("down")
+    make_fee(fee_date=IN_SCOPE)  # fails: waiting
+    payschools_sandbox.faults("ok")
+
+    for user in ("district", "support"):
+        for page, name in pages(browser, live_server.url, user):
+            page.goto(f"{live_server.url}/admin/")
+            health = page.locator("#health tbody tr").first.inner_text()
+            assert "PaySchools (district)" in health and "Not answering" in health
+            assert "Never" not in health  # sent and pulled today
+            cells = page.locator("#health tbody tr").first.locator("td")
+            assert cells.nth(3).inner_text() == "1"  # waiting
+            today = page.locator("#payments-today").inner_text()
+            assert "PaySchools (district)" in today
+            assert fee.merchant_account.name in today and "$12.50" in today
+            work = page.locator("#work")
+            assert work.get_by_role("link", name="Open findings").is_visible()
+            assert work.get_by_role("link", name="Parked changes (need a retry)").is_visible()
+            assert axe_violations(page, "#content-main") == []
+            assert_no_sideways_scroll(page)
+            shoot(page, artifacts, f"staff-home-{user}-{name}.png")

@@ -1066,15 +1066,9 @@ class FeeAssignmentAdmin(NotFoundMixin, ActionPageMixin, admin.ModelAdmin[FeeAss
             except LedgerError as exc:
                 form.add_error(None, exc)
             else:
-                messages.success(
-                    request,
-                    format_html(
-                        '“{}” has started. <a href="{}">See its progress</a>.',
-                        label,
-                        admin_url(job),
-                    ),
-                )
-                return HttpResponseRedirect(admin_url(assignment))
+                # Straight to the job's own page, which follows it live until it is done.
+                messages.success(request, f"“{label}” has started.")
+                return HttpResponseRedirect(admin_url(job))
         list_name = assignment.student_list
         if action == BulkJob.Action.ASSIGN:
             intro = (

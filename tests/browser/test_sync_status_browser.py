@@ -348,3 +348,43 @@ def test_the_staff_home_shows_health_payments_today_and_the_work_waiting(
             assert axe_violations(page, "#content-main") == []
             assert_no_sideways_scroll(page)
             shoot(page, artifacts, f"staff-home-{user}-{name}.png")
+
+
+def test_confirming_a_bulk_assignment_lands_on_its_progress(browser, live_server, artifacts: Path):
+    """Item 10: the confirmation opens the job's own page, which shows the real count (the
+    job runs eagerly in tests, so it is done by the time the page is drawn)."""
+    from apps.fees.models import BulkJob
+    from apps.fees.services import Origin, assignment_create
+    from apps.students.models import StudentList
+    from tests.factories import SchoolFactory, StudentListFactory
+
+    StaffFactory(username="clerk", groups=["Fees clerk"])
+    school = SchoolFactory()
+    for _ in range(3):
+        StudentFactory(school=school, grade="5")
+    roster = StudentListFactory(
+        name="Grade 5", school=school, grade="5", status=StudentList.Status.ANY
+    )
+    assignment = assignment_create(
+        student_list=roster,
+        category=CategoryFactory(),
+        merchant_account=MerchantAccountFactory(),
+        description="Yearbook",
+        amount="25.00",
+        fee_date=IN_SCOPE,
+        origin=Origin(),
+    )
+    url = f"{live_server.url}/admin/fees/feeassignment/{assignment.pk}/assign/"
+    for page, name in pages(browser, live_server.url, "clerk"):
+        page.goto(url)
+        page.locator(".submit-row input[type=submit]").click()
+        job = BulkJob.objects.order_by("-pk").first()
+        assert job is not None
+        page.wait_for_url(re.compile(f"/admin/fees/bulkjob/{job.pk}/"))
+        text = page.locator("#content-main").inner_text()
+        assert "has started" in page.locator(".messagelist").inner_text()
+        assert "0 of 0" not in text
+        # The second time round the students already have it: counted, and skipped.
+        assert "3 of 3 done (100%)" in text
+        assert_no_sideways_scroll(page)
+        shoot(page, artifacts, f"bulk-progress-{name}.png")

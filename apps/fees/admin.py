@@ -544,6 +544,8 @@ class FeeAdmin(NotFoundMixin, ActionPageMixin, admin.ModelAdmin[Fee]):
             initial["student"] = object_or_404(
                 Student.objects.all(), request.GET["student"], "student"
             ).pk
+        from apps.vendors.routing import routing_lines  # vendors builds on fees, not back
+
         form = FeeAddForm(request.POST if request.method == "POST" else None, initial=initial)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
@@ -572,11 +574,14 @@ class FeeAdmin(NotFoundMixin, ActionPageMixin, admin.ModelAdmin[Fee]):
                     admin_url(first_fee) if first_fee else reverse("admin:fees_fee_changelist")
                 )
             else:
+                from apps.vendors.routing import fee_receivers, receivers_said
+
                 self.log_addition(request, fee, [{"added": {}}])
+                receivers = fee_receivers(category_id=fee.category_id, fee_date=fee.fee_date)
                 messages.success(
                     request,
                     f"Fee {fee.reference} of {dollars(fee.amount)} charged to "
-                    f"{fee.student.full_name}.",
+                    f"{fee.student.full_name}. {receivers_said(receivers)}",
                 )
                 return HttpResponseRedirect(admin_url(fee))
         return self.render_action_page(
@@ -585,8 +590,9 @@ class FeeAdmin(NotFoundMixin, ActionPageMixin, admin.ModelAdmin[Fee]):
             title="Charge a student a fee",
             submit_label="Charge this fee",
             cancel_url=reverse("admin:fees_fee_changelist"),
-            intro="The fee is sent to the payment vendor as soon as it is saved. For the "
-            "same fee to many students, use a fee assignment.",
+            intro="The fee is sent to the payment vendor of its category as soon as it is "
+            "saved. For the same fee to many students, use a fee assignment.",
+            summary=[("Which integration receives it", "; ".join(routing_lines()))],
         )
 
     # --- money on one fee ---
@@ -1060,15 +1066,9 @@ class FeeAssignmentAdmin(NotFoundMixin, ActionPageMixin, admin.ModelAdmin[FeeAss
             except LedgerError as exc:
                 form.add_error(None, exc)
             else:
-                messages.success(
-                    request,
-                    format_html(
-                        '“{}” has started. <a href="{}">See its progress</a>.',
-                        label,
-                        admin_url(job),
-                    ),
-                )
-                return HttpResponseRedirect(admin_url(assignment))
+                # Straight to the job's own page, which follows it live until it is done.
+                messages.success(request, f"“{label}” has started.")
+                return HttpResponseRedirect(admin_url(job))
         list_name = assignment.student_list
         if action == BulkJob.Action.ASSIGN:
             intro = (

@@ -28,7 +28,7 @@ from apps.common.admin import (
 )
 
 from . import findings
-from .display import counts_text, duration
+from .display import counts_text, duration, run_shown
 from .engine import outbox_retry_parked
 from .forms import IntegrationAddForm, add_service_errors
 from .models import Discrepancy, HeldMovement, Integration, OutboxItem, SyncedFee, TaskRun
@@ -325,12 +325,13 @@ class DiscrepancyAdmin(SyncRecordAdmin):
 
 @admin.register(TaskRun)
 class TaskRunAdmin(SyncRecordAdmin):
+    Media = SetupMedia  # the outcome flags' colours
     list_display = [
         "started_at",
         "task",
         "integration_link",
         "trigger",
-        "outcome",
+        "outcome_shown",
         "took",
         "counts_shown",
         "error_shown",
@@ -343,6 +344,13 @@ class TaskRunAdmin(SyncRecordAdmin):
     def started_at(self, obj: TaskRun) -> str:
         return short_when(obj.started)
 
+    @admin.display(description="Outcome", ordering="outcome")
+    def outcome_shown(self, obj: TaskRun) -> str:
+        shown = run_shown(obj)
+        return format_html(
+            '<span class="feesync-flag feesync-flag-{}">{}</span>', shown.flag, shown.outcome
+        )
+
     @admin.display(description="Took")
     def took(self, obj: TaskRun) -> str:
         if obj.finished is None:
@@ -353,9 +361,9 @@ class TaskRunAdmin(SyncRecordAdmin):
     def counts_shown(self, obj: TaskRun) -> str:
         return counts_text(obj.counts or {})
 
-    @admin.display(description="Error")
+    @admin.display(description="Errors")
     def error_shown(self, obj: TaskRun) -> str:
-        return obj.error.splitlines()[0] if obj.error else ""
+        return "; ".join(run_shown(obj).errors)
 
 
 @admin.register(SyncedFee)

@@ -29,6 +29,7 @@ class VendorsConfig(AppConfig):
                     "consecutive_failures",
                     "backoff_until",
                     "delivering_until",
+                    "last_sent_at",
                 ],
                 m2m_fields={"categories"},
             )
@@ -51,13 +52,22 @@ class VendorsConfig(AppConfig):
 
 
 def _schedule_new_integration(sender, instance, created, raw=False, **kwargs):
-    if created and not raw:
-        from .schedules import schedules_sync
+    if raw:
+        return
+    from .schedules import schedules_apply_prerequisites, schedules_sync
 
+    if created:
         schedules_sync(integration=instance)
+    else:
+        # A setting a task depends on may have changed (a demographics server set up,
+        # "Sync lunch balance" unchecked): its schedule follows.
+        schedules_apply_prerequisites(integration=instance)
 
 
 def _sync_all_schedules(sender, **kwargs):
-    from .schedules import schedules_sync
+    from .models import Integration
+    from .schedules import schedules_apply_prerequisites, schedules_sync
 
     schedules_sync()
+    for integration in Integration.objects.all():
+        schedules_apply_prerequisites(integration=integration)

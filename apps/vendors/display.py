@@ -130,6 +130,15 @@ def next_run(periodic: PeriodicTask | None) -> tuple[datetime | None, str]:
     return at, f"{when(at)} ({in_words(remaining)})"
 
 
+#: The colour of each outcome (a flag class), beside its words.
+OUTCOME_FLAGS: dict[str, str] = {
+    TaskRun.Outcome.OK: "ok",
+    TaskRun.Outcome.PARTLY: "warn",
+    TaskRun.Outcome.FAILED: "bad",
+    TaskRun.Outcome.RUNNING: "none",
+}
+
+
 @dataclass(frozen=True)
 class RunShown:
     started: str
@@ -139,18 +148,45 @@ class RunShown:
     outcome_code: str
     counts: str
     error: str
+    flag: str = "none"
+    #: The first errors of a run, one line each (a partly failed run has several).
+    errors: tuple[str, ...] = ()
+
+
+def outcome_words(run: TaskRun) -> str:
+    """ "Succeeded", "Failed", or "Partly failed (2 of 12 failed)" with the run's counts."""
+    words = run.get_outcome_display()
+    if run.outcome != TaskRun.Outcome.PARTLY:
+        return words
+    from .jobs import TASKS  # the task's declared failure counts; jobs imports models too
+
+    spec = TASKS.get(run.task)
+    counts = run.counts or {}
+    if spec is None:
+        return words
+
+    def total(keys: tuple[str, ...]) -> int:
+        return sum(v for k in keys if isinstance(v := counts.get(k, 0), int))
+
+    failed, done = total(spec.failures), total(spec.successes)
+    return f"{words} ({failed:,} of {failed + done:,} failed)"
 
 
 def run_shown(run: TaskRun) -> RunShown:
     took = duration((run.finished - run.started).total_seconds()) if run.finished else "running"
+    lines = tuple(line for line in (run.error or "").splitlines() if line.strip())
+    # A crash keeps its traceback after the message: only the message is for staff.
+    errors = lines[:1] if run.outcome == TaskRun.Outcome.FAILED else lines[:3]
     return RunShown(
         started=when(run.started),
         took=took,
         trigger=run.trigger,
-        outcome=run.get_outcome_display(),
+        outcome=outcome_words(run),
         outcome_code=run.outcome,
         counts=counts_text(run.counts or {}),
-        error=run.error.splitlines()[0] if run.error else "",
+        error=lines[0] if lines else "",
+        flag=OUTCOME_FLAGS.get(run.outcome, "none"),
+        errors=errors,
     )
 
 

@@ -91,9 +91,12 @@ def _backoff(attempt: int) -> float:
 # --- the outbox ----------------------------------------------------------------------------------
 
 
-def outbox_enqueue(*, integration: Integration, fee_ids: Iterable[int]) -> int:
+def outbox_enqueue(
+    *, integration: Integration, fee_ids: Iterable[int], trigger: bool = True
+) -> int:
     """Mark fees as needing delivery to `integration` (in the caller's transaction) and
-    trigger delivery once that transaction commits. Fees out of scope are ignored."""
+    trigger delivery once that transaction commits (`trigger=False`: the caller delivers
+    them itself, and counts what happened). Fees out of scope are ignored."""
     now = timezone.now()
     ids = list(fee_ids)
     scope = Scope.of(integration).fees()
@@ -122,8 +125,9 @@ def outbox_enqueue(*, integration: Integration, fee_ids: Iterable[int]) -> int:
         unique_fields=["integration", "fee"],
         update_fields=["version", "state", "attempts", "next_attempt_at", "updated_at"],
     )
-    integration_id = integration.pk
-    transaction.on_commit(lambda: _trigger_delivery(integration_id))
+    if trigger:
+        integration_id = integration.pk
+        transaction.on_commit(lambda: _trigger_delivery(integration_id))
     return len(rows)
 
 
@@ -151,6 +155,8 @@ class DeliveryReport:
     error: str = ""
     skipped_backoff: bool = False
     busy: bool = False  # another delivery to this integration was running: it sends these
+    #: The first few failures in words (the vendor's error, fees it refused), for the run.
+    errors: list[str] = field(default_factory=list)
 
 
 def _claim(integration: Integration, limit: int) -> list[OutboxItem]:
@@ -277,11 +283,13 @@ def deliver(
                 _delivery_failed(integration, items, exc)
                 report.failed += len(items)
                 report.error = exc.message
+                _first_errors(report.errors, [f"{plural_fees(len(items))} not sent: {exc.message}"])
                 break
             report.sent += len(items)
-            acked, rejected = _delivery_acknowledged(integration, items, records, result)
+            acked, refusals = _delivery_acknowledged(integration, items, records, result)
             report.acknowledged += acked
-            report.rejected += rejected
+            report.rejected += len(refusals)
+            _first_errors(report.errors, refusals)
     finally:
         Integration.objects.filter(pk=integration_id).update(delivering_until=None)
     # Checked after the lease is released: the rest of a bounded run, or a change committed
@@ -297,6 +305,18 @@ def deliver(
     return report
 
 
+#: How many failures a run keeps in words (the counts say how many there were in all).
+FIRST_ERRORS = 3
+
+
+def _first_errors(errors: list[str], more: Sequence[str]) -> None:
+    errors.extend(more[: max(0, FIRST_ERRORS - len(errors))])
+
+
+def plural_fees(n: int) -> str:
+    return f"{n:,} fee{'s' if n != 1 else ''}"
+
+
 def _delivery_lease_renew(integration_id: int) -> None:
     # Should it have run out meanwhile (a batch slower than the lease), a second run may
     # have started: harmless, because items are claimed and leased one by one.
@@ -309,7 +329,8 @@ def _delivery_acknowledged(
     items: list[OutboxItem],
     records: dict[int, FeeRecord],
     result: PushResult,
-) -> tuple[int, int]:
+) -> tuple[int, list[str]]:
+    """Record what the vendor acknowledged; returns how many, and each refusal in words."""
     now = timezone.now()
     acked_items = [
         i
@@ -362,11 +383,16 @@ def _delivery_acknowledged(
             )
         # A fee deleted from FeeSync while queued has nothing left to send.
         OutboxItem.objects.filter(pk__any=[i.pk for i in items if i.fee_id not in records]).delete()
-        if integration.consecutive_failures or integration.backoff_until:
-            Integration.objects.filter(pk=integration.pk).update(
-                consecutive_failures=0, backoff_until=None
-            )
-    return len(acked_items), len(rejected)
+        # One UPDATE per batch (not per fee): the staff pages' "last sent" and the end of
+        # any backoff.
+        Integration.objects.filter(pk=integration.pk).update(
+            consecutive_failures=0, backoff_until=None, last_sent_at=now
+        )
+    refusals = [
+        f"Fee {records[i.fee_id].fee_ref} refused: {result.rejected[records[i.fee_id].fee_ref]}"
+        for i in rejected
+    ]
+    return len(acked_items), refusals
 
 
 def _delivery_failed(integration: Integration, items: list[OutboxItem], exc: VendorError) -> None:
@@ -411,7 +437,7 @@ def outbox_retry_parked(*, integration: Integration, item_ids: Sequence[int] | N
     return n
 
 
-def send_fees(*, integration: Integration) -> dict[str, int]:
+def send_fees(*, integration: Integration) -> dict[str, int | str]:
     """ "Resend fees" / the backfill: queue every in-scope fee the vendor does not hold at
     its current version, then deliver."""
     stale = (
@@ -420,15 +446,32 @@ def send_fees(*, integration: Integration) -> dict[str, int]:
         .exclude(synced__integration=integration, synced__acknowledged_version__gte=F("version"))
     )
     with transaction.atomic():
-        queued = outbox_enqueue(integration=integration, fee_ids=stale.values_list("pk", flat=True))
+        # Not triggered on commit: this run delivers them now, so that its counts (and its
+        # outcome) say what became of them rather than what a parallel delivery did.
+        queued = outbox_enqueue(
+            integration=integration, fee_ids=stale.values_list("pk", flat=True), trigger=False
+        )
     report = deliver(integration_id=integration.pk, budget_seconds=600)
-    return {
+    if report.skipped_backoff:
+        # The vendor failed lately (perhaps the delivery this very queueing triggered):
+        # nothing was sent, and the run must not read as a success.
+        integration.refresh_from_db(fields=["last_error"])
+        report.failed = integration.outbox.filter(state=OutboxItem.State.PENDING).count()
+        report.errors.append(
+            f"{plural_fees(report.failed)} not sent, because {integration.vendor_name} failed "
+            f"lately: {integration.last_error or 'it did not answer.'} They are sent when it "
+            "answers again."
+        )
+    counts: dict[str, int | str] = {
         "queued": queued,
         "sent": report.sent,
         "acknowledged": report.acknowledged,
         "rejected": report.rejected,
         "failed": report.failed,
     }
+    if report.errors:
+        counts["errors"] = "\n".join(report.errors)
+    return counts
 
 
 # --- payments in ---------------------------------------------------------------------------------
@@ -443,6 +486,8 @@ class PullReport:
     held: int = 0  # for a fee this vendor does not manage: kept for staff, not posted
     pages: int = 0
     recorded_ids: list[str] = field(default_factory=list)
+    #: The first few payments that could not be recorded, in words.
+    errors: list[str] = field(default_factory=list)
 
 
 def discrepancy_record(
@@ -631,6 +676,8 @@ def payments_record(
             refused.append(RefusedMovement(p, _held_detail(vendor, p, reason), held=True))
         else:
             report.unmatched += 1
+            if len(report.errors) < FIRST_ERRORS:
+                report.errors.append(f"Payment {p.payment_id} not recorded: {outcome.reason}")
             refused.append(
                 RefusedMovement(p, outcome.reason, held=outcome.status == OutcomeStatus.HELD)
             )

@@ -24,7 +24,7 @@ from apps.fees.models import Fee
 from .kinds.base import URL_HELP, Capability, WebAddressField
 from .models import Integration
 from .registry import get_adapter_class, kind_choices, kind_name, kinds
-from .services import TRANSFER_CREDENTIAL_FIELDS
+from .services import TRANSFER_CREDENTIAL_FIELDS, categories_sent_elsewhere
 
 
 def possessive(name: str) -> str:
@@ -347,11 +347,17 @@ class CategoryChoices(forms.ModelMultipleChoiceField[FeeCategory]):
     """Fee categories, each labelled with its open fees (`counts`, set by the form)."""
 
     counts: dict[int, int] = {}
+    #: category id -> other enabled integrations sending it (None: those sending all).
+    taken: dict[int | None, list[str]] = {}
 
     def label_from_instance(self, obj: FeeCategory) -> str:
         n = self.counts.get(obj.pk, 0)
         inactive = "" if obj.active else ", inactive"
-        return f"{obj} ({n} open fee{'s' if n != 1 else ''}{inactive})"
+        label = f"{obj} ({n} open fee{'s' if n != 1 else ''}{inactive})"
+        others = [*self.taken.get(obj.pk, []), *self.taken.get(None, [])]
+        if others:
+            label += " — already sent by " + " and ".join(others)
+        return label
 
 
 class CategoriesForm(forms.Form):
@@ -378,6 +384,7 @@ class CategoriesForm(forms.Form):
             raise TypeError("CategoriesForm.categories must be a CategoryChoices field.")
         field.queryset = queryset
         field.counts = self.counts
+        field.taken = categories_sent_elsewhere(integration=integration)
 
     def clean_categories(self) -> list[FeeCategory]:
         chosen = list(self.cleaned_data["categories"])

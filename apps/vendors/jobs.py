@@ -43,11 +43,30 @@ class TaskSpec:
     needs: Capability  # what the integration's kind must be able to do to offer it
     nightly: bool = False
     default_schedule: str = ""  # crontab "m h dom mon dow", or "every N" (minutes)
+    #: The counts that are items the run failed on, and those it did: a run with failures
+    #: is "partly failed" when some items went through, "failed" when none did.
+    failures: tuple[str, ...] = ()
+    successes: tuple[str, ...] = ()
 
 
-def _get_payments(integration: Integration) -> dict[str, int]:
+#: The key of a body's counts holding its first errors in words (kept as the run's error).
+ERRORS = "errors"
+
+
+def outcome_of(spec: TaskSpec, counts: Counts) -> str:
+    """Succeeded, partly failed or failed, from what the body counted."""
+
+    def total(keys: tuple[str, ...]) -> int:
+        return sum(v for k in keys if isinstance(v := counts.get(k, 0), int))
+
+    if not total(spec.failures):
+        return TaskRun.Outcome.OK
+    return TaskRun.Outcome.PARTLY if total(spec.successes) else TaskRun.Outcome.FAILED
+
+
+def _get_payments(integration: Integration) -> dict[str, int | str]:
     r = engine.payments_pull(integration=integration)
-    return {
+    counts: dict[str, int | str] = {
         "seen": r.seen,
         "recorded": r.recorded,
         "already_recorded": r.already_recorded,
@@ -55,6 +74,9 @@ def _get_payments(integration: Integration) -> dict[str, int]:
         "held": r.held,
         "pages": r.pages,
     }
+    if r.errors:
+        counts[ERRORS] = "\n".join(r.errors)
+    return counts
 
 
 #: The stored protocol as the transfer layer's type (anything else: no server set up).
@@ -153,6 +175,8 @@ TASKS: dict[str, TaskSpec] = {
             lambda i: engine.send_fees(integration=i),
             needs=Capability.SEND,
             default_schedule="every 15",
+            failures=("failed", "rejected"),
+            successes=("acknowledged",),
         ),
         TaskSpec(
             "get-payments",
@@ -160,6 +184,8 @@ TASKS: dict[str, TaskSpec] = {
             _get_payments,
             needs=Capability.PULL,
             default_schedule="every 15",
+            failures=("unmatched",),
+            successes=("recorded", "already_recorded", "held"),
         ),
         TaskSpec(
             "validate",
@@ -226,6 +252,26 @@ TASKS: dict[str, TaskSpec] = {
 }
 
 
+def prerequisite_missing(integration: Integration, task: str) -> str:
+    """Why a task must not run for this integration now, in words for the setup page, or
+    "" when it may. Each of these tasks only makes sense while a setting asks for it; the
+    schedule follows (`schedules.schedules_apply_prerequisites`) and `task_run` refuses."""
+    if task == "export-demographics" and not (
+        integration.transfer_protocol in PROTOCOLS and integration.transfer_host.strip()
+    ):
+        return "Off until a demographics server is set up (in Connection and credentials)."
+    if task == "sync-lunch" and not integration.sync_lunch_balance:
+        return "Off while “Sync lunch balance” is not checked (in Parent options)."
+    if task == "get-balances" and not (
+        integration.show_vendor_balance or integration.lock_portal_on_balance
+    ):
+        return (
+            f"Off while the {integration.vendor_name} balance is neither shown to parents nor "
+            "used to lock the portal (in Parent options)."
+        )
+    return ""
+
+
 def tasks_for(integration: Integration) -> list[TaskSpec]:
     """The tasks the integration's kind can do, in `TASKS` order."""
     caps = integration.kind.capabilities
@@ -240,10 +286,14 @@ def task_run(
     business_date: date | None = None,
 ) -> TaskRun | None:
     """Run one task now and record the run. A nightly run (`business_date` given) runs once
-    per business date: a second one for the same date returns None without running."""
+    per business date: a second one for the same date returns None without running. So
+    does a task whose prerequisite is missing (`prerequisite_missing`): a beat row switched
+    on by hand, or a run queued before the setting changed, never runs it."""
     spec = TASKS.get(task)
     if spec is None or spec not in tasks_for(integration):
         raise IntegrationError(f"{integration.vendor_name} has no task “{task}”.")
+    if prerequisite_missing(integration, task):
+        return None
     try:
         with transaction.atomic():
             run = TaskRun.objects.create(
@@ -266,7 +316,9 @@ def task_run(
         TaskRun.objects.filter(pk=run.pk).update(error=run.error)
         raise
     else:
-        _finish(run, TaskRun.Outcome.OK, counts, "", started)
+        counts = dict(counts)
+        errors = str(counts.pop(ERRORS, ""))
+        _finish(run, outcome_of(spec, counts), counts, errors, started)
     run.refresh_from_db()
     return run
 

@@ -128,7 +128,22 @@ class Integration(models.Model):
     test_push_at = models.DateTimeField(null=True, editable=False)
     test_push_detail = models.TextField(blank=True, editable=False)
 
+    enabled_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When it was last switched on (the setup page says whether its tests had "
+        "passed then).",
+    )
+
     # --- sync state --------------------------------------------------------------------------
+    last_sent_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When the vendor last acknowledged a delivery (on change, by the sweeper or "
+        "by a Send fees run).",
+    )
     payment_cursor = models.CharField(max_length=200, blank=True, editable=False)
     payments_pulled_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_error = models.TextField(blank=True, editable=False)
@@ -294,7 +309,7 @@ class OutboxItem(models.Model):
 
     class State(models.TextChoices):
         PENDING = "pending", "Waiting to be sent"
-        PARKED = "parked", "Parked after too many failures"
+        PARKED = "parked", "Parked: needs a retry"
 
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="outbox")
     fee = models.ForeignKey(Fee, on_delete=models.CASCADE, related_name="outbox_items")
@@ -349,6 +364,7 @@ class TaskRun(models.Model):
     class Outcome(models.TextChoices):
         RUNNING = "running", "Running"
         OK = "ok", "Succeeded"
+        PARTLY = "partly", "Partly failed"
         FAILED = "failed", "Failed"
 
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="runs")

@@ -8,10 +8,41 @@ import json
 
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
-from .jobs import tasks_for
+from .jobs import prerequisite_missing, tasks_for
 from .models import Integration
 
 TASK_PATH = "apps.vendors.tasks.run_integration_task"
+
+
+#: Marks, in a beat row's description, a schedule FeeSync switched off because the task's
+#: prerequisite is missing (so that it switches it on again, and only that one, once the
+#: prerequisite is back; a schedule staff switched off stays off).
+OFF_MARK = "— switched off by FeeSync: "
+
+
+def schedules_apply_prerequisites(*, integration: Integration) -> int:
+    """Switch off the schedules of tasks whose prerequisite is missing, and back on those
+    FeeSync switched off once it is there again. Called whenever an integration is saved.
+    Returns how many rows changed."""
+    changed = 0
+    rows = {p.name: p for p in periodic_tasks_of(integration)}
+    for spec in tasks_for(integration):
+        row = rows.get(schedule_name(integration, spec.label))
+        if row is None:
+            continue
+        missing = prerequisite_missing(integration, spec.name)
+        base = row.description.split(f" {OFF_MARK}")[0]
+        if missing and row.enabled:
+            row.enabled = False
+            row.description = f"{base} {OFF_MARK}{missing}"
+        elif not missing and OFF_MARK in row.description:
+            row.enabled = True
+            row.description = base
+        else:
+            continue
+        row.save()  # save(), not update(): beat notices changes through it
+        changed += 1
+    return changed
 
 
 def schedule_name(integration: Integration, label: str) -> str:
@@ -44,14 +75,16 @@ def schedules_sync(*, integration: Integration | None = None) -> int:
                     month_of_year=month,
                     day_of_week=dow,
                 )
+            missing = prerequisite_missing(integ, spec.name)
             PeriodicTask.objects.create(
                 name=name,
                 task=TASK_PATH,
-                enabled=True,
+                enabled=not missing,
                 kwargs=json.dumps(
                     {"integration_id": integ.pk, "task": spec.name, "nightly": spec.nightly}
                 ),
-                description=f"{spec.label} for {integ.name}",
+                description=f"{spec.label} for {integ.name}"
+                + (f" {OFF_MARK}{missing}" if missing else ""),
                 **fields,
             )
             created += 1

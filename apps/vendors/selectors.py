@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from auditlog.models import LogEntry as AuditEntry
+from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import Count, Min, Q
 from django.urls import reverse
@@ -27,7 +28,7 @@ from .display import (
     value_shown,
     when,
 )
-from .jobs import tasks_for
+from .jobs import prerequisite_missing, tasks_for
 from .kinds.base import Capability
 from .models import (
     Discrepancy,
@@ -83,15 +84,57 @@ def sync_status(*, integration: Integration) -> dict[str, Any]:
     }
 
 
+def outbox_counts(*, integration: Integration) -> dict[str, int]:
+    """Changes waiting (sent by themselves) and parked (sent only when retried), apart."""
+    counts = dict(integration.outbox.order_by().values_list("state").annotate(n=Count("id")))
+    return {
+        "waiting": counts.get(OutboxItem.State.PENDING, 0),
+        "parked": counts.get(OutboxItem.State.PARKED, 0),
+    }
+
+
+def _changes(n: int) -> str:
+    return f"{n:,} change{'s' if n != 1 else ''} {'are' if n != 1 else 'is'}"
+
+
 def outage_message(*, integration: Integration) -> str:
     """The vendor's trouble in plain words, with what is waiting, for staff pages."""
     if not integration.consecutive_failures:
         return ""
-    waiting = integration.outbox.filter(state=OutboxItem.State.PENDING).count()
+    counts = outbox_counts(integration=integration)
+    text = (
+        f"{integration.last_error} {_changes(counts['waiting'])} waiting and will be sent "
+        f"when {integration.vendor_name} answers again."
+    )
+    if counts["parked"]:
+        text += " " + parked_message(integration=integration, parked=counts["parked"])
+    return text
+
+
+def parked_message(*, integration: Integration, parked: int | None = None) -> str:
+    """What parked changes mean, for the banner: they are not sent by themselves."""
+    if parked is None:
+        parked = outbox_counts(integration=integration)["parked"]
+    if not parked:
+        return ""
     return (
-        f"{integration.last_error} {waiting} change{'s' if waiting != 1 else ''} "
-        f"{'are' if waiting != 1 else 'is'} waiting and will be sent when "
-        f"{integration.vendor_name} answers again."
+        f"{_changes(parked)} parked after repeated failures: "
+        f"{'they are' if parked != 1 else 'it is'} not sent again until someone retries "
+        f"{'them' if parked != 1 else 'it'} on the dashboard."
+    )
+
+
+def vendor_still_failing(*, integration: Integration) -> str:
+    """When a retry would only fail again (the vendor failed its last delivery), the
+    warning to give before and after retrying; else ""."""
+    if not integration.consecutive_failures:
+        return ""
+    when_failed = when(integration.last_error_at) if integration.last_error_at else "lately"
+    return (
+        f"{integration.vendor_name} is still failing (last at {when_failed}: "
+        f"{integration.last_error}). Retried changes are sent at once; if "
+        f"{integration.vendor_name} still fails they wait again and park again after "
+        f"{settings.FEESYNC_DELIVERY_MAX_ATTEMPTS} failed attempts."
     )
 
 
@@ -109,6 +152,27 @@ class TaskRow:
     next_run: str
     runs: list[RunShown] = field(default_factory=list)
     changelist_url: str = ""
+    #: Why the task is off whatever its schedule says (a prerequisite missing), or "".
+    off_reason: str = ""
+    #: The same work done since the last run without a run of its own (a delivery on
+    #: change, a pull for a student page or a parent's sign-in), in words, or "".
+    between_runs: str = ""
+
+
+def _between_runs(integration: Integration, task: str, last: TaskRun | None) -> str:
+    """What the engine did for this task's purpose after its last recorded run: fees go
+    out as they change and payments come in when a page is opened, so a nightly-looking
+    "Last run" alone would say less than what happened."""
+    since = last.started if last else None
+    if task == "send-fees" and integration.last_sent_at:
+        at = integration.last_sent_at
+        if since is None or at > since:
+            return f"Fees last sent {when(at)}, as they changed."
+    if task == "get-payments" and integration.payments_pulled_at:
+        at = integration.payments_pulled_at
+        if since is None or (last is not None and last.finished and at > last.finished):
+            return f"Payments last checked {when(at)} (a fee page or a parent's sign-in)."
+    return ""
 
 
 def task_rows(integration: Integration, *, runs: int = 1) -> list[TaskRow]:
@@ -117,21 +181,24 @@ def task_rows(integration: Integration, *, runs: int = 1) -> list[TaskRow]:
     rows: list[TaskRow] = []
     for spec in tasks_for(integration):
         p = periodic.get(schedule_name(integration, spec.label))
+        recent = list(
+            TaskRun.objects.filter(integration=integration, task=spec.name).order_by("-started")[
+                : max(runs, 1)
+            ]
+        )
+        off_reason = prerequisite_missing(integration, spec.name)
         rows.append(
             TaskRow(
                 name=spec.name,
                 label=spec.label,
                 nightly=spec.nightly,
                 periodic=p,
-                enabled=bool(p and p.enabled),
+                enabled=bool(p and p.enabled) and not off_reason,
                 schedule=schedule_text(p, spec.default_schedule),
-                next_run=next_run(p)[1],
-                runs=[
-                    run_shown(r)
-                    for r in TaskRun.objects.filter(
-                        integration=integration, task=spec.name
-                    ).order_by("-started")[:runs]
-                ],
+                next_run="Off" if off_reason else next_run(p)[1],
+                runs=[run_shown(r) for r in recent[:runs]],
+                off_reason=off_reason,
+                between_runs=_between_runs(integration, spec.name, recent[0] if recent else None),
                 changelist_url=base
                 + "?"
                 + urlencode({"integration__id__exact": integration.pk, "task": spec.name}),
@@ -265,7 +332,7 @@ def dashboard_records(*, integration: Integration) -> dict[str, Any]:
         ).exists(),
         "parked_items": list(
             integration.outbox.filter(state=OutboxItem.State.PARKED)
-            .select_related("fee")
+            .select_related("fee__student")
             .order_by("updated_at")[:50]
         ),
         "discrepancies": list(open_findings.exclude(kind=Discrepancy.Kind.UNMATCHED_PAYMENT)[:50]),
@@ -368,7 +435,7 @@ def fee_sync_timeline(*, fee: Fee) -> list[FeeAtVendor]:
                         o.updated_at,
                         f"Sending failed (attempt {o.attempts})"
                         if o.state == OutboxItem.State.PENDING
-                        else "Parked after too many failures",
+                        else "Parked after too many failures: needs a retry",
                         o.last_error,
                         "bad" if o.state == OutboxItem.State.PARKED else "warn",
                     )
@@ -397,7 +464,10 @@ def fee_sync_timeline(*, fee: Fee) -> list[FeeAtVendor]:
         events.sort(key=lambda e: e.when)
 
         if o is not None and o.state == OutboxItem.State.PARKED:
-            status = f"Parked: not sent after repeated failures. {o.last_error}"
+            status = (
+                "Parked: not sent after repeated failures, and not sent again until "
+                f"retried. {o.last_error}"
+            )
             flag, level = "Parked", "bad"
         elif o is not None:
             status = f"Version {o.version} is waiting to be sent to {vendor}."

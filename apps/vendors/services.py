@@ -23,7 +23,7 @@ from apps.fees.services import LedgerError, date_in_window
 
 from . import engine
 from .errors import CredentialsUnreadable, IntegrationError
-from .jobs import TASKS, tasks_for
+from .jobs import TASKS, prerequisite_missing, tasks_for
 from .kinds.base import (
     BALANCE_SETTINGS,
     LUNCH_SETTINGS,
@@ -34,7 +34,7 @@ from .kinds.base import (
     VendorFee,
 )
 from .models import Discrepancy, Integration, option_json
-from .registry import get_adapter_class
+from .registry import get_adapter_class, kinds
 from .tasks import run_integration_task
 
 if TYPE_CHECKING:
@@ -186,6 +186,94 @@ def integration_update_parent_options(*, integration: Integration, **options: An
     return integration
 
 
+# --- one vendor per fee -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """Another enabled integration that sends fees of some of the same categories."""
+
+    other: Integration
+    categories: list[str]  # names; ["every category"] when both send everything
+
+    @property
+    def message(self) -> str:
+        return (
+            f"{self.other.name} is enabled and already sends {_and_list(self.categories)}: "
+            "a fee must go to one vendor only."
+        )
+
+
+def _and_list(names: list[str]) -> str:
+    if len(names) <= 1:
+        return "".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _sends_fees(integration: Integration) -> bool:
+    kind = kinds().get(integration.vendor_kind)
+    return bool(kind and {Capability.SEND, Capability.FILE_EXPORT} & set(kind.capabilities))
+
+
+def category_overlaps(
+    *, integration: Integration, categories: list[FeeCategory] | None = None
+) -> list[Overlap]:
+    """The other enabled integrations that send fees of the same categories as this one
+    would with `categories` (its own when None; an empty list means every category). Two
+    vendors holding the same fee would both show it to parents and could both take it."""
+    if not _sends_fees(integration):
+        return []
+    mine = {c.pk: c for c in (integration.categories.all() if categories is None else categories)}
+    others = (
+        Integration.objects.filter(enabled=True)
+        .exclude(pk=integration.pk)
+        .prefetch_related("categories")
+        .order_by("name")
+    )
+    found: list[Overlap] = []
+    for other in others:
+        if not _sends_fees(other):
+            continue
+        theirs = {c.pk: c for c in other.categories.all()}
+        if not mine and not theirs:
+            shared = ["every category"]
+        elif not mine:
+            shared = sorted(c.description for c in theirs.values())
+        elif not theirs:
+            shared = sorted(c.description for c in mine.values())
+        else:
+            shared = sorted(mine[pk].description for pk in mine.keys() & theirs.keys())
+        if shared:
+            found.append(Overlap(other, shared))
+    return found
+
+
+def categories_sent_elsewhere(*, integration: Integration) -> dict[int | None, list[str]]:
+    """Category id -> the names of the other enabled integrations sending it (None: the
+    ones sending every category), for the setup page to show before anything is saved."""
+    taken: dict[int | None, list[str]] = {}
+    others = (
+        Integration.objects.filter(enabled=True)
+        .exclude(pk=integration.pk)
+        .prefetch_related("categories")
+        .order_by("name")
+    )
+    for other in others:
+        if not _sends_fees(other):
+            continue
+        pks: list[int | None] = [c.pk for c in other.categories.all()] or [None]
+        for pk in pks:
+            taken.setdefault(pk, []).append(other.name)
+    return taken
+
+
+def _refuse_overlaps(overlaps: list[Overlap], action: str) -> None:
+    if overlaps:
+        raise IntegrationError(
+            {"categories": f"{action}: " + " ".join(o.message for o in overlaps)}
+        )
+
+
 @dataclass(frozen=True)
 class ChecklistItem:
     label: str
@@ -198,6 +286,7 @@ def enable_checklist(*, integration: Integration) -> list[ChecklistItem]:
     """What must be true before an integration is enabled for the first time."""
     mapped = integration.account_mappings.count()
     categories = integration.categories.count()
+    overlaps = [] if integration.enabled else category_overlaps(integration=integration)
     return [
         ChecklistItem(
             "Test Pull passed", bool(integration.test_pull_ok), True, integration.test_pull_detail
@@ -215,6 +304,14 @@ def enable_checklist(*, integration: Integration) -> list[ChecklistItem]:
             f"{categories} selected."
             if categories
             else "None selected: every category will be sent.",
+        ),
+        ChecklistItem(
+            "No other vendor sends these categories",
+            not overlaps,
+            True,
+            " ".join(o.message for o in overlaps)
+            if overlaps
+            else "No other enabled integration sends fees of these categories.",
         ),
         ChecklistItem(
             "Import-after date set",
@@ -257,6 +354,12 @@ def integration_set_enabled(*, integration: Integration, enabled: bool) -> Integ
     """Switch an integration on (after its checklist passes) or off. Switching on queues
     every in-scope fee the vendor does not hold yet (the backfill)."""
     if enabled and not integration.enabled:
+        # Locked so that two integrations enabled at the same moment cannot both pass.
+        Integration.objects.select_for_update().filter(enabled=True).exists()
+        _refuse_overlaps(
+            category_overlaps(integration=integration),
+            f"{integration.name} cannot be enabled",
+        )
         missing = [
             i.label for i in enable_checklist(integration=integration) if i.required and not i.ok
         ]
@@ -264,8 +367,12 @@ def integration_set_enabled(*, integration: Integration, enabled: bool) -> Integ
             raise IntegrationError(
                 "Before enabling, complete the checklist: " + "; ".join(missing) + "."
             )
+    fields = ["enabled", "updated_at"]
+    if enabled and not integration.enabled:
+        integration.enabled_at = timezone.now()
+        fields.append("enabled_at")
     integration.enabled = enabled
-    integration.save(update_fields=["enabled", "updated_at"])
+    integration.save(update_fields=fields)
     if enabled:
         integration_id = integration.pk
 
@@ -485,8 +592,26 @@ def integration_set_account_mappings(
 @transaction.atomic
 def integration_set_categories(*, integration: Integration, categories: list[FeeCategory]) -> None:
     """The fee categories this integration sends; an empty list means every category,
-    including ones added later. Audited through the m2m field (apps.py)."""
+    including ones added later. Audited through the m2m field (apps.py).
+
+    While it is enabled, a change that would send a category another enabled integration
+    already sends is refused (narrowing is always allowed, even out of an overlap made
+    before this rule existed)."""
     with transaction.atomic():
+        if integration.enabled:
+            Integration.objects.select_for_update().filter(enabled=True).exists()
+            before = {
+                (o.other.pk, name)
+                for o in category_overlaps(integration=integration)
+                for name in o.categories
+            }
+            everything = {pk for pk, name in before if name == "every category"}
+            new = [
+                Overlap(o.other, [n for n in o.categories if (o.other.pk, n) not in before])
+                for o in category_overlaps(integration=integration, categories=categories)
+                if o.other.pk not in everything
+            ]
+            _refuse_overlaps([o for o in new if o.categories], "These categories cannot be saved")
         integration.categories.set(categories)
         # updated_at marks the change for what caches the integration's scope (the portal).
         integration.save(update_fields=["updated_at"])
@@ -532,6 +657,9 @@ def integration_task_set_enabled(
     spec = TASKS.get(task)
     if spec is None or spec not in tasks_for(integration):
         raise IntegrationError(f"{integration.vendor_name} has no task “{task}”.")
+    missing = prerequisite_missing(integration, task)
+    if enabled and missing:
+        raise IntegrationError(f"“{spec.label}” cannot be switched on. {missing}")
     name = schedule_name(integration, spec.label)
     if not PeriodicTask.objects.filter(name=name).exists():
         schedules_sync(integration=integration)

@@ -44,7 +44,7 @@ from .forms import (
     add_service_errors,
     possessive,
 )
-from .jobs import TASKS, tasks_for
+from .jobs import TASKS, prerequisite_missing, tasks_for
 from .kinds.base import Capability, CheckResult, VendorError
 from .models import Discrepancy, Integration
 from .registry import get_adapter_class
@@ -54,9 +54,11 @@ from .selectors import (
     connection_summary,
     dashboard_records,
     outage_message,
+    parked_message,
     scope_preview,
     sync_status,
     task_rows,
+    vendor_still_failing,
 )
 from .tasks import run_integration_task
 
@@ -161,7 +163,9 @@ class Pages:
             "setup_url": reverse("admin:vendors_integration_change", args=[integration.pk]),
             "dashboard_url": reverse("admin:vendors_integration_dashboard", args=[integration.pk]),
             "history_url": _audit_url(integration),
-            "outage": outage_message(integration=integration),
+            "outage": (outage := outage_message(integration=integration)),
+            # Parked changes are in the outage text already while the vendor fails.
+            "parked_note": "" if outage else parked_message(integration=integration),
             "credentials_problem": integration.credentials_problem,
             "may_change": may_change(request.user),
             "may_run": may_run(request.user),
@@ -266,6 +270,7 @@ class SetupPages(Pages):
         ctx["categories_form"] = categories
         ctx["categories_all"] = not integration.categories.exists()
         ctx["categories_selected"] = list(integration.categories.all())
+        ctx["category_overlaps"] = services.category_overlaps(integration=integration)
         ctx["open_in_scope"] = (
             Scope.of(integration).fees().filter(status=Fee.Status.OPEN).count()
             if integration.import_after
@@ -286,6 +291,7 @@ class SetupPages(Pages):
             ctx["file_preview"] = files.fee_file_preview(integration=integration)
         ctx["tests_gate"] = adapter.requires_tests_before_import_date
         ctx["tests_passed"] = bool(integration.test_pull_ok and integration.test_push_ok)
+        ctx["enabled_without_tests"] = enabled_without_tests(integration)
         preview_form = ImportAfterForm(
             request.GET if "import_after" in request.GET else None,
             initial={"import_after": integration.import_after},
@@ -359,7 +365,11 @@ class SetupPages(Pages):
             "enable": integration.enabled,
         }
         words = {True: "Done", False: "To do", None: "Optional"}
-        return [(anchor, title, words[done[anchor]]) for anchor, title in SECTIONS]
+        steps = [(anchor, title, words[done[anchor]]) for anchor, title in SECTIONS]
+        if ctx["enabled_without_tests"]:
+            # Not "To do" on an integration that already runs: it says what it is.
+            steps = [(a, t, "Skipped" if a == "tests" else w) for a, t, w in steps]
+        return steps
 
     # --- the section forms (POST) -------------------------------------------------------------
 
@@ -440,7 +450,11 @@ class SetupPages(Pages):
         form = CategoriesForm(request.POST, integration=integration)
         if form.is_valid():
             chosen = form.cleaned_data["categories"]
-            services.integration_set_categories(integration=integration, categories=chosen)
+            try:
+                services.integration_set_categories(integration=integration, categories=chosen)
+            except ValidationError as exc:
+                add_service_errors(form, exc)
+                return self._invalid(request, integration, "categories", form)
             if chosen:
                 text = f"Categories saved: {plural(len(chosen), 'category', 'categories')} sent."
             else:
@@ -521,9 +535,13 @@ class SetupPages(Pages):
     def _toggle_task(self, request: HttpRequest, integration: Integration) -> HttpResponse:
         spec = self._task_name(request, integration)
         enabled = request.POST.get("enabled") == "1"
-        services.integration_task_set_enabled(
-            integration=integration, task=spec.name, enabled=enabled
-        )
+        try:
+            services.integration_task_set_enabled(
+                integration=integration, task=spec.name, enabled=enabled
+            )
+        except ValidationError as exc:
+            _say(request, "tasks", messages.ERROR, " ".join(exc.messages))
+            return _back_to(integration, "tasks")
         _say(
             request,
             "tasks",
@@ -537,8 +555,12 @@ class SetupPages(Pages):
         spec = self._task_name(request, integration)
         back_to_dashboard = request.POST.get("back") == "dashboard"
         section = "tasks"
+        missing = prerequisite_missing(integration, spec.name)
         if not integration.enabled:
             text = f"“{spec.label}” did not run: enable the integration first."
+            level = messages.ERROR
+        elif missing:
+            text = f"“{spec.label}” did not run. {missing}"
             level = messages.ERROR
         else:
             try:
@@ -582,6 +604,31 @@ class SetupPages(Pages):
         return _back_to(integration, "enable")
 
 
+def enabled_without_tests(integration: Integration) -> str:
+    """For an enabled integration whose checks have not both passed (the demo's, enabled
+    when it was made; or one whose connection changed since): say so, with when it was
+    enabled, rather than show tests still "to do" on something already running."""
+    if not integration.enabled or (integration.test_pull_ok and integration.test_push_ok):
+        return ""
+    since = when(integration.enabled_at or integration.created_at)
+    failed = [
+        name
+        for name, ok in (
+            ("Test Pull", integration.test_pull_ok),
+            ("Test Push", integration.test_push_ok),
+        )
+        if ok is False
+    ]
+    if failed:
+        return (
+            f"Enabled on {since}; {' and '.join(failed)} failed since: fees and payments may "
+            f"not be getting through to {integration.vendor_name}. See the result below."
+        )
+    return (
+        f"Enabled on {since} without tests. Run Test Pull and Test Push to confirm the connection."
+    )
+
+
 def queue_task(integration: Integration, task: str) -> None:
     """Run one task in the background, as "Run now" (the worker records the run)."""
     run_integration_task.delay(integration.pk, task, trigger="manual")
@@ -617,6 +664,9 @@ class DashboardPages(Pages):
                 "oldest_waiting": when(datetime.fromisoformat(oldest)) if oldest else "",
                 "parked": status["changes_parked"],
                 "parked_items": records["parked_items"],
+                "retry_warning": vendor_still_failing(integration=integration)
+                if status["changes_parked"]
+                else "",
                 "running": running,
                 "refresh": (waiting > 0 or running) and not refresh_off,
                 "refresh_seconds": 30 if ctx["outage"] else 5,
@@ -679,13 +729,19 @@ class DashboardPages(Pages):
                 if not ids:
                     messages.error(request, "Tick the parked changes to retry, or retry all.")
                     return HttpResponseRedirect(self._dashboard(integration, "parked"))
+            still_failing = vendor_still_failing(integration=integration)
             n = engine.outbox_retry_parked(integration=integration, item_ids=ids)
-            messages.success(
-                request,
-                f"{plural(n, 'parked change')} will be sent again now."
-                if n
-                else "Nothing was parked any more.",
-            )
+            if n and still_failing:
+                messages.warning(
+                    request, f"{plural(n, 'parked change')} will be sent again now. {still_failing}"
+                )
+            else:
+                messages.success(
+                    request,
+                    f"{plural(n, 'parked change')} will be sent again now."
+                    if n
+                    else "Nothing was parked any more.",
+                )
             return HttpResponseRedirect(self._dashboard(integration, "parked"))
         # resend: the send-fees task, in the background
         if not integration.enabled:

@@ -608,7 +608,12 @@ def test_assigning_twice_charges_each_student_once(
     assert any("has started" in m for m in messages_of(first))
     job = BulkJob.objects.get()
     assert (job.state, job.total, job.changed) == ("done", 4, 4)
-    assert admin_link(job) in first.content.decode()
+    # The confirmation lands on the job's own progress page (issue 11, item 10).
+    assert first.redirect_chain[-1][0] == admin_link(job)
+    # Drawn before the worker started (on commit, after this request): not "0 of 0".
+    shown = first.content.decode()
+    assert "Starting: the students of the list “Grade 5” are being counted." in shown
+    assert "0 of 0" not in shown
 
     run_bulk(client, assignment, "assign", django_capture_on_commit_callbacks)
 

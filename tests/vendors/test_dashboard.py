@@ -142,7 +142,7 @@ def test_the_dashboard_numbers_link_to_the_rows_behind_them(district_admin, busy
         ("Fees in scope", 5),
         ("Acknowledged by PaySchools", 2),
         ("Changes waiting", 1),
-        ("Parked after failures", 2),
+        ("Parked: need a retry", 2),
         ("Payments recorded", 1),
         ("Open findings", 2),
         ("Vendor payments not recorded", 1),
@@ -168,7 +168,11 @@ def test_the_dashboard_shows_task_runs_with_duration_outcome_counts_and_errors(
     assert "Failed" in tasks
     assert "PaySchools' server did not answer within 3 seconds." in tasks
     assert "Next run" in tasks
-    assert tasks.count("Run now") == 5
+    # Demographics export and lunch sync have no server / no "Sync lunch balance": they are
+    # off and say why, with no Run now.
+    assert tasks.count("Run now") == 3
+    assert "Off until a demographics server is set up" in tasks
+    assert "Off while “Sync lunch balance” is not checked" in tasks
 
 
 def test_the_page_refreshes_itself_while_changes_wait_unless_told_not_to(district_admin, busy):
@@ -194,7 +198,9 @@ def test_an_outage_is_said_in_plain_words_at_the_top(district_admin, busy):
     assert banner.get("role") == "alert"
     assert " ".join(banner.text_content().split()) == (
         "PaySchools: the vendor is not answering. PaySchools' server did not answer within 3 "
-        "seconds. 1 change is waiting and will be sent when PaySchools answers again."
+        "seconds. 1 change is waiting and will be sent when PaySchools answers again. "
+        "2 changes are parked after repeated failures: they are not sent again until someone "
+        "retries them on the dashboard."
     )
     # While the vendor is down the page reloads less often.
     assert b'http-equiv="refresh" content="30"' in page.content
@@ -359,5 +365,8 @@ def test_a_fee_page_shows_its_sync_timeline_per_integration(district_admin, busy
 
     assert "Version 1 is waiting to be sent to PaySchools." in timeline(waiting)
     text = timeline(parked)
-    assert "Parked: not sent after repeated failures. PaySchools' server failed (HTTP 500)." in text
+    assert (
+        "Parked: not sent after repeated failures, and not sent again until retried. "
+        "PaySchools' server failed (HTTP 500)."
+    ) in text
     assert "12 attempts" in text

@@ -87,6 +87,7 @@ def test_enabling_waits_for_the_checklist():
         "Test Push passed": False,
         "Merchant accounts mapped": False,
         "Categories chosen": True,
+        "No other vendor sends these categories": True,
         "Import-after date set": False,
     }
     Integration.objects.filter(pk=integration.pk).update(test_pull_ok=True, test_push_ok=True)

@@ -802,6 +802,7 @@ class Command(BaseCommand):
                 slug=slug,
                 name=name,
                 enabled=True,
+                enabled_at=timezone.now(),
                 service_url=url,
                 import_after=self.year_start,
                 # Library fines are paid through the financials office: no portal button.

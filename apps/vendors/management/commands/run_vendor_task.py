@@ -5,7 +5,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.vendors.errors import IntegrationError
-from apps.vendors.jobs import TASKS, task_run
+from apps.vendors.jobs import TASKS, prerequisite_missing, task_run
 from apps.vendors.models import Integration, TaskRun
 
 
@@ -25,8 +25,9 @@ class Command(BaseCommand):
             run = task_run(integration=integration, task=options["task"], trigger="command")
         except IntegrationError as exc:
             raise CommandError(exc.messages[0]) from None
-        if run is None:  # only nightly runs are skipped, and a manual run is not one
-            raise CommandError("The task did not run.")
+        if run is None:  # a manual run is not nightly: only a missing prerequisite skips it
+            missing = prerequisite_missing(integration, options["task"])
+            raise CommandError(f"The task did not run. {missing}".strip())
         self.stdout.write(
             json.dumps(
                 {

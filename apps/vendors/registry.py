@@ -20,6 +20,7 @@ from .kinds.base import VendorAdapter
 KIND_PACKAGES: tuple[str, ...] = (
     "apps.vendors.kinds.payschools",
     "apps.vendors.kinds.communitypass",
+    "apps.vendors.kinds.partnerapi",
 )
 
 _kinds: dict[str, type[VendorAdapter]] = {}

@@ -47,6 +47,10 @@ INSTALLED_APPS = [
     "apps.fees",
     "apps.vendors",
     "apps.portal",
+    "rest_framework",
+    "rest_framework_api_key",
+    "drf_spectacular",
+    "apps.partner_api",
 ]
 
 MIDDLEWARE = [
@@ -268,6 +272,34 @@ FEESYNC_STUDENT_PAGE_DEADLINE_SECONDS = env.float(
 # (not a list assignment's, which are charged set-wise); off, staff apply or refund it from
 # the student's page.
 FEESYNC_AUTO_APPLY_CREDIT = env.bool("FEESYNC_AUTO_APPLY_CREDIT", default=False)
+# The partner API (apps.partner_api): DRF with RFC 9457 problem documents for every error,
+# OpenAPI by drf-spectacular (https://drf-spectacular.readthedocs.io/en/latest/settings.html).
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "apps.partner_api.auth.PartnerBasicAuthentication",
+        "apps.partner_api.auth.ApplicationKeyAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["apps.partner_api.permissions.IsApiUser"],
+    "DEFAULT_PARSER_CLASSES": ["apps.partner_api.parsers.DecimalJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "apps.partner_api.problems.problem_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "FeeSync partner API",
+    "DESCRIPTION": "Anthology Student's payment-partner contract, served by FeeSync: post "
+    "payments (with scheduled-installment auto-adjust), charges and adjustments, apply "
+    "payments, and student payment plans. See docs/partner-api.md.",
+    "VERSION": "1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": "/api/",
+}
+# Responses kept for Idempotency-Key replays at least this long.
+FEESYNC_IDEMPOTENCY_HOURS = env.int("FEESYNC_IDEMPOTENCY_HOURS", default=48)
+# The district requires a term (TermId) on every charge or adjustment a partner posts.
+FEESYNC_REQUIRE_TERM_CODES = env.bool("FEESYNC_REQUIRE_TERM_CODES", default=False)
 # Fee, due and import-after dates more than this many years before or after today are
 # refused as typos.
 FEESYNC_DATE_WINDOW_YEARS = env.int("FEESYNC_DATE_WINDOW_YEARS", default=5)

@@ -38,6 +38,7 @@ from .ledger import (
     Kind,
     LedgerError,
     Origin,
+    _account_payment_take,
     _AlreadyRecorded,
     _credit_account,
     _credit_change,
@@ -102,6 +103,11 @@ class Movement:
     refers_to: str | None = None
     occurred_at: datetime | None = None
     student_number: str = ""
+    #: A payment to the student's account (ledger card) rather than to one fee: `fee_ref`
+    #: is empty and this names the student (the partner API's payments).
+    student_id: int | None = None
+    method: str = LedgerEntry.Method.ONLINE
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -304,6 +310,14 @@ def _record_one(source: MovementSource, m: Movement, fee: Fee | None) -> LedgerE
     """Post one movement in the caller's savepoint. Raises `LedgerError` (refused, with the
     reason) or `_AlreadyRecorded` (a concurrent call recorded it first)."""
     name = source.name
+    if fee is None and m.student_id is not None and m.kind == MovementKind.PAYMENT:
+        return _account_payment_take(
+            student_id=m.student_id,
+            amount=m.amount,
+            method=m.method,
+            origin=source.origin(m.external_id),
+            note=m.note or f"Paid at {name}",
+        )
     if m.kind == MovementKind.DISPUTE:
         raise LedgerError(
             f"FeeSync cannot record disputes yet: {name} sent dispute {m.external_id} "

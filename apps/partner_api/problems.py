@@ -68,6 +68,9 @@ def flatten(detail: Any, prefix: str = "") -> list[dict[str, str]]:
     out: list[dict[str, str]] = []
     if isinstance(detail, dict):
         for key, value in detail.items():
+            if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
+                out.extend(flatten(value, f"{prefix}[{key}]"))
+                continue
             name = "" if key in ("non_field_errors", "__all__") else str(key)
             path = f"{prefix}.{name}" if prefix and name else (prefix or name)
             out.extend(flatten(value, path))
@@ -76,7 +79,8 @@ def flatten(detail: Any, prefix: str = "") -> list[dict[str, str]]:
             out.extend({"property": prefix or "(body)", "detail": str(v)} for v in detail)
         else:
             for i, value in enumerate(detail):
-                out.extend(flatten(value, f"{prefix}[{i}]"))
+                if value:  # DRF lists an empty {} for each good item
+                    out.extend(flatten(value, f"{prefix}[{i}]"))
     else:
         out.append({"property": prefix or "(body)", "detail": str(detail)})
     return out

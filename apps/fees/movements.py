@@ -19,3 +19,7 @@ class MovementKind(StrEnum):
     VOID = "void"  # undoes the payment it `refers_to`, entered in error
     DISPUTE = "dispute"  # the ledger cannot record disputes yet: always refused for now
     RESTORE = "restore"  # reverses (part of) the waiver it `refers_to` (the file model's)
+    # Posted by the partner API only (a vendor adapter never reports them):
+    CHARGE = "charge"  # a new fee on the student's card (`Movement.charge` says what)
+    DEBIT_ADJUSTMENT = "debit_adjustment"  # raises what the fee `fee_ref` charges
+    CREDIT_ADJUSTMENT = "credit_adjustment"  # lowers what the fee `fee_ref` charges

@@ -202,3 +202,89 @@ class PlanOut(serializers.Serializer):  # type: ignore[type-arg]
     ScheduledAmount = MoneyOutField(help_text="Installments still scheduled.")
     Terms = serializers.DictField(help_text="The interest-bearing properties, as sent.")
     ScheduledPayments = ScheduledPaymentOut(many=True, help_text="The schedule, by date.")
+
+
+CHARGE_TYPES = {
+    "Charge": "charge",
+    "DebitAdjustment": "debit_adjustment",
+    "CreditAdjustment": "credit_adjustment",
+}
+
+
+class ChargeIn(_Strict):
+    StudentId = serializers.CharField(max_length=40, help_text=STUDENT_ID_HELP)
+    BillingTransactionCodeId = serializers.CharField(
+        max_length=20,
+        help_text="The billing code: a FeeSync fee category code this integration may post.",
+    )
+    Type = serializers.ChoiceField(
+        choices=list(CHARGE_TYPES),
+        help_text="Charge (a new fee), DebitAdjustment (raises a charge) or CreditAdjustment "
+        "(lowers one).",
+    )
+    TransactionAmount = MoneyInputField(help_text="Dollars to the cent.")
+    TransactionDate = ContractDateField(help_text="The charge's date (the fee date).")
+    Description = serializers.CharField(max_length=200, help_text="Shown on the ledger card.")
+    VendorTransactionId = serializers.CharField(
+        max_length=100, help_text="Your own id of this transaction: recorded once, forever."
+    )
+    DueDate = ContractDateField(required=False, help_text="When a charge is due.")
+    TermId = serializers.CharField(
+        max_length=40,
+        required=False,
+        allow_blank=True,
+        help_text="The term; required when the district requires term codes.",
+    )
+    AdjustedTransactionId = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=2**62,
+        help_text="For an adjustment: the charge it adjusts. Without it, a credit adjustment "
+        "lowers the student's oldest-due open charge of the billing code that owes enough, "
+        "a debit adjustment raises the newest charge of the billing code.",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs["Description"].strip():
+            raise serializers.ValidationError({"Description": "Description is required."})
+        return attrs
+
+
+class ChargeOut(serializers.Serializer):  # type: ignore[type-arg]
+    StudentAccountTransactionId = serializers.IntegerField(help_text="The entry's ledger id.")
+    StudentId = serializers.CharField(help_text=STUDENT_ID_HELP)
+    Type = serializers.CharField(help_text="As posted.")
+    TransactionAmount = MoneyOutField(help_text="As posted.")
+    ChargeTransactionId = serializers.IntegerField(help_text="The charge (fee) it is on.")
+    FeeReference = serializers.CharField(help_text="FeeSync's reference of that fee.")
+    ChargeAmount = MoneyOutField(help_text="What that fee charges now.")
+    ChargeBalance = MoneyOutField(help_text="What is still owed on it.")
+    VendorTransactionId = serializers.CharField(help_text="As posted.")
+    IsReplay = serializers.BooleanField(help_text="True when posted before: that posting.")
+
+
+class ApplicationIn(_Strict):
+    StudentAccountTransactionId = serializers.IntegerField(
+        min_value=1, max_value=2**62, help_text="A charge or debit adjustment to apply to."
+    )
+    Amount = MoneyInputField(help_text="How much to apply to it.")
+
+
+class ApplyIn(_Strict):
+    StudentId = serializers.CharField(max_length=40, help_text=STUDENT_ID_HELP)
+    StudentAccountTransactionId = serializers.IntegerField(
+        min_value=1,
+        max_value=2**62,
+        help_text="The payment or credit adjustment whose unapplied money is applied.",
+    )
+    Applications = ApplicationIn(
+        many=True, allow_empty=False, max_length=100, help_text="Where, and how much."
+    )
+
+
+class ApplyOut(serializers.Serializer):  # type: ignore[type-arg]
+    StudentAccountTransactionId = serializers.IntegerField(help_text="The payment.")
+    UnappliedAmount = MoneyOutField(help_text="What of it is still unapplied.")
+    Applications = serializers.ListField(
+        child=serializers.DictField(), help_text="Each charge with the amount applied and its balance."
+    )

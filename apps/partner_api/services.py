@@ -330,3 +330,236 @@ def api_key_issue(*, api_user: ApiUser, name: str) -> tuple[Any, str]:
     from .models import PartnerApiKey
 
     return PartnerApiKey.objects.create_key(name=name, api_user=api_user)  # type: ignore[no-any-return]
+
+
+# --- charges and adjustments -----------------------------------------------------------------
+
+CHARGE_OP = "StudentAccounting.LedgerChargeOrAdjustmentTransactions.Create"
+APPLY_OP = "StudentAccounting.LedgerTransactionsApplyPayments.Create"
+
+
+def _category_for(api_user: ApiUser, code: str) -> Any:
+    from apps.categories.models import FeeCategory
+
+    category = FeeCategory.objects.filter(code=code).first()
+    if category is None:
+        raise refused("BillingTransactionCodeId", f"No billing code is “{code}”.")
+    allowed = api_user.integration.categories.all()
+    if allowed.exists() and not allowed.filter(pk=category.pk).exists():
+        raise Problem(
+            403,
+            "Forbidden",
+            f"{api_user.integration.name} may not post to billing code {code}.",
+            errors=[{"property": "BillingTransactionCodeId", "detail": "Not allowed for you."}],
+        )
+    return category
+
+
+def _merchant_account_for(api_user: ApiUser) -> Any:
+    mapping = api_user.integration.account_mappings.order_by("pk").first()
+    if mapping is None:
+        raise Problem(
+            422,
+            "Unprocessable content",
+            f"{api_user.integration.name} has no merchant account: the district must map one "
+            "on the integration before it can post charges.",
+        )
+    return mapping.merchant_account
+
+
+def _adjusted_fee(student: Student, category: Any, data: dict[str, Any], debit: bool) -> Any:
+    from apps.fees.models import Fee
+
+    fees = Fee.objects.filter(student=student, category=category)
+    if adjusted := data.get("AdjustedTransactionId"):
+        entry = LedgerEntry.objects.filter(
+            pk=adjusted, student=student, kind="charge", fee__category=category
+        ).first()
+        if entry is None:
+            raise refused(
+                "AdjustedTransactionId",
+                f"Transaction {adjusted} is not a charge of this student in this billing code.",
+            )
+        return entry.fee
+    amount = data["TransactionAmount"]
+    if debit:
+        fee = fees.exclude(status__in=["voided", "waived", "closed"]).filter(
+            amount_locked=False
+        ).order_by("-fee_date", "-id").first()
+    else:
+        fee = fees.filter(status="open", balance__gte=amount).order_by("due_date", "fee_date", "id").first()
+    if fee is None:
+        raise refused(
+            "AdjustedTransactionId",
+            f"The student has no charge in billing code {category.code} that this adjustment "
+            "can go on; name it with AdjustedTransactionId.",
+        )
+    return fee
+
+
+def charge_body(entry: LedgerEntry, replay: bool) -> dict[str, Any]:
+    fee = entry.fee
+    assert fee is not None
+    charge = LedgerEntry.objects.get(fee=fee, kind="charge")
+    return {
+        "StudentAccountTransactionId": entry.pk,
+        "StudentId": entry.student.student_number,
+        "Type": {v: k for k, v in _CHARGE_TYPES().items()}[entry.kind],
+        "TransactionAmount": f"{entry.amount:.2f}",
+        "ChargeTransactionId": charge.pk,
+        "FeeReference": fee.reference,
+        "ChargeAmount": f"{fee.amount:.2f}",
+        "ChargeBalance": f"{fee.balance:.2f}",
+        "VendorTransactionId": entry.external_id,
+        "IsReplay": replay,
+    }
+
+
+def _CHARGE_TYPES() -> dict[str, str]:
+    from .serializers import CHARGE_TYPES
+
+    return CHARGE_TYPES
+
+
+def charge_post(*, api_user: ApiUser, data: dict[str, Any]) -> PaymentResult:
+    """Post a charge (a new fee), or a debit or credit adjustment of one."""
+    from django.conf import settings
+
+    from apps.fees.services.outside import NewCharge
+
+    student = student_for(data["StudentId"])
+    if settings.FEESYNC_REQUIRE_TERM_CODES and not (data.get("TermId") or "").strip():
+        raise Problem(
+            400,
+            "Invalid request",
+            "The district requires a term code: TermId is required.",
+            errors=[{"property": "TermId", "detail": "Required (the district requires term codes)."}],
+        )
+    _in_window(data["TransactionDate"], "TransactionDate")
+    category = _category_for(api_user, data["BillingTransactionCodeId"])
+    kind = _CHARGE_TYPES()[data["Type"]]
+    external_id = data["VendorTransactionId"].strip()
+    with transaction.atomic():
+        done = LedgerEntry.objects.filter(
+            external_source=api_user.external_source, external_id=external_id
+        ).first()
+        if done is not None:
+            return PaymentResult(charge_body(done, True), replay=True)
+        if kind == "charge":
+            due = data.get("DueDate")
+            if due is not None and due < data["TransactionDate"]:
+                raise refused("DueDate", "DueDate cannot be before TransactionDate.")
+            movement = Movement(
+                external_id=external_id,
+                kind=MovementKind.CHARGE,
+                fee_ref="",
+                amount=data["TransactionAmount"],
+                charge=NewCharge(
+                    student_id=student.pk,
+                    category_id=category.pk,
+                    merchant_account_id=_merchant_account_for(api_user).pk,
+                    description=data["Description"].strip(),
+                    fee_date=data["TransactionDate"],
+                    due_date=due,
+                ),
+            )
+        else:
+            fee = _adjusted_fee(student, category, data, debit=kind == "debit_adjustment")
+            movement = Movement(
+                external_id=external_id,
+                kind=MovementKind(kind),
+                fee_ref=fee.reference,
+                amount=data["TransactionAmount"],
+                note=data["Description"].strip(),
+            )
+        outcome = movement_record(source=source_for(api_user), movement=movement)
+        if outcome.status == OutcomeStatus.ALREADY_RECORDED:
+            entry = LedgerEntry.objects.get(pk=outcome.entry_id)
+            return PaymentResult(charge_body(entry, True), replay=True)
+        if outcome.status != OutcomeStatus.RECORDED:
+            raise refused("TransactionAmount", outcome.reason)
+        entry = LedgerEntry.objects.select_related("student", "fee").get(pk=outcome.entry_id)
+        ApiPosting.objects.create(
+            entry=entry,
+            api_user=api_user,
+            operation=CHARGE_OP,
+            transaction_date=data["TransactionDate"],
+            payment_type=data["Type"],
+            description=data["Description"].strip(),
+            term_id=(data.get("TermId") or "").strip(),
+        )
+        return PaymentResult(charge_body(entry, False), replay=False)
+
+
+# --- applying payments -----------------------------------------------------------------------
+
+
+def apply_post(*, api_user: ApiUser, data: dict[str, Any]) -> dict[str, Any]:
+    """Apply a payment's unapplied money to listed charges, all or nothing; never more than
+    is left on either side. With auto-apply on, both sides are flagged manual."""
+    from django.conf import settings
+
+    from apps.fees.services.credit import credit_apply, manual_apply_flag
+    from apps.fees.services.ledger import LedgerError, Origin
+
+    student = student_for(data["StudentId"])
+    pid = data["StudentAccountTransactionId"]
+    credit = LedgerEntry.objects.filter(
+        pk=pid, student=student, kind__in=["payment", "credit_adjustment"]
+    ).first()
+    if credit is None:
+        raise refused(
+            "StudentAccountTransactionId",
+            f"Transaction {pid} is not a payment or credit adjustment of this student.",
+        )
+    origin = Origin(user=api_user.user, source=LedgerEntry.Source.PARTNER_API)
+    applied = []
+    with transaction.atomic():
+        for i, row in enumerate(data["Applications"]):
+            prop = f"Applications[{i}].StudentAccountTransactionId"
+            tid = row["StudentAccountTransactionId"]
+            debit = (
+                LedgerEntry.objects.select_related("fee")
+                .filter(pk=tid, student=student, kind__in=["charge", "debit_adjustment"])
+                .first()
+            )
+            if debit is None or debit.fee is None:
+                raise refused(prop, f"Transaction {tid} is not a charge or debit adjustment of this student.")
+            left = unallocated(credit)
+            if row["Amount"] > left:
+                raise refused(
+                    f"Applications[{i}].Amount",
+                    f"${row['Amount']:.2f} is more than is left to apply of transaction {pid} "
+                    f"(${left:.2f}).",
+                )
+            if row["Amount"] > debit.fee.balance:
+                raise refused(
+                    f"Applications[{i}].Amount",
+                    f"${row['Amount']:.2f} is more than is left to pay on transaction {tid} "
+                    f"(${debit.fee.balance:.2f}).",
+                )
+            try:
+                credit_apply(
+                    student=student,
+                    fee=debit.fee,
+                    origin=origin,
+                    amount=row["Amount"],
+                    credit_entry=credit,
+                )
+            except LedgerError as exc:
+                raise refused(prop, f"Transaction {tid}: " + "; ".join(exc.messages)) from None
+            debit.fee.refresh_from_db()
+            if settings.FEESYNC_AUTO_APPLY_CREDIT:
+                manual_apply_flag(entries=[credit, debit])
+            applied.append(
+                {
+                    "StudentAccountTransactionId": tid,
+                    "Amount": f"{row['Amount']:.2f}",
+                    "ChargeBalance": f"{debit.fee.balance:.2f}",
+                }
+            )
+    return {
+        "StudentAccountTransactionId": credit.pk,
+        "UnappliedAmount": f"{unallocated(credit):.2f}",
+        "Applications": applied,
+    }

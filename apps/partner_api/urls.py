@@ -11,6 +11,16 @@ urlpatterns = [
         name="api_ledger_payment_transactions",
     ),
     path(
+        "student-accounting/ledger-chargeoradjustment-transactions",
+        views.LedgerChargeOrAdjustmentTransactions.as_view(),
+        name="api_ledger_charge_transactions",
+    ),
+    path(
+        "student-accounting/ledger-transactions-applypayments",
+        views.LedgerTransactionsApplyPayments.as_view(),
+        name="api_ledger_apply_payments",
+    ),
+    path(
         "student-accounting/student-payment-plan",
         views.StudentPaymentPlan.as_view(),
         name="api_student_payment_plan",

@@ -19,7 +19,17 @@ from .calls import call_log
 from .idempotency import HEADER, idempotent
 from .permissions import api_user_of
 from .problems import problem_handler
-from .serializers import PaymentIn, PaymentOut, PlanCreateIn, PlanOut, PlanUpdateIn
+from .serializers import (
+    ApplyIn,
+    ApplyOut,
+    ChargeIn,
+    ChargeOut,
+    PaymentIn,
+    PaymentOut,
+    PlanCreateIn,
+    PlanOut,
+    PlanUpdateIn,
+)
 
 
 class ProblemSchema(serializers.Serializer):  # type: ignore[type-arg]
@@ -103,6 +113,56 @@ class LedgerPaymentTransactions(_Operation):
             return Response(result.body, status=200 if result.replay else 201)
 
         return self.run(request, PaymentIn, work)
+
+
+class LedgerChargeOrAdjustmentTransactions(_Operation):
+    operation = "StudentAccounting.LedgerChargeOrAdjustmentTransactions.Create"
+
+    @extend_schema(
+        operation_id="post_ledger_chargeoradjustment_transaction",
+        summary="Post a charge, or a debit or credit adjustment, to a student's ledger card",
+        description="A charge becomes a FeeSync fee (so it is sent to the payment vendors "
+        "whose scope it is in); an adjustment raises or lowers a charge. TermId is required "
+        "when the district requires term codes. Requires "
+        "StudentAccounting.LedgerChargeOrAdjustmentTransactions.Create.",
+        request=ChargeIn,
+        parameters=[IDEMPOTENCY],
+        responses={
+            201: ChargeOut,
+            200: OpenApiResponse(ChargeOut, description="A replay: posted before."),
+            **PROBLEMS,
+        },
+        tags=["Student accounting"],
+    )
+    def post(self, request: Request) -> Response:
+        def work(api_user: Any, serializer: ChargeIn) -> Response:
+            result = services.charge_post(api_user=api_user, data=serializer.validated_data)
+            return Response(result.body, status=200 if result.replay else 201)
+
+        return self.run(request, ChargeIn, work)
+
+
+class LedgerTransactionsApplyPayments(_Operation):
+    operation = "StudentAccounting.LedgerTransactionsApplyPayments.Create"
+
+    @extend_schema(
+        operation_id="post_ledger_transactions_applypayments",
+        summary="Apply a payment or credit adjustment to charges",
+        description="All listed applications or none; never more than is left to apply on "
+        "either side (a 422 naming the transaction). With the district's auto-apply on, the "
+        "payment and the charges are flagged manual and automatic application leaves them "
+        "alone. Requires StudentAccounting.LedgerTransactionsApplyPayments.Create.",
+        request=ApplyIn,
+        parameters=[IDEMPOTENCY],
+        responses={200: ApplyOut, **PROBLEMS},
+        tags=["Student accounting"],
+    )
+    def post(self, request: Request) -> Response:
+        def work(api_user: Any, serializer: ApplyIn) -> Response:
+            body = services.apply_post(api_user=api_user, data=serializer.validated_data)
+            return Response(body, status=200)
+
+        return self.run(request, ApplyIn, work)
 
 
 class StudentPaymentPlan(_Operation):

@@ -198,3 +198,20 @@ __all__ = [
     "credit_refund",
     "student_credit",
 ]
+
+
+def manual_apply_flag(*, entries: list[LedgerEntry]) -> None:
+    """Mark entries as applied by hand (a payment and the charge it was applied to): the
+    district's automatic application never takes from or gives to them again."""
+    from ..models import ManualApplication
+
+    ManualApplication.objects.bulk_create(
+        [ManualApplication(entry=e) for e in entries], ignore_conflicts=True
+    )
+
+
+def manual_apply_clear(*, entry: LedgerEntry) -> None:
+    """Give an entry back to automatic application (the admin's manual-apply page)."""
+    from ..models import ManualApplication
+
+    ManualApplication.objects.filter(entry=entry).delete()

@@ -861,3 +861,47 @@ def _account_payment_take(
         raise
     _credit_change(account, amount)
     return entry
+
+
+def _charge_post(*, charge: Any, amount: MoneyInput, origin: Origin) -> LedgerEntry:
+    """A charge from outside (the partner API): a new fee, made by `fee_create` so that it
+    is announced to the vendors in whose scope it is; its charge entry carries the sender's
+    id, so it is recorded once. Returns the charge entry; a repeat raises `_AlreadyRecorded`."""
+    if (existing := _existing_external(origin)) is not None:
+        raise _AlreadyRecorded(existing)
+    try:
+        with transaction.atomic():
+            fee = fee_create(
+                student=Student.objects.get(pk=charge.student_id),
+                category=FeeCategory.objects.get(pk=charge.category_id),
+                merchant_account=MerchantAccount.objects.get(pk=charge.merchant_account_id),
+                description=charge.description,
+                amount=amount,
+                fee_date=charge.fee_date,
+                due_date=charge.due_date,
+                origin=origin,
+            )
+    except IntegrityError as exc:
+        if (existing := _existing_external(origin)) is not None:
+            raise _AlreadyRecorded(existing) from exc
+        raise
+    return LedgerEntry.objects.get(fee=fee, kind=Kind.CHARGE)
+
+
+def _fee_adjust(
+    *, fee: Fee, amount: MoneyInput, raise_it: bool, origin: Origin, reason: str
+) -> LedgerEntry:
+    """A debit (`raise_it`) or credit adjustment of a fee from outside, by the rules of
+    `fee_change`. Returns the adjustment entry; a repeat raises `_AlreadyRecorded`."""
+    amount = to_money(amount)
+    fee = _lock(fee)
+    _refuse_repeat(origin)
+    new_amount = fee.amount + amount if raise_it else fee.amount - amount
+    if new_amount < 0:
+        raise LedgerError(f"${amount} is more than fee {fee.reference} charges (${fee.amount}).")
+    _change_amount(fee, new_amount, origin, reason)
+    entry = _existing_external(origin)
+    if entry is None:  # no sender id: the adjustment just posted is the fee's newest
+        kind = Kind.DEBIT_ADJUSTMENT if raise_it else Kind.CREDIT_ADJUSTMENT
+        entry = LedgerEntry.objects.filter(fee=fee, kind=kind).order_by("-id")[0]
+    return entry

@@ -12,7 +12,15 @@ from django.db.models.functions import Coalesce
 
 from apps.students.models import Student
 
-from .models import ZERO, Allocation, Fee, LedgerEntry, StudentCredit
+from .models import (
+    ZERO,
+    Allocation,
+    Fee,
+    LedgerEntry,
+    PaymentPlan,
+    ScheduledPayment,
+    StudentCredit,
+)
 
 DEBITS = tuple(sorted(LedgerEntry.DEBIT_KINDS))
 CREDITS = tuple(sorted(LedgerEntry.CREDIT_KINDS))
@@ -214,6 +222,33 @@ CHECKS: list[tuple[str, str, str]] = [
         ORDER BY d.id LIMIT {LIMIT}
         """,
     ),
+    # Payment plans: what a plan's installments add up to is its total, and a paid
+    # installment was paid by a payment of the same student that covers every installment
+    # it is said to have paid.
+    (
+        "plan_total",
+        "payment plan {0}: total {1} but its paid and scheduled installments say {2}",
+        f"""
+        SELECT p.id, p.total, COALESCE(SUM(s.amount), 0) FROM fees_paymentplan p
+        LEFT JOIN fees_scheduledpayment s ON s.plan_id = p.id AND s.status IN ('S', 'P')
+        GROUP BY p.id, p.total HAVING p.total <> COALESCE(SUM(s.amount), 0)
+        ORDER BY p.id LIMIT {LIMIT}
+        """,
+    ),
+    (
+        "installment_paid",
+        "entry {0}: a {1} of {2} is said to have paid installments of {3}",
+        f"""
+        SELECT e.id, e.kind, e.amount, SUM(s.amount) FROM fees_scheduledpayment s
+        JOIN fees_ledgerentry e ON e.id = s.payment_id
+        JOIN fees_paymentplan p ON p.id = s.plan_id
+        WHERE s.status = 'P'
+        GROUP BY e.id, e.kind, e.amount, e.student_id
+        HAVING e.kind <> 'payment' OR SUM(s.amount) > e.amount
+            OR MIN(p.student_id) <> e.student_id OR MAX(p.student_id) <> e.student_id
+        ORDER BY e.id LIMIT {LIMIT}
+        """,
+    ),
     (
         "status",
         "fee {0}: status {1} with balance {2}",
@@ -247,6 +282,8 @@ def ledger_report() -> LedgerReport:
         "fees": Fee.objects.count(),
         "entries": LedgerEntry.objects.count(),
         "allocations": Allocation.objects.count(),
+        "payment_plans": PaymentPlan.objects.count(),
+        "installments": ScheduledPayment.objects.count(),
         "breaches": len(report.breaches),
     }
     fee_totals = Fee.objects.aggregate(

@@ -63,3 +63,15 @@ class ApplicationKeyScheme(OpenApiAuthenticationExtension):  # type: ignore[no-u
             "name": "Authorization",
             "description": f"“{KEYWORD} <application key>”, issued in the admin.",
         }
+
+
+class PartnerBasicScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+    target_class = "apps.partner_api.auth.PartnerBasicAuthentication"
+    name = "BasicAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "http",
+            "scheme": "basic",
+            "description": "An API user's name and password.",
+        }

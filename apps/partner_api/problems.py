@@ -42,6 +42,18 @@ class MissingPermission(exceptions.PermissionDenied):
         self.permission = permission
 
 
+def _printable(value: Any) -> Any:
+    """A caller's text echoed back (a misspelt property name) without NUL and other control
+    characters, which PostgreSQL cannot store with the response kept for replays."""
+    if isinstance(value, str):
+        return "".join(c if c.isprintable() or c == " " else f"\\u{ord(c):04x}" for c in value)
+    if isinstance(value, list):
+        return [_printable(v) for v in value]
+    if isinstance(value, dict):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    return value
+
+
 def problem_response(
     status_code: int,
     title: str,
@@ -60,7 +72,7 @@ def problem_response(
     if errors:
         body["errors"] = errors
     body.update(extra or {})
-    return Response(body, status=status_code, headers=headers, content_type=PROBLEM_TYPE)
+    return Response(_printable(body), status=status_code, headers=headers, content_type=PROBLEM_TYPE)
 
 
 def flatten(detail: Any, prefix: str = "") -> list[dict[str, str]]:

@@ -81,7 +81,7 @@ class PaymentIn(_Strict):
     CashDrawerId = serializers.IntegerField(
         required=False,
         min_value=1,
-        max_value=2**31,
+        max_value=2**31 - 1,
         help_text="Required when the student's school takes payments at cash drawers.",
     )
     CashierUserId = serializers.IntegerField(

@@ -49,12 +49,16 @@ def _problem(description: str) -> OpenApiResponse:
     return OpenApiResponse(ProblemSchema, description=description)
 
 
-PROBLEMS = {
-    400: _problem("A property is not valid (each is named in `errors`)."),
-    401: _problem("Not signed in."),
-    403: _problem("Not an API user, or the operation's permission is missing."),
-    404: _problem("No such resource."),
-    422: _problem("Refused: the ledger's rules, or an Idempotency-Key used for another body."),
+PROBLEM = "application/problem+json"
+PROBLEMS: dict[Any, OpenApiResponse] = {
+    (400, PROBLEM): _problem("A property is not valid (each is named in `errors`)."),
+    (401, PROBLEM): _problem("Not signed in."),
+    (403, PROBLEM): _problem("Not an API user, or the operation's permission is missing."),
+    (404, PROBLEM): _problem("No such resource."),
+    (415, PROBLEM): _problem("The body is not JSON."),
+    (422, PROBLEM): _problem(
+        "Refused: the ledger's rules, or an Idempotency-Key used for another body."
+    ),
 }
 IDEMPOTENCY = OpenApiParameter(
     HEADER,
@@ -101,8 +105,10 @@ class LedgerPaymentTransactions(_Operation):
         request=PaymentIn,
         parameters=[IDEMPOTENCY],
         responses={
-            201: PaymentOut,
-            200: OpenApiResponse(PaymentOut, description="A replay: posted before."),
+            (201, "application/json"): PaymentOut,
+            (200, "application/json"): OpenApiResponse(
+                PaymentOut, description="A replay: posted before."
+            ),
             **PROBLEMS,
         },
         tags=["Student accounting"],
@@ -128,8 +134,10 @@ class LedgerChargeOrAdjustmentTransactions(_Operation):
         request=ChargeIn,
         parameters=[IDEMPOTENCY],
         responses={
-            201: ChargeOut,
-            200: OpenApiResponse(ChargeOut, description="A replay: posted before."),
+            (201, "application/json"): ChargeOut,
+            (200, "application/json"): OpenApiResponse(
+                ChargeOut, description="A replay: posted before."
+            ),
             **PROBLEMS,
         },
         tags=["Student accounting"],
@@ -154,7 +162,7 @@ class LedgerTransactionsApplyPayments(_Operation):
         "alone. Requires StudentAccounting.LedgerTransactionsApplyPayments.Create.",
         request=ApplyIn,
         parameters=[IDEMPOTENCY],
-        responses={200: ApplyOut, **PROBLEMS},
+        responses={(200, "application/json"): ApplyOut, **PROBLEMS},
         tags=["Student accounting"],
     )
     def post(self, request: Request) -> Response:
@@ -178,7 +186,7 @@ class StudentPaymentPlan(_Operation):
         "StudentPaymentPlan.StudentPaymentPlan.Create.",
         request=PlanCreateIn,
         parameters=[IDEMPOTENCY],
-        responses={201: PlanOut, **PROBLEMS},
+        responses={(201, "application/json"): PlanOut, **PROBLEMS},
         tags=["Student payment plan"],
     )
     def post(self, request: Request) -> Response:
@@ -197,7 +205,7 @@ class StudentPaymentPlan(_Operation):
         "StudentPaymentPlan.StudentPaymentPlan.Update.",
         request=PlanUpdateIn,
         parameters=[IDEMPOTENCY],
-        responses={200: PlanOut, **PROBLEMS},
+        responses={(200, "application/json"): PlanOut, **PROBLEMS},
         tags=["Student payment plan"],
     )
     def patch(self, request: Request) -> Response:

@@ -232,3 +232,20 @@ def test_any_sequence_keeps_paid_installments_and_the_total(api, student, steps)
         total = PaymentPlan.objects.get(pk=plan_id).total
         assert sum((r.amount for r in rows if r.status in "PS"), Decimal("0")) == total
     assert ledger_report().ok
+
+
+def test_ledger_check_finds_a_plan_whose_total_is_off(api, student):
+    plan = make_plan(api, student)
+    PaymentPlan.objects.filter(pk=plan["PaymentPlanId"]).update(total=Decimal("299.00"))
+    report = ledger_report()
+    assert [b.check for b in report.breaches] == ["plan_total"]
+    assert report.counts["installments"] == 3
+
+
+def test_ledger_check_finds_installments_paid_beyond_their_payment(api, student):
+    plan = make_plan(api, student)
+    first = plan["ScheduledPayments"][0]["ScheduledDisbursementId"]
+    api.post(PAYMENTS, payment(student, "100.00", "Q", ScheduledDisbursementId=first), format="json")
+    entry = LedgerEntry.objects.get(kind="payment")
+    ScheduledPayment.objects.filter(status="S").update(status="P", payment=entry)
+    assert "installment_paid" in {b.check for b in ledger_report().breaches}

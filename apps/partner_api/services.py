@@ -325,11 +325,20 @@ def api_user_create(*, user: Any, integration: Any, groups: tuple[str, ...] = ()
     return api_user
 
 
-def api_key_issue(*, api_user: ApiUser, name: str) -> tuple[Any, str]:
-    """A new application key: (its row, the key itself, shown to the district once)."""
+def api_key_issue(*, api_user: ApiUser, name: str, key: str = "") -> tuple[Any, str]:
+    """A new application key: (its row, the key itself, shown to the district once).
+    `key` ("<prefix>.<secret>") is for the demo's known key only; otherwise it is random."""
+    from rest_framework_api_key.crypto import KeyGenerator
+
     from .models import PartnerApiKey
 
-    return PartnerApiKey.objects.create_key(name=name, api_user=api_user)  # type: ignore[no-any-return]
+    if not key:
+        return PartnerApiKey.objects.create_key(name=name, api_user=api_user)  # type: ignore[no-any-return]
+    prefix = key.partition(".")[0]
+    row = PartnerApiKey.objects.create(
+        name=name, api_user=api_user, prefix=prefix, hashed_key=KeyGenerator().hash(key)
+    )
+    return row, key
 
 
 # --- charges and adjustments -----------------------------------------------------------------

@@ -306,6 +306,9 @@ FEESYNC_DATE_WINDOW_YEARS = env.int("FEESYNC_DATE_WINDOW_YEARS", default=5)
 
 # Demo data password (seed_demo); DESIGN.md command contract.
 DEMO_PASSWORD = env("DEMO_PASSWORD", default="feesync-demo")
+# The demo partner's application key (seed_demo's `partner-demo`; `make run` prints it):
+# "<8-character prefix>.<secret>", stored hashed like any other key.
+PARTNER_DEMO_KEY = env("PARTNER_DEMO_KEY", default="demopart.feesync-demo-partner-key")
 
 if not FEESYNC_CREDENTIAL_KEYS:
     import base64

@@ -52,7 +52,7 @@ class ApplicationKeyAuthentication(authentication.BaseAuthentication):
         return KEYWORD
 
 
-class ApplicationKeyScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+class ApplicationKeyScheme(OpenApiAuthenticationExtension):
     target_class = "apps.partner_api.auth.ApplicationKeyAuthentication"
     name = "ApplicationKey"
 
@@ -65,7 +65,7 @@ class ApplicationKeyScheme(OpenApiAuthenticationExtension):  # type: ignore[no-u
         }
 
 
-class PartnerBasicScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+class PartnerBasicScheme(OpenApiAuthenticationExtension):
     target_class = "apps.partner_api.auth.PartnerBasicAuthentication"
     name = "BasicAuth"
 

@@ -27,11 +27,11 @@ DATE_HELP = (
 @extend_schema_field(
     {
         "oneOf": [{"type": "number"}, {"type": "string"}],
-        "description": "Dollars to the cent, e.g. 125.00 or \"1,250.00\".",
+        "description": 'Dollars to the cent, e.g. 125.00 or "1,250.00".',
         "example": "125.00",
     }
 )
-class MoneyInputField(serializers.Field):  # type: ignore[type-arg]
+class MoneyInputField(serializers.Field):
     def __init__(self, *, allow_zero: bool = False, **kwargs: Any) -> None:
         self.allow_zero = allow_zero
         super().__init__(**kwargs)
@@ -46,10 +46,8 @@ class MoneyInputField(serializers.Field):  # type: ignore[type-arg]
         return f"{value:.2f}"
 
 
-@extend_schema_field(
-    {"type": "string", "description": DATE_HELP, "example": "2026-09-15T00:00:00"}
-)
-class ContractDateField(serializers.Field):  # type: ignore[type-arg]
+@extend_schema_field({"type": "string", "description": DATE_HELP, "example": "2026-09-15T00:00:00"})
+class ContractDateField(serializers.Field):
     def to_internal_value(self, data: Any) -> date:
         name = self.field_name or "Date"
         if not isinstance(data, str):
@@ -65,13 +63,15 @@ class ContractDateField(serializers.Field):  # type: ignore[type-arg]
         try:
             return date(int(match["y"]), int(match["m"]), int(match["d"]))
         except ValueError:
-            raise serializers.ValidationError(f"{name} “{data}” is not a day of the calendar.") from None
+            raise serializers.ValidationError(
+                f"{name} “{data}” is not a day of the calendar."
+            ) from None
 
     def to_representation(self, value: date) -> str:
         return f"{value.isoformat()}T00:00:00"
 
 
 @extend_schema_field(OpenApiTypes.STR)
-class MoneyOutField(serializers.Field):  # type: ignore[type-arg]
+class MoneyOutField(serializers.Field):
     def to_representation(self, value: Decimal) -> str:
         return f"{value:.2f}"

@@ -57,7 +57,11 @@ def idempotent(
     digest = request_hash(request)
     with transaction.atomic():
         IdempotencyRecord.objects.bulk_create(
-            [IdempotencyRecord(api_user=api_user, key=key, operation=operation, request_hash=digest)],
+            [
+                IdempotencyRecord(
+                    api_user=api_user, key=key, operation=operation, request_hash=digest
+                )
+            ],
             ignore_conflicts=True,
         )
         record = IdempotencyRecord.objects.select_for_update().get(api_user=api_user, key=key)

@@ -4,6 +4,7 @@ on its way to the strict money parser (`apps.fees.money.parse_money`)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import IO, Any
 
@@ -16,7 +17,7 @@ class DecimalJSONParser(JSONParser):
         self,
         stream: IO[Any],
         media_type: str | None = None,
-        parser_context: dict[str, Any] | None = None,
+        parser_context: Mapping[str, Any] | None = None,
     ) -> Any:
         encoding = (parser_context or {}).get("encoding", "utf-8")
         try:

@@ -28,7 +28,8 @@ def api_user_of(request: Request) -> ApiUser:
 class IsApiUser(permissions.BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         user = request.user
-        if user is None or not user.is_authenticated:
+        # UNAUTHENTICATED_USER is None: a request without credentials has no user at all.
+        if not getattr(user, "is_authenticated", False):
             raise exceptions.NotAuthenticated(
                 "Sign in with HTTP Basic (API user and password) or "
                 "“Authorization: Api-Key <application key>”."

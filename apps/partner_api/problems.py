@@ -72,7 +72,9 @@ def problem_response(
     if errors:
         body["errors"] = errors
     body.update(extra or {})
-    return Response(_printable(body), status=status_code, headers=headers, content_type=PROBLEM_TYPE)
+    return Response(
+        _printable(body), status=status_code, headers=headers, content_type=PROBLEM_TYPE
+    )
 
 
 def flatten(detail: Any, prefix: str = "") -> list[dict[str, str]]:

@@ -22,7 +22,7 @@ PAYMENT_TYPES = {
 STUDENT_ID_HELP = "The student's id (FeeSync's student number)."
 
 
-class _Strict(serializers.Serializer):  # type: ignore[type-arg]
+class _Strict(serializers.Serializer):
     """Refuses properties the contract does not name, so a misspelt one is not ignored."""
 
     def to_internal_value(self, data: Any) -> Any:
@@ -35,7 +35,7 @@ class _Strict(serializers.Serializer):  # type: ignore[type-arg]
         return super().to_internal_value(data)
 
 
-class ScheduledPaymentOut(serializers.Serializer):  # type: ignore[type-arg]
+class ScheduledPaymentOut(serializers.Serializer):
     ScheduledDisbursementId = serializers.IntegerField(help_text="The installment's id.")
     Amount = MoneyOutField(help_text="Its amount, dollars to the cent.")
     ExpectedDate = serializers.CharField(help_text="When it is expected (00:00:00).")
@@ -51,9 +51,7 @@ class PaymentIn(_Strict):
     StudentId = serializers.CharField(max_length=40, help_text=STUDENT_ID_HELP)
     TransactionAmount = MoneyInputField(help_text="The payment, dollars to the cent.")
     TransactionDate = ContractDateField(help_text="The day the payment was taken.")
-    PaymentType = serializers.ChoiceField(
-        choices=list(PAYMENT_TYPES), help_text="How it was paid."
-    )
+    PaymentType = serializers.ChoiceField(choices=list(PAYMENT_TYPES), help_text="How it was paid.")
     Description = serializers.CharField(max_length=300, help_text="Shown on the ledger card.")
     VendorTransactionId = serializers.CharField(
         max_length=100,
@@ -112,7 +110,7 @@ class PaymentIn(_Strict):
         return attrs
 
 
-class PaymentOut(serializers.Serializer):  # type: ignore[type-arg]
+class PaymentOut(serializers.Serializer):
     StudentAccountTransactionId = serializers.IntegerField(help_text="The payment's ledger id.")
     StudentId = serializers.CharField(help_text=STUDENT_ID_HELP)
     TransactionAmount = MoneyOutField(help_text="The payment.")
@@ -148,8 +146,8 @@ class _PlanTerms(_Strict):
     InterestRate = serializers.DecimalField(
         max_digits=7,
         decimal_places=4,
-        min_value=0,  # type: ignore[arg-type]
-        max_value=100,  # type: ignore[arg-type]
+        min_value=0,
+        max_value=100,
         required=False,
         coerce_to_string=True,
         help_text="Annual interest rate in percent (stored as given).",
@@ -173,7 +171,10 @@ class _PlanTerms(_Strict):
 class PlanCreateIn(_PlanTerms):
     StudentId = serializers.CharField(max_length=40, help_text=STUDENT_ID_HELP)
     ScheduledPayments = InstallmentIn(
-        many=True, allow_empty=False, max_length=240, help_text="The installments, any order."
+        many=True,
+        allow_empty=False,
+        max_length=240,  # type: ignore[call-arg]  # ListSerializer's, unknown to the stubs
+        help_text="The installments, any order.",
     )
 
 
@@ -189,11 +190,14 @@ class PlanUpdateIn(_PlanTerms):
         "added.",
     )
     ScheduledPayments = InstallmentIn(
-        many=True, required=False, max_length=240, help_text="Installments to add."
+        many=True,
+        required=False,
+        max_length=240,  # type: ignore[call-arg]  # ListSerializer's, unknown to the stubs
+        help_text="Installments to add.",
     )
 
 
-class PlanOut(serializers.Serializer):  # type: ignore[type-arg]
+class PlanOut(serializers.Serializer):
     PaymentPlanId = serializers.IntegerField(help_text="The plan's id.")
     StudentId = serializers.CharField(help_text=STUDENT_ID_HELP)
     Description = serializers.CharField(help_text="What the plan is for.")
@@ -250,7 +254,7 @@ class ChargeIn(_Strict):
         return attrs
 
 
-class ChargeOut(serializers.Serializer):  # type: ignore[type-arg]
+class ChargeOut(serializers.Serializer):
     StudentAccountTransactionId = serializers.IntegerField(help_text="The entry's ledger id.")
     StudentId = serializers.CharField(help_text=STUDENT_ID_HELP)
     Type = serializers.CharField(help_text="As posted.")
@@ -278,13 +282,17 @@ class ApplyIn(_Strict):
         help_text="The payment or credit adjustment whose unapplied money is applied.",
     )
     Applications = ApplicationIn(
-        many=True, allow_empty=False, max_length=100, help_text="Where, and how much."
+        many=True,
+        allow_empty=False,
+        max_length=100,  # type: ignore[call-arg]  # ListSerializer's, unknown to the stubs
+        help_text="Where, and how much.",
     )
 
 
-class ApplyOut(serializers.Serializer):  # type: ignore[type-arg]
+class ApplyOut(serializers.Serializer):
     StudentAccountTransactionId = serializers.IntegerField(help_text="The payment.")
     UnappliedAmount = MoneyOutField(help_text="What of it is still unapplied.")
     Applications = serializers.ListField(
-        child=serializers.DictField(), help_text="Each charge with the amount applied and its balance."
+        child=serializers.DictField(),
+        help_text="Each charge with the amount applied and its balance.",
     )

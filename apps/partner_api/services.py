@@ -126,10 +126,15 @@ def _cashiering(student: Student, data: dict[str, Any]) -> Any:
     errors = []
     cashier = None
     if cashier_id := data.get("CashierUserId"):
-        cashier = get_user_model().objects.filter(pk=cashier_id, is_staff=True, is_active=True).first()
+        cashier = (
+            get_user_model().objects.filter(pk=cashier_id, is_staff=True, is_active=True).first()
+        )
         if cashier is None:
             errors.append(
-                {"property": "CashierUserId", "detail": f"No active staff user has the id {cashier_id}."}
+                {
+                    "property": "CashierUserId",
+                    "detail": f"No active staff user has the id {cashier_id}.",
+                }
             )
     if student.school.cashiering:
         if not data.get("CashDrawerId"):
@@ -224,12 +229,13 @@ def payment_post(*, api_user: ApiUser, data: dict[str, Any]) -> PaymentResult:
             ),
         )
         if outcome.status == OutcomeStatus.ALREADY_RECORDED:
-            done = _replay(api_user, external_id)
-            assert done is not None
+            # A concurrent post of the same id committed first: answer with it.
+            if (done := _replay(api_user, external_id)) is None:
+                raise refused("VendorTransactionId", outcome.reason or "Recorded elsewhere.")
             return done
         if outcome.status != OutcomeStatus.RECORDED:
             raise refused("TransactionAmount", outcome.reason)
-        entry = LedgerEntry.objects.select_related("student").get(pk=outcome.entry_id)
+        entry = LedgerEntry.objects.select_related("student").get(pk=outcome.entry_id or 0)
         posting = ApiPosting.objects.create(
             entry=entry,
             api_user=api_user,
@@ -333,7 +339,7 @@ def api_key_issue(*, api_user: ApiUser, name: str, key: str = "") -> tuple[Any, 
     from .models import PartnerApiKey
 
     if not key:
-        return PartnerApiKey.objects.create_key(name=name, api_user=api_user)  # type: ignore[no-any-return]
+        return PartnerApiKey.objects.create_key(name=name, api_user=api_user)
     prefix = key.partition(".")[0]
     row = PartnerApiKey.objects.create(
         name=name, api_user=api_user, prefix=prefix, hashed_key=KeyGenerator().hash(key)
@@ -392,11 +398,18 @@ def _adjusted_fee(student: Student, category: Any, data: dict[str, Any], debit: 
         return entry.fee
     amount = data["TransactionAmount"]
     if debit:
-        fee = fees.exclude(status__in=["voided", "waived", "closed"]).filter(
-            amount_locked=False
-        ).order_by("-fee_date", "-id").first()
+        fee = (
+            fees.exclude(status__in=["voided", "waived", "closed"])
+            .filter(amount_locked=False)
+            .order_by("-fee_date", "-id")
+            .first()
+        )
     else:
-        fee = fees.filter(status="open", balance__gte=amount).order_by("due_date", "fee_date", "id").first()
+        fee = (
+            fees.filter(status="open", balance__gte=amount)
+            .order_by("due_date", "fee_date", "id")
+            .first()
+        )
     if fee is None:
         raise refused(
             "AdjustedTransactionId",
@@ -408,7 +421,8 @@ def _adjusted_fee(student: Student, category: Any, data: dict[str, Any], debit: 
 
 def charge_body(entry: LedgerEntry, replay: bool) -> dict[str, Any]:
     fee = entry.fee
-    assert fee is not None
+    if fee is None:  # every charge or adjustment is on a fee; a broken invariant
+        raise refused("VendorTransactionId", "That transaction is not a charge or adjustment.")
     charge = LedgerEntry.objects.get(fee=fee, kind="charge")
     return {
         "StudentAccountTransactionId": entry.pk,
@@ -442,7 +456,9 @@ def charge_post(*, api_user: ApiUser, data: dict[str, Any]) -> PaymentResult:
             400,
             "Invalid request",
             "The district requires a term code: TermId is required.",
-            errors=[{"property": "TermId", "detail": "Required (the district requires term codes)."}],
+            errors=[
+                {"property": "TermId", "detail": "Required (the district requires term codes)."}
+            ],
         )
     _in_window(data["TransactionDate"], "TransactionDate")
     category = _category_for(api_user, data["BillingTransactionCodeId"])
@@ -483,11 +499,11 @@ def charge_post(*, api_user: ApiUser, data: dict[str, Any]) -> PaymentResult:
             )
         outcome = movement_record(source=source_for(api_user), movement=movement)
         if outcome.status == OutcomeStatus.ALREADY_RECORDED:
-            entry = LedgerEntry.objects.get(pk=outcome.entry_id)
+            entry = LedgerEntry.objects.get(pk=outcome.entry_id or 0)
             return PaymentResult(charge_body(entry, True), replay=True)
         if outcome.status != OutcomeStatus.RECORDED:
             raise refused("TransactionAmount", outcome.reason)
-        entry = LedgerEntry.objects.select_related("student", "fee").get(pk=outcome.entry_id)
+        entry = LedgerEntry.objects.select_related("student", "fee").get(pk=outcome.entry_id or 0)
         ApiPosting.objects.create(
             entry=entry,
             api_user=api_user,
@@ -533,7 +549,9 @@ def apply_post(*, api_user: ApiUser, data: dict[str, Any]) -> dict[str, Any]:
                 .first()
             )
             if debit is None or debit.fee is None:
-                raise refused(prop, f"Transaction {tid} is not a charge or debit adjustment of this student.")
+                raise refused(
+                    prop, f"Transaction {tid} is not a charge or debit adjustment of this student."
+                )
             left = unallocated(credit)
             if row["Amount"] > left:
                 raise refused(

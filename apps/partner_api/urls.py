@@ -27,9 +27,7 @@ urlpatterns = [
     ),
     path(
         "schema/",
-        SpectacularAPIView.as_view(
-            permission_classes=[AllowAny], authentication_classes=[]
-        ),
+        SpectacularAPIView.as_view(permission_classes=[AllowAny], authentication_classes=[]),
         name="api_schema",
     ),
     path(

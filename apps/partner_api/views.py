@@ -32,12 +32,13 @@ from .serializers import (
 )
 
 
-class ProblemSchema(serializers.Serializer):  # type: ignore[type-arg]
+class ProblemSchema(serializers.Serializer):
     type = serializers.CharField(help_text="What kind of problem (a URI reference).")
     title = serializers.CharField(help_text="The problem in a few words.")
     status = serializers.IntegerField(help_text="The HTTP status.")
     detail = serializers.CharField(help_text="What is wrong, in a sentence.")
-    errors = serializers.ListField(
+    # Only describes the document (never validates), so shadowing Serializer.errors is moot.
+    errors = serializers.ListField(  # type: ignore[assignment]
         child=serializers.DictField(child=serializers.CharField()),
         required=False,
         help_text="One {property, detail} per bad property.",
@@ -73,7 +74,9 @@ IDEMPOTENCY = OpenApiParameter(
 class _Operation(APIView):
     operation = ""
 
-    def run(self, request: Request, serializer_class: type[Any], work: Callable[..., Any]) -> Response:
+    def run(
+        self, request: Request, serializer_class: type[Any], work: Callable[..., Any]
+    ) -> Response:
         api_user = api_user_of(request)
 
         def handle() -> Response:
@@ -81,7 +84,7 @@ class _Operation(APIView):
                 serializer = serializer_class(data=request.data)
                 serializer.is_valid(raise_exception=True)
                 with transaction.atomic():
-                    return work(api_user, serializer)  # type: ignore[no-any-return]
+                    return work(api_user, serializer)
             except Exception as exc:
                 response = problem_handler(exc, {"request": request, "view": self})
                 if response is None:

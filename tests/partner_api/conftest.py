@@ -50,7 +50,7 @@ def api(api_key: str) -> APIClient:
 
 @pytest.fixture
 def basic_client() -> Callable[[str, str], APIClient]:
-    def make(username: str, password: str = "pw-for-tests-1") -> APIClient:
+    def make(username: str, password: str = "pw-for-tests-1") -> APIClient:  # noqa: S107
         client = APIClient()
         token = base64.b64encode(f"{username}:{password}".encode()).decode()
         client.credentials(HTTP_AUTHORIZATION=f"Basic {token}")

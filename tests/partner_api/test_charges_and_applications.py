@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 from typing import Any
 
@@ -11,7 +10,7 @@ import pytest
 from apps.fees.models import Fee, LedgerEntry, ManualApplication
 from apps.fees.selectors import ledger_report
 from apps.vendors.models import MerchantAccountMapping
-from tests.factories import CategoryFactory, MerchantAccountFactory, make_fee
+from tests.factories import CategoryFactory, MerchantAccountFactory
 
 from .conftest import PAYMENTS, payment
 
@@ -32,7 +31,9 @@ def billing(integration: Any) -> Any:
     return category
 
 
-def charge(student: Any, kind: str = "Charge", amount: str = "80.00", vid: str = "CH1", **more: Any) -> dict[str, Any]:
+def charge(
+    student: Any, kind: str = "Charge", amount: str = "80.00", vid: str = "CH1", **more: Any
+) -> dict[str, Any]:
     return {
         "StudentId": student.student_number,
         "BillingTransactionCodeId": "TUIT",
@@ -50,7 +51,10 @@ def test_charge_becomes_a_fee_on_the_integrations_account(api, student, billing)
     assert response.status_code == 201, response.json()
     fee = Fee.objects.get(reference=response.json()["FeeReference"])
     assert (fee.amount, fee.balance, fee.category) == (Decimal("80.00"), Decimal("80.00"), billing)
-    assert fee.merchant_account.merchant_id == MerchantAccountMapping.objects.get().merchant_account.merchant_id
+    assert (
+        fee.merchant_account.merchant_id
+        == MerchantAccountMapping.objects.get().merchant_account.merchant_id
+    )
     assert fee.entries.get(kind="charge").source == "partner_api"
     again = api.post(CHARGES, charge(student), format="json")
     assert again.status_code == 200 and again.json()["IsReplay"] is True
@@ -80,7 +84,13 @@ def test_debit_and_credit_adjustments_change_the_charge(api, student, billing):
     assert up.json()["ChargeAmount"] == "100.00"
     down = api.post(
         CHARGES,
-        charge(student, "CreditAdjustment", "30.00", "A2", AdjustedTransactionId=first["ChargeTransactionId"]),
+        charge(
+            student,
+            "CreditAdjustment",
+            "30.00",
+            "A2",
+            AdjustedTransactionId=first["ChargeTransactionId"],
+        ),
         format="json",
     )
     assert down.status_code == 201, down.json()
@@ -113,7 +123,12 @@ def test_apply_payment_to_charges_and_never_over_apply(api, student, billing):
     assert response.json()["UnappliedAmount"] == "10.00"
     assert Fee.objects.get(reference=b["FeeReference"]).status == "paid"
     assert Fee.objects.get(reference=a["FeeReference"]).balance == Decimal("20.00")
-    over = {**body, "Applications": [{"StudentAccountTransactionId": a["ChargeTransactionId"], "Amount": "15.00"}]}
+    over = {
+        **body,
+        "Applications": [
+            {"StudentAccountTransactionId": a["ChargeTransactionId"], "Amount": "15.00"}
+        ],
+    }
     refused = api.post(APPLY, over, format="json")
     assert refused.status_code == 422
     assert str(paid["StudentAccountTransactionId"]) in refused.json()["detail"]
@@ -128,7 +143,9 @@ def test_over_applying_to_a_charge_is_refused_and_nothing_is_applied(api, studen
     body = {
         "StudentId": student.student_number,
         "StudentAccountTransactionId": paid["StudentAccountTransactionId"],
-        "Applications": [{"StudentAccountTransactionId": a["ChargeTransactionId"], "Amount": "20.00"}],
+        "Applications": [
+            {"StudentAccountTransactionId": a["ChargeTransactionId"], "Amount": "20.00"}
+        ],
     }
     response = api.post(APPLY, body, format="json")
     assert response.status_code == 422
@@ -137,15 +154,21 @@ def test_over_applying_to_a_charge_is_refused_and_nothing_is_applied(api, studen
 
 
 def test_manual_application_is_left_alone_by_auto_apply(api, student, billing, settings):
-    a = api.post(CHARGES, charge(student, amount="50.00", vid="C-A", DueDate="2026-09-05"), format="json").json()
-    b = api.post(CHARGES, charge(student, amount="25.00", vid="C-B", DueDate="2026-09-02"), format="json").json()
+    a = api.post(
+        CHARGES, charge(student, amount="50.00", vid="C-A", DueDate="2026-09-05"), format="json"
+    ).json()
+    b = api.post(
+        CHARGES, charge(student, amount="25.00", vid="C-B", DueDate="2026-09-02"), format="json"
+    ).json()
     held = api.post(PAYMENTS, payment(student, "30.00", "P-1"), format="json").json()
     assert held["UnappliedAmount"] == "30.00"  # auto-apply is off: it is credit
     settings.FEESYNC_AUTO_APPLY_CREDIT = True
     body = {
         "StudentId": student.student_number,
         "StudentAccountTransactionId": held["StudentAccountTransactionId"],
-        "Applications": [{"StudentAccountTransactionId": b["ChargeTransactionId"], "Amount": "10.00"}],
+        "Applications": [
+            {"StudentAccountTransactionId": b["ChargeTransactionId"], "Amount": "10.00"}
+        ],
     }
     assert api.post(APPLY, body, format="json").status_code == 200
     assert set(ManualApplication.objects.values_list("entry_id", flat=True)) == {

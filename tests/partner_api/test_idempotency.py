@@ -19,8 +19,12 @@ from .conftest import PAYMENTS, PLANS, payment
 
 @pytest.mark.django_db
 def test_same_key_same_body_replays_the_first_response(api, student):
-    first = api.post(PAYMENTS, payment(student, "10.00", "K1"), format="json", HTTP_IDEMPOTENCY_KEY="abc")
-    again = api.post(PAYMENTS, payment(student, "10.00", "K1"), format="json", HTTP_IDEMPOTENCY_KEY="abc")
+    first = api.post(
+        PAYMENTS, payment(student, "10.00", "K1"), format="json", HTTP_IDEMPOTENCY_KEY="abc"
+    )
+    again = api.post(
+        PAYMENTS, payment(student, "10.00", "K1"), format="json", HTTP_IDEMPOTENCY_KEY="abc"
+    )
     assert first.status_code == again.status_code == 201
     assert again.json() == first.json()
     assert again["Idempotent-Replayed"] == "true"
@@ -30,7 +34,9 @@ def test_same_key_same_body_replays_the_first_response(api, student):
 @pytest.mark.django_db
 def test_same_key_other_body_is_422(api, student):
     api.post(PAYMENTS, payment(student, "10.00", "K1"), format="json", HTTP_IDEMPOTENCY_KEY="abc")
-    other = api.post(PAYMENTS, payment(student, "11.00", "K2"), format="json", HTTP_IDEMPOTENCY_KEY="abc")
+    other = api.post(
+        PAYMENTS, payment(student, "11.00", "K2"), format="json", HTTP_IDEMPOTENCY_KEY="abc"
+    )
     assert other.status_code == 422
     assert other.json()["errors"][0]["property"] == "Idempotency-Key"
     assert LedgerEntry.objects.filter(kind="payment").count() == 1
@@ -51,7 +57,9 @@ def test_keys_are_kept_beyond_24_hours(api, student, settings):
     assert settings.FEESYNC_IDEMPOTENCY_HOURS >= 24
     api.post(PAYMENTS, payment(student, "10.00", "K4"), format="json", HTTP_IDEMPOTENCY_KEY="old")
     IdempotencyRecord.objects.update(created_at="2020-01-01T00:00:00Z")
-    again = api.post(PAYMENTS, payment(student, "10.00", "K4"), format="json", HTTP_IDEMPOTENCY_KEY="old")
+    again = api.post(
+        PAYMENTS, payment(student, "10.00", "K4"), format="json", HTTP_IDEMPOTENCY_KEY="old"
+    )
     assert again["Idempotent-Replayed"] == "true"
 
 

@@ -64,8 +64,9 @@ def test_same_vendor_transaction_id_is_recorded_once_and_answered_as_replay(api,
 
 
 def test_vendor_transaction_id_is_per_api_user(api, student, integration, api_key):
-    from apps.partner_api.services import api_key_issue, api_user_create
     from rest_framework.test import APIClient
+
+    from apps.partner_api.services import api_key_issue, api_user_create
 
     other = api_user_create(
         user=StaffFactory(username="partner-2"),
@@ -107,9 +108,10 @@ def test_bad_property_is_a_problem_document_naming_it(api, student, prop, value,
 
 def test_float_json_amount_is_read_exactly(api, student):
     raw = (
-        '{"StudentId": "%s", "TransactionAmount": 19.99, "TransactionDate": "2026-09-15", '
-        '"PaymentType": "Cash", "Description": "x", "VendorTransactionId": "F1"}'
-    ) % student.student_number
+        f'{{"StudentId": "{student.student_number}", "TransactionAmount": 19.99, '
+        '"TransactionDate": "2026-09-15", "PaymentType": "Cash", "Description": "x", '
+        '"VendorTransactionId": "F1"}'
+    )
     response = api.post(PAYMENTS, raw, content_type="application/json")
     assert response.status_code == 201, response.json()
     assert LedgerEntry.objects.get(kind="payment").amount == Decimal("19.99")

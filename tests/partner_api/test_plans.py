@@ -85,14 +85,20 @@ def test_worked_example_75_on_installment_1(api, student):
 def test_next_scheduled_payment_is_the_earliest_one(api, student):
     plan = make_plan(api, student)
     for i in range(2):
-        api.post(PAYMENTS, payment(student, "100.00", f"N{i}", UseNextScheduledPayment=True), format="json")
+        api.post(
+            PAYMENTS,
+            payment(student, "100.00", f"N{i}", UseNextScheduledPayment=True),
+            format="json",
+        )
     assert [s[0] for s in schedule(plan["PaymentPlanId"])] == ["P", "P", "S"]
 
 
 def test_paid_installment_cannot_be_paid_again(api, student):
     plan = make_plan(api, student)
     first = plan["ScheduledPayments"][0]["ScheduledDisbursementId"]
-    api.post(PAYMENTS, payment(student, "100.00", "A", ScheduledDisbursementId=first), format="json")
+    api.post(
+        PAYMENTS, payment(student, "100.00", "A", ScheduledDisbursementId=first), format="json"
+    )
     response = api.post(
         PAYMENTS, payment(student, "100.00", "B", ScheduledDisbursementId=first), format="json"
     )
@@ -116,7 +122,9 @@ def test_installment_of_another_student_is_refused(api, student):
 def test_patch_with_removal_replaces_scheduled_but_never_paid(api, student):
     plan = make_plan(api, student)
     first = plan["ScheduledPayments"][0]["ScheduledDisbursementId"]
-    api.post(PAYMENTS, payment(student, "100.00", "P1", ScheduledDisbursementId=first), format="json")
+    api.post(
+        PAYMENTS, payment(student, "100.00", "P1", ScheduledDisbursementId=first), format="json"
+    )
     response = api.patch(
         PLANS,
         {
@@ -205,17 +213,30 @@ def test_any_sequence_keeps_paid_installments_and_the_total(api, student, steps)
             ScheduledPayment.objects.filter(plan_id=plan_id, status="S").order_by("id")
         )
         if s[0] == "pay_next" and scheduled:
-            api.post(PAYMENTS, payment(student, str(s[1]), vid, UseNextScheduledPayment=True, PaymentPlanId=plan_id), format="json")
+            api.post(
+                PAYMENTS,
+                payment(
+                    student, str(s[1]), vid, UseNextScheduledPayment=True, PaymentPlanId=plan_id
+                ),
+                format="json",
+            )
         elif s[0] == "pay_nth" and scheduled:
             target = scheduled[s[1] % len(scheduled)].pk
-            r = api.post(PAYMENTS, payment(student, str(s[2]), vid, ScheduledDisbursementId=target), format="json")
+            r = api.post(
+                PAYMENTS,
+                payment(student, str(s[2]), vid, ScheduledDisbursementId=target),
+                format="json",
+            )
             assert r.status_code == 201, r.json()
         elif s[0] in ("replace", "add"):
             body: dict[str, Any] = {
                 "PaymentPlanId": plan_id,
                 "IsScheduledPaymentsRemoved": s[0] == "replace",
                 "ScheduledPayments": [
-                    {"Amount": str(a), "ExpectedDate": (dt.date(2027, 1, 1) + dt.timedelta(days=i)).isoformat()}
+                    {
+                        "Amount": str(a),
+                        "ExpectedDate": (dt.date(2027, 1, 1) + dt.timedelta(days=i)).isoformat(),
+                    }
                     for i, a in enumerate(s[1])
                 ],
             }
@@ -224,10 +245,14 @@ def test_any_sequence_keeps_paid_installments_and_the_total(api, student, steps)
         # Paid installments never change once paid.
         for row in rows:
             if row.pk in paid_before:
-                assert (row.status, row.amount, row.expected_date, row.payment_id) == paid_before[row.pk]
+                assert (row.status, row.amount, row.expected_date, row.payment_id) == paid_before[
+                    row.pk
+                ]
         assert set(paid_before) <= {r.pk for r in rows}
         paid_before = {
-            r.pk: (r.status, r.amount, r.expected_date, r.payment_id) for r in rows if r.status == "P"
+            r.pk: (r.status, r.amount, r.expected_date, r.payment_id)
+            for r in rows
+            if r.status == "P"
         }
         total = PaymentPlan.objects.get(pk=plan_id).total
         assert sum((r.amount for r in rows if r.status in "PS"), Decimal("0")) == total
@@ -245,7 +270,9 @@ def test_ledger_check_finds_a_plan_whose_total_is_off(api, student):
 def test_ledger_check_finds_installments_paid_beyond_their_payment(api, student):
     plan = make_plan(api, student)
     first = plan["ScheduledPayments"][0]["ScheduledDisbursementId"]
-    api.post(PAYMENTS, payment(student, "100.00", "Q", ScheduledDisbursementId=first), format="json")
+    api.post(
+        PAYMENTS, payment(student, "100.00", "Q", ScheduledDisbursementId=first), format="json"
+    )
     entry = LedgerEntry.objects.get(kind="payment")
     ScheduledPayment.objects.filter(status="S").update(status="P", payment=entry)
     assert "installment_paid" in {b.check for b in ledger_report().breaches}

@@ -110,11 +110,14 @@ def plan_create(
         description=description.strip(),
         total=ZERO,
         terms=terms or {},
-        created_by=user if user is not None and user.pk else None,
+        created_by_id=user.pk if user is not None else None,
         version=0,
     )
     ScheduledPayment.objects.bulk_create(
-        [ScheduledPayment(plan=plan, amount=i.amount, expected_date=i.expected_date) for i in checked]
+        [
+            ScheduledPayment(plan=plan, amount=i.amount, expected_date=i.expected_date)
+            for i in checked
+        ]
     )
     _recount(plan, f"Plan created with {len(checked)} scheduled payments")
     return plan
@@ -140,7 +143,10 @@ def plan_update(
             status__in=[Status.SCHEDULED, Status.CANCELLED]
         ).delete()
     ScheduledPayment.objects.bulk_create(
-        [ScheduledPayment(plan=plan, amount=i.amount, expected_date=i.expected_date) for i in checked]
+        [
+            ScheduledPayment(plan=plan, amount=i.amount, expected_date=i.expected_date)
+            for i in checked
+        ]
     )
     if description is not None:
         plan.description = description.strip()

@@ -808,11 +808,17 @@ class Command(BaseCommand):
             import_after=self.year_start,
         )
         integration.categories.set([categories["TECH"]])
-        MerchantAccountMapping.objects.create(integration=integration, merchant_account=funds["GEN"])
+        MerchantAccountMapping.objects.create(
+            integration=integration, merchant_account=funds["GEN"]
+        )
         User = get_user_model()
         user, _ = User.objects.get_or_create(
             username="partner",
-            defaults={"is_staff": True, "password": self._password_hash(), "first_name": "Demo partner"},
+            defaults={
+                "is_staff": True,
+                "password": self._password_hash(),
+                "first_name": "Demo partner",
+            },
         )
         if not ApiUser.objects.filter(user=user).exists():
             api_user = api_user_create(

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import Count, Sum
+from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
 from apps.students.models import Student
@@ -17,6 +17,7 @@ from .models import (
     Allocation,
     Fee,
     LedgerEntry,
+    ManualApplication,
     PaymentPlan,
     ScheduledPayment,
     StudentCredit,
@@ -302,3 +303,61 @@ def ledger_report() -> LedgerReport:
         report.totals[kind] = _money(total)
         report.counts[f"{kind}_entries"] = n
     return report
+
+
+# --- the student's ledger card and payment plans ------------------------------------------------
+
+
+@dataclass
+class CardLine:
+    entry: LedgerEntry
+    applied: Decimal
+    unapplied: Decimal
+    manual: bool
+    applications: list[Allocation]
+
+
+def ledger_card(*, student: Student) -> list[CardLine]:
+    """Every entry on the student's card, oldest first: charges, adjustments, payments and
+    refunds, each with what of it is applied (allocations out of a credit, into a debit),
+    what is not, and whether it was applied by hand."""
+    entries = list(
+        LedgerEntry.objects.filter(student=student)
+        .select_related("fee")
+        .prefetch_related("allocations_out__debit__fee", "allocations_in__credit")
+        .order_by("created_at", "id")
+    )
+    manual = set(
+        ManualApplication.objects.filter(entry__student=student).values_list("entry_id", flat=True)
+    )
+    lines = []
+    for e in entries:
+        credit = e.kind in LedgerEntry.CREDIT_KINDS
+        allocations = list(e.allocations_out.all() if credit else e.allocations_in.all())
+        applied = sum((a.amount for a in allocations), ZERO)
+        lines.append(CardLine(e, applied, e.amount - applied, e.pk in manual, allocations))
+    return lines
+
+
+def payment_plans(*, student: Student) -> QuerySet[PaymentPlan]:
+    """The student's payment plans with their schedules and history."""
+    return (
+        PaymentPlan.objects.filter(student=student)
+        .prefetch_related("installments", "changes")
+        .order_by("-created_at", "-id")
+    )
+
+
+def upcoming_installments(*, student: Student) -> list[ScheduledPayment]:
+    """What the family is expected to pay next on its plans (the portal)."""
+    return list(
+        ScheduledPayment.objects.filter(
+            plan__student=student, status=ScheduledPayment.Status.SCHEDULED
+        )
+        .select_related("plan")
+        .order_by("expected_date", "id")
+    )
+
+
+def manual_applications(*, student: Student) -> QuerySet[ManualApplication]:
+    return ManualApplication.objects.filter(entry__student=student).select_related("entry__fee")

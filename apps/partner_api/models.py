@@ -53,7 +53,6 @@ class ApiUser(models.Model):
     class Meta:
         verbose_name = "API user"
         verbose_name_plural = "API users"
-        default_permissions = ()
         permissions = list(OPERATIONS.items())
 
     def __str__(self) -> str:

@@ -9,7 +9,7 @@ categories (billing codes) it may post charges in (none selected: all)."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from apps.vendors.kinds.base import Capability, CheckResult, VendorAdapter
 
@@ -28,6 +28,14 @@ class PartnerApiAdapter(VendorAdapter):
         "The vendor's own website (shown to staff only); the vendor calls FeeSync, not the "
         "other way round."
     )
+
+    dashboard_template: ClassVar[str] = "admin/vendors/partnerapi/_dashboard.html"
+
+    @classmethod
+    def dashboard_context(cls, integration: Any) -> dict[str, Any]:
+        from apps.partner_api.selectors import partner_dashboard  # the API app builds on vendors
+
+        return partner_dashboard(integration=integration)
 
     def test_pull(self) -> CheckResult:
         return CheckResult(

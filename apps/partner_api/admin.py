@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from django.contrib import admin
 from rest_framework_api_key.admin import APIKeyModelAdmin
+from rest_framework_api_key.models import APIKey
 
 from apps.common.admin import NotFoundMixin
 
 from .models import ApiCall, ApiUser, PartnerApiKey
+
+# The package's own key model is not used (keys belong to an API user): keep it out of sight.
+if admin.site.is_registered(APIKey):
+    admin.site.unregister(APIKey)
 
 
 @admin.register(ApiUser)

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_api_key",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files served by FeeSync itself, not a CDN
     "apps.partner_api",
 ]
 
@@ -295,6 +296,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": "/api/",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 # Responses kept for Idempotency-Key replays at least this long.
 FEESYNC_IDEMPOTENCY_HOURS = env.int("FEESYNC_IDEMPOTENCY_HOURS", default=48)

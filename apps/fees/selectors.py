@@ -348,15 +348,19 @@ def payment_plans(*, student: Student) -> QuerySet[PaymentPlan]:
     )
 
 
-def upcoming_installments(*, student: Student) -> list[ScheduledPayment]:
-    """What the family is expected to pay next on its plans (the portal)."""
-    return list(
+def upcoming_installments_of(*, student_ids: set[int]) -> dict[int, list[ScheduledPayment]]:
+    """What each family is expected to pay next on its plans (the portal), by student id
+    (every id given is a key), in one query."""
+    out: dict[int, list[ScheduledPayment]] = {pk: [] for pk in student_ids}
+    for s in (
         ScheduledPayment.objects.filter(
-            plan__student=student, status=ScheduledPayment.Status.SCHEDULED
+            plan__student_id__in=student_ids, status=ScheduledPayment.Status.SCHEDULED
         )
         .select_related("plan")
         .order_by("expected_date", "id")
-    )
+    ):
+        out[s.plan.student_id].append(s)
+    return out
 
 
 def manual_applications(*, student: Student) -> QuerySet[ManualApplication]:

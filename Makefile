@@ -34,6 +34,7 @@ run: demo
 	@echo "    staff site:     http://127.0.0.1:$(PORT)/admin/   (admin, clerk, support)"
 	@echo "    parent portal:  http://127.0.0.1:$(PORT)/portal/  (parent1, parent2, ...)"
 	@echo "    password:       $${DEMO_PASSWORD:-feesync-demo}"
+	@echo "    partner API:    http://127.0.0.1:$(PORT)/api/docs/   (API user partner, application key $${PARTNER_DEMO_KEY:-demopart.feesync-demo-partner-key})"
 	@echo
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PORT=$(PORT) honcho start
 

@@ -17,4 +17,7 @@ urlpatterns = [
     path("admin/two-step/", admin.site.admin_view(two_step.setup_page), name="staff_two_step"),
     path("admin/", admin.site.urls),
     path("portal/", include("apps.portal.urls")),
+    path("api/", include("apps.partner_api.urls")),
+    # Anthology's users look for the API's docs here.
+    path("swagger/", RedirectView.as_view(url="/api/docs/", permanent=False)),
 ]

@@ -163,6 +163,19 @@ def world(district_admin: Any, settings: Any, tmp_path: Any) -> dict[str, int]:
     ActivitySignup.objects.create(
         offer=offer, student=fee.student, fee=other, signed_up_by=district_admin
     )
+    # The partner API's rows: an API user of a Partner API integration, its key, a call.
+    from apps.fees.services.credit import manual_apply_flag
+    from apps.partner_api.models import ApiCall
+    from apps.partner_api.services import api_key_issue, api_user_create
+    from apps.vendors.models import Integration
+
+    partner = Integration.objects.create(
+        vendor_kind="partnerapi", slug="partner-w", name="Partner", service_url="https://x.org/"
+    )
+    api_user = api_user_create(user=district_admin, integration=partner)
+    api_key_issue(api_user=api_user, name="world")
+    ApiCall.objects.create(integration=partner, api_user=api_user, operation="x", status_code=400)
+    manual_apply_flag(entries=[LedgerEntry.objects.filter(kind="payment").first()])
     return {"integration": integration.pk, "discrepancy_id": finding.pk}
 
 

@@ -369,3 +369,115 @@ class FeeDispute(models.Model):
 
     def __str__(self) -> str:
         return f"Dispute of {self.fee_id} ({'open' if self.ended_at is None else 'ended'})"
+
+
+class PaymentPlan(models.Model):
+    """A payment plan on the student's account: scheduled payments (installments) with the
+    amounts and dates the family agreed to, posted by a partner (the partner API) or staff.
+
+    The plan does not owe anything itself: the fees do. It says when money is expected, and
+    each payment posted for an installment marks it paid (the schedule is auto-adjusted,
+    `apps.fees.services.plans`). Paid installments are never changed or removed; the total
+    (`total`) is what the plan's installments add up to, paid and still scheduled."""
+
+    student = models.ForeignKey(Student, on_delete=models.PROTECT, related_name="payment_plans")
+    external_source = models.CharField(
+        max_length=60, blank=True, help_text="Who created this plan from outside, e.g. 'apiuser:3'."
+    )
+    description = models.CharField(max_length=200, blank=True)
+    total = models.DecimalField(**MONEY, help_text="Paid plus scheduled installments.")
+    terms = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Interest-bearing terms as the partner sent them (rate, fees, dates), kept "
+        "as given.",
+    )
+    version = models.PositiveIntegerField(default=1, help_text="Raised on every change.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(total__gte=0), name="plan_total_not_negative")
+        ]
+
+    def __str__(self) -> str:
+        return f"Payment plan {self.pk} for {self.student} (${self.total})"
+
+
+class ScheduledPayment(models.Model):
+    """One installment of a payment plan."""
+
+    class Status(models.TextChoices):
+        SCHEDULED = "S", "Scheduled"
+        PAID = "P", "Paid"
+        CANCELLED = "C", "Cancelled"
+
+    plan = models.ForeignKey(PaymentPlan, on_delete=models.PROTECT, related_name="installments")
+    amount = models.DecimalField(**MONEY)
+    expected_date = models.DateField()
+    status = models.CharField(max_length=1, choices=Status.choices, default=Status.SCHEDULED)
+    payment = models.ForeignKey(
+        LedgerEntry,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="installments_paid",
+        help_text="The payment entry that paid this installment (status P).",
+    )
+    split_from = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The installment this one is the remainder of, after a part payment.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["expected_date", "id"]
+        indexes = [models.Index(fields=["plan", "status"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="installment_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(status="P", payment__isnull=False) | ~Q(status="P"),
+                name="paid_installment_has_payment",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_status_display()} ${self.amount} on {self.expected_date}"
+
+
+class PaymentPlanChange(models.Model):
+    """The plan's history: what changed, and the whole schedule after it."""
+
+    plan = models.ForeignKey(PaymentPlan, on_delete=models.CASCADE, related_name="changes")
+    what = models.CharField(max_length=200)
+    schedule = models.JSONField(help_text="[{id, amount, expected_date, status}] after it.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return self.what
+
+
+class ManualApplication(models.Model):
+    """A ledger entry (a payment or credit adjustment, or a charge or debit adjustment)
+    applied by hand: automatic application never takes from or gives to it again. Posted
+    entries are immutable, so the flag lives beside the entry."""
+
+    entry = models.OneToOneField(
+        LedgerEntry, on_delete=models.PROTECT, primary_key=True, related_name="manual_apply"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Manually applied: entry {self.entry_id}"

@@ -21,3 +21,7 @@ class MovementKind(StrEnum):
     # Ends the fee's dispute; or reverses (part of) the waiver it `refers_to` (none named:
     # the source's latest waiver on the fee). The file model's.
     RESTORE = "restore"
+    # Posted by the partner API only (a vendor adapter never reports them):
+    CHARGE = "charge"  # a new fee on the student's card (`Movement.charge` says what)
+    DEBIT_ADJUSTMENT = "debit_adjustment"  # raises what the fee `fee_ref` charges
+    CREDIT_ADJUSTMENT = "credit_adjustment"  # lowers what the fee `fee_ref` charges

@@ -7,12 +7,21 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import Count, Sum
+from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
 from apps.students.models import Student
 
-from .models import ZERO, Allocation, Fee, LedgerEntry, StudentCredit
+from .models import (
+    ZERO,
+    Allocation,
+    Fee,
+    LedgerEntry,
+    ManualApplication,
+    PaymentPlan,
+    ScheduledPayment,
+    StudentCredit,
+)
 
 DEBITS = tuple(sorted(LedgerEntry.DEBIT_KINDS))
 CREDITS = tuple(sorted(LedgerEntry.CREDIT_KINDS))
@@ -214,6 +223,33 @@ CHECKS: list[tuple[str, str, str]] = [
         ORDER BY d.id LIMIT {LIMIT}
         """,
     ),
+    # Payment plans: what a plan's installments add up to is its total, and a paid
+    # installment was paid by a payment of the same student that covers every installment
+    # it is said to have paid.
+    (
+        "plan_total",
+        "payment plan {0}: total {1} but its paid and scheduled installments say {2}",
+        f"""
+        SELECT p.id, p.total, COALESCE(SUM(s.amount), 0) FROM fees_paymentplan p
+        LEFT JOIN fees_scheduledpayment s ON s.plan_id = p.id AND s.status IN ('S', 'P')
+        GROUP BY p.id, p.total HAVING p.total <> COALESCE(SUM(s.amount), 0)
+        ORDER BY p.id LIMIT {LIMIT}
+        """,
+    ),
+    (
+        "installment_paid",
+        "entry {0}: a {1} of {2} is said to have paid installments of {3}",
+        f"""
+        SELECT e.id, e.kind, e.amount, SUM(s.amount) FROM fees_scheduledpayment s
+        JOIN fees_ledgerentry e ON e.id = s.payment_id
+        JOIN fees_paymentplan p ON p.id = s.plan_id
+        WHERE s.status = 'P'
+        GROUP BY e.id, e.kind, e.amount, e.student_id
+        HAVING e.kind <> 'payment' OR SUM(s.amount) > e.amount
+            OR MIN(p.student_id) <> e.student_id OR MAX(p.student_id) <> e.student_id
+        ORDER BY e.id LIMIT {LIMIT}
+        """,
+    ),
     (
         "status",
         "fee {0}: status {1} with balance {2}",
@@ -247,6 +283,8 @@ def ledger_report() -> LedgerReport:
         "fees": Fee.objects.count(),
         "entries": LedgerEntry.objects.count(),
         "allocations": Allocation.objects.count(),
+        "payment_plans": PaymentPlan.objects.count(),
+        "installments": ScheduledPayment.objects.count(),
         "breaches": len(report.breaches),
     }
     fee_totals = Fee.objects.aggregate(
@@ -265,3 +303,65 @@ def ledger_report() -> LedgerReport:
         report.totals[kind] = _money(total)
         report.counts[f"{kind}_entries"] = n
     return report
+
+
+# --- the student's ledger card and payment plans ------------------------------------------------
+
+
+@dataclass
+class CardLine:
+    entry: LedgerEntry
+    applied: Decimal
+    unapplied: Decimal
+    manual: bool
+    applications: list[Allocation]
+
+
+def ledger_card(*, student: Student) -> list[CardLine]:
+    """Every entry on the student's card, oldest first: charges, adjustments, payments and
+    refunds, each with what of it is applied (allocations out of a credit, into a debit),
+    what is not, and whether it was applied by hand."""
+    entries = list(
+        LedgerEntry.objects.filter(student=student)
+        .select_related("fee")
+        .prefetch_related("allocations_out__debit__fee", "allocations_in__credit")
+        .order_by("created_at", "id")
+    )
+    manual = set(
+        ManualApplication.objects.filter(entry__student=student).values_list("entry_id", flat=True)
+    )
+    lines = []
+    for e in entries:
+        credit = e.kind in LedgerEntry.CREDIT_KINDS
+        allocations = list(e.allocations_out.all() if credit else e.allocations_in.all())
+        applied = sum((a.amount for a in allocations), ZERO)
+        lines.append(CardLine(e, applied, e.amount - applied, e.pk in manual, allocations))
+    return lines
+
+
+def payment_plans(*, student: Student) -> QuerySet[PaymentPlan]:
+    """The student's payment plans with their schedules and history."""
+    return (
+        PaymentPlan.objects.filter(student=student)
+        .prefetch_related("installments", "changes")
+        .order_by("-created_at", "-id")
+    )
+
+
+def upcoming_installments_of(*, student_ids: set[int]) -> dict[int, list[ScheduledPayment]]:
+    """What each family is expected to pay next on its plans (the portal), by student id
+    (every id given is a key), in one query."""
+    out: dict[int, list[ScheduledPayment]] = {pk: [] for pk in student_ids}
+    for s in (
+        ScheduledPayment.objects.filter(
+            plan__student_id__in=student_ids, status=ScheduledPayment.Status.SCHEDULED
+        )
+        .select_related("plan")
+        .order_by("expected_date", "id")
+    ):
+        out[s.plan.student_id].append(s)
+    return out
+
+
+def manual_applications(*, student: Student) -> QuerySet[ManualApplication]:
+    return ManualApplication.objects.filter(entry__student=student).select_related("entry__fee")

@@ -21,6 +21,7 @@ from django.db import transaction
 from django.db.models import Count, DecimalField, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -37,7 +38,12 @@ from apps.common.admin import (
 from apps.fees.forms import CreditApplyForm, CreditRefundForm, dollars
 from apps.fees.models import MONEY, ZERO, Fee, FeeAssignment, StudentCredit
 from apps.fees.roles import can_post_money
-from apps.fees.selectors import student_balance
+from apps.fees.selectors import (
+    ledger_card,
+    manual_applications,
+    payment_plans,
+    student_balance,
+)
 from apps.fees.services import (
     LedgerError,
     Origin,
@@ -45,6 +51,7 @@ from apps.fees.services import (
     credit_refund,
     student_credit,
 )
+from apps.fees.services.credit import manual_apply_clear
 
 from .models import Activity, ActivityMembership, Guardian, School, Student, StudentList
 from .selectors import student_list_students
@@ -269,6 +276,11 @@ class StudentAdmin(ActionPageMixin, NotFoundMixin, admin.ModelAdmin[Student]):
             extra["add_fee_url"] = reverse("admin:fees_fee_add") + f"?student={student.pk}"
         if request.method == "GET":
             self._bring_in_vendor_payments(request, student)
+        extra["ledger_card"] = ledger_card(student=student)
+        extra["payment_plans"] = payment_plans(student=student)
+        extra["manual_apply_url"] = reverse(
+            "admin:students_student_manual_apply", args=[student.pk]
+        )
         if can_post_money(request.user):
             if student_credit(student=student) > 0:
                 extra["credit_actions"] = [
@@ -276,6 +288,41 @@ class StudentAdmin(ActionPageMixin, NotFoundMixin, admin.ModelAdmin[Student]):
                     for name, label in [("apply", "Apply to a fee"), ("refund", "Refund")]
                 ]
         return super().change_view(request, object_id, form_url, extra)
+
+    def manual_apply_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The payments and charges applied by hand (a partner's explicit application, or a
+        clerk's): automatic application leaves them alone until staff give them back."""
+        student = self._student_or_none(object_id)
+        if student is None or not self.has_view_permission(request, student):
+            raise Http404("No such student.")
+        if request.method == "POST":
+            if not can_post_money(request.user):
+                raise PermissionDenied
+            entry_id = request.POST.get("entry", "")
+            flag = (
+                manual_applications(student=student)
+                .filter(entry_id=int(entry_id) if entry_id.isdigit() else 0)
+                .first()
+            )
+            if flag is None:
+                messages.error(request, "That entry is not applied by hand (any more).")
+            else:
+                manual_apply_clear(entry=flag.entry)
+                messages.success(
+                    request,
+                    f"Entry {flag.entry_id} is back under automatic application.",
+                )
+            return HttpResponseRedirect(request.path)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Applied by hand: {student.first_name} {student.last_name}",
+            "student": student,
+            "flags": manual_applications(student=student),
+            "may_change": can_post_money(request.user),
+            "student_url": reverse("admin:students_student_change", args=[student.pk]),
+        }
+        return TemplateResponse(request, "admin/students/student/manual_apply.html", context)
 
     def _student_or_none(self, object_id: str) -> Student | None:
         pk = unquote(object_id)
@@ -286,6 +333,11 @@ class StudentAdmin(ActionPageMixin, NotFoundMixin, admin.ModelAdmin[Student]):
     def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view
         return [
+            path(
+                "<path:object_id>/manual-apply/",
+                view(self.manual_apply_view),
+                name="students_student_manual_apply",
+            ),
             path(
                 "<path:object_id>/credit/apply/",
                 view(self.credit_apply_view),

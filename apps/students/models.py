@@ -28,6 +28,11 @@ class School(models.Model):
     code = models.CharField(max_length=20, unique=True)
     name = models.CharField(max_length=120)
     sourced_id = _sourced_id_field()
+    cashiering = models.BooleanField(
+        default=False,
+        help_text="Payments at this school are taken at cash drawers: a partner posting a "
+        "payment must name the cash drawer (and the cashier, without an open drawer session).",
+    )
 
     class Meta:
         ordering = ["name"]

@@ -21,6 +21,7 @@ KIND_PACKAGES: tuple[str, ...] = (
     "apps.vendors.kinds.payschools",
     "apps.vendors.kinds.communitypass",
     "apps.vendors.kinds.fileexchange",
+    "apps.vendors.kinds.partnerapi",
 )
 
 _kinds: dict[str, type[VendorAdapter]] = {}

@@ -701,6 +701,8 @@ class DashboardPages(Pages):
                 },
                 "resolve_form": DiscrepancyResolveForm(auto_id=False),
                 "send_fees_label": TASKS["send-fees"].label,
+                "kind_dashboard_template": integration.kind.dashboard_template,
+                "kind": integration.kind.dashboard_context(integration),
             }
         )
         return TemplateResponse(request, "admin/vendors/integration/dashboard.html", ctx)

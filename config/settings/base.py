@@ -48,6 +48,11 @@ INSTALLED_APPS = [
     "apps.vendors",
     "apps.portal",
     "apps.roster",
+    "rest_framework",
+    "rest_framework_api_key",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files served by FeeSync itself, not a CDN
+    "apps.partner_api",
 ]
 
 MIDDLEWARE = [
@@ -283,12 +288,46 @@ FEESYNC_STUDENT_PAGE_DEADLINE_SECONDS = env.float(
 # (not a list assignment's, which are charged set-wise); off, staff apply or refund it from
 # the student's page.
 FEESYNC_AUTO_APPLY_CREDIT = env.bool("FEESYNC_AUTO_APPLY_CREDIT", default=False)
+# The partner API (apps.partner_api): DRF with RFC 9457 problem documents for every error,
+# OpenAPI by drf-spectacular (https://drf-spectacular.readthedocs.io/en/latest/settings.html).
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "apps.partner_api.auth.PartnerBasicAuthentication",
+        "apps.partner_api.auth.ApplicationKeyAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["apps.partner_api.permissions.IsApiUser"],
+    "DEFAULT_PARSER_CLASSES": ["apps.partner_api.parsers.DecimalJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "apps.partner_api.problems.problem_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "FeeSync partner API",
+    "DESCRIPTION": "Anthology Student's payment-partner contract, served by FeeSync: post "
+    "payments (with scheduled-installment auto-adjust), charges and adjustments, apply "
+    "payments, and student payment plans. See docs/partner-api.md.",
+    "VERSION": "1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": "/api/",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+# Responses kept for Idempotency-Key replays at least this long.
+FEESYNC_IDEMPOTENCY_HOURS = env.int("FEESYNC_IDEMPOTENCY_HOURS", default=48)
+# The district requires a term (TermId) on every charge or adjustment a partner posts.
+FEESYNC_REQUIRE_TERM_CODES = env.bool("FEESYNC_REQUIRE_TERM_CODES", default=False)
 # Fee, due and import-after dates more than this many years before or after today are
 # refused as typos.
 FEESYNC_DATE_WINDOW_YEARS = env.int("FEESYNC_DATE_WINDOW_YEARS", default=5)
 
 # Demo data password (seed_demo); DESIGN.md command contract.
 DEMO_PASSWORD = env("DEMO_PASSWORD", default="feesync-demo")
+# The demo partner's application key (seed_demo's `partner-demo`; `make run` prints it):
+# "<8-character prefix>.<secret>", stored hashed like any other key.
+PARTNER_DEMO_KEY = env("PARTNER_DEMO_KEY", default="demopart.feesync-demo-partner-key")
 
 if not FEESYNC_CREDENTIAL_KEYS:
     import base64

@@ -40,6 +40,7 @@ from .ledger import (
     _existing_external,
     _lock,
     _require,
+    auto_available,
     credit_entries,
     to_money,
     unallocated,
@@ -169,13 +170,22 @@ def credit_auto_apply(*, student_id: int, origin: Origin | None = None) -> Decim
             .filter(student_id=student_id, status=Fee.Status.OPEN, balance__gt=0)
             .order_by("pk")
         )
+        # A fee a charge of which was applied by hand is left to the hand that applied it.
+        manual_fees = set(
+            LedgerEntry.objects.filter(
+                fee_id__in=[f.pk for f in fees], manual_apply__isnull=False
+            ).values_list("fee_id", flat=True)
+        )
+        fees = [f for f in fees if f.pk not in manual_fees]
         account = _credit_account(student_id)
+        available = min(account.amount, auto_available(student_id))
         applied = ZERO
         fees.sort(key=lambda f: (f.due_date is None, f.due_date, f.fee_date, f.pk))
         for fee in fees:
-            if account.amount <= 0:
+            if available <= 0:
                 break
-            take = min(account.amount, fee.balance)
+            take = min(available, fee.balance)
+            available -= take
             _apply_to_fee(account=account, fee=fee, amount=take, origin=origin, manual=False)
             applied += take
         return applied
@@ -188,3 +198,20 @@ __all__ = [
     "credit_refund",
     "student_credit",
 ]
+
+
+def manual_apply_flag(*, entries: list[LedgerEntry]) -> None:
+    """Mark entries as applied by hand (a payment and the charge it was applied to): the
+    district's automatic application never takes from or gives to them again."""
+    from ..models import ManualApplication
+
+    ManualApplication.objects.bulk_create(
+        [ManualApplication(entry=e) for e in entries], ignore_conflicts=True
+    )
+
+
+def manual_apply_clear(*, entry: LedgerEntry) -> None:
+    """Give an entry back to automatic application (the admin's manual-apply page)."""
+    from ..models import ManualApplication
+
+    ManualApplication.objects.filter(entry=entry).delete()

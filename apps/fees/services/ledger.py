@@ -267,11 +267,31 @@ def credit_entries(*, student: Student | int | None) -> QuerySet[LedgerEntry]:
     )
 
 
+def auto_credit_entries(*, student_id: int) -> QuerySet[LedgerEntry]:
+    """`credit_entries` that automatic application may draw on: not those applied by hand
+    (a partner's or a clerk's explicit application sets the manual-apply flag)."""
+    return credit_entries(student=student_id).filter(manual_apply__isnull=True)
+
+
+def auto_available(student_id: int) -> Decimal:
+    """The part of the student's credit automatic application may use."""
+    return sum((e.spare for e in auto_credit_entries(student_id=student_id)), ZERO)  # type: ignore[attr-defined]
+
+
 def _drawn(
-    student_id: int, amount: Decimal, credit_entry: LedgerEntry | None
+    student_id: int,
+    amount: Decimal,
+    credit_entry: LedgerEntry | None,
+    *,
+    automatic: bool = False,
 ) -> list[tuple[LedgerEntry, Decimal]]:
-    """Which credit entries give `amount`, and how much each: the given one, or the oldest."""
-    entries: Iterable[LedgerEntry] = credit_entries(student=student_id)
+    """Which credit entries give `amount`, and how much each: the given one, or the oldest
+    (only those not applied by hand, when `automatic`)."""
+    entries: Iterable[LedgerEntry] = (
+        auto_credit_entries(student_id=student_id)
+        if automatic
+        else credit_entries(student=student_id)
+    )
     if credit_entry is not None:
         entries = [e for e in entries if e.pk == credit_entry.pk]
         if not entries:
@@ -301,7 +321,9 @@ def _apply_to_fee(
     """Allocate `amount` of the student's credit to `fee` (both locked by the caller)."""
     debits = _outstanding_debits(fee)
     rows: list[Allocation] = []
-    for entry, take in _drawn(fee.student_id, amount, credit_entry):
+    for entry, take in _drawn(
+        fee.student_id, amount, credit_entry, automatic=not manual and credit_entry is None
+    ):
         while take > 0:
             if not debits:  # the caller compared with the fee's balance under lock
                 raise LedgerError("The fee's entries do not add up; run ledger_check.")
@@ -449,7 +471,8 @@ def fee_create(
         account = StudentCredit.objects.filter(student_id=student.pk, amount__gt=0).first()
         if account is not None:
             account = _credit_account(student.pk)
-            if (take := min(account.amount, fee.balance)) > 0:
+            available = min(account.amount, auto_available(student.pk))
+            if (take := min(available, fee.balance)) > 0:
                 _apply_to_fee(account=account, fee=fee, amount=take, origin=origin, manual=False)
     return fee
 
@@ -799,3 +822,86 @@ def _credit_reverse(
     return _give_back(
         credit=credit, kind=Kind.REVERSAL, amount=amount, reason=reason, origin=origin, fee=fee
     )
+
+
+def _account_payment_take(
+    *, student_id: int, amount: MoneyInput, method: str, origin: Origin, note: str = ""
+) -> LedgerEntry:
+    """A payment posted to the student's account (ledger card), not to one fee (the partner
+    API's payments): posted whole and unallocated, so it is the student's credit until it is
+    applied (by the district's auto-apply rule, or explicitly). Inside the caller's
+    transaction; a repeat raises `_AlreadyRecorded`."""
+    amount = to_money(amount)
+    if method not in LedgerEntry.Method.values:
+        raise LedgerError(f"“{method}” is not a payment method FeeSync knows.")
+    # The lock order (fees, then the credit row): the auto-apply that may follow in the
+    # same transaction locks the student's open fees, so they are taken first here.
+    list(
+        Fee.objects.select_for_update()
+        .filter(student_id=student_id, status=Fee.Status.OPEN)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    account = _credit_account(student_id)
+    _refuse_repeat(origin)
+    try:
+        with transaction.atomic():
+            entry = LedgerEntry.objects.create(
+                student_id=student_id,
+                fee=None,
+                kind=Kind.PAYMENT,
+                amount=amount,
+                method=method,
+                reason=note,
+                **origin.entry_fields(),
+            )
+    except IntegrityError as exc:
+        if origin.external_id and (existing := _existing_external(origin)) is not None:
+            raise _AlreadyRecorded(existing) from exc
+        raise
+    _credit_change(account, amount)
+    return entry
+
+
+def _charge_post(*, charge: Any, amount: MoneyInput, origin: Origin) -> LedgerEntry:
+    """A charge from outside (the partner API): a new fee, made by `fee_create` so that it
+    is announced to the vendors in whose scope it is; its charge entry carries the sender's
+    id, so it is recorded once. Returns the charge entry; a repeat raises `_AlreadyRecorded`."""
+    if (existing := _existing_external(origin)) is not None:
+        raise _AlreadyRecorded(existing)
+    try:
+        with transaction.atomic():
+            fee = fee_create(
+                student=Student.objects.get(pk=charge.student_id),
+                category=FeeCategory.objects.get(pk=charge.category_id),
+                merchant_account=MerchantAccount.objects.get(pk=charge.merchant_account_id),
+                description=charge.description,
+                amount=amount,
+                fee_date=charge.fee_date,
+                due_date=charge.due_date,
+                origin=origin,
+            )
+    except IntegrityError as exc:
+        if (existing := _existing_external(origin)) is not None:
+            raise _AlreadyRecorded(existing) from exc
+        raise
+    return LedgerEntry.objects.get(fee=fee, kind=Kind.CHARGE)
+
+
+def _fee_adjust(
+    *, fee: Fee, amount: MoneyInput, raise_it: bool, origin: Origin, reason: str
+) -> LedgerEntry:
+    """A debit (`raise_it`) or credit adjustment of a fee from outside, by the rules of
+    `fee_change`. Returns the adjustment entry; a repeat raises `_AlreadyRecorded`."""
+    amount = to_money(amount)
+    fee = _lock(fee)
+    _refuse_repeat(origin)
+    new_amount = fee.amount + amount if raise_it else fee.amount - amount
+    if new_amount < 0:
+        raise LedgerError(f"${amount} is more than fee {fee.reference} charges (${fee.amount}).")
+    _change_amount(fee, new_amount, origin, reason)
+    entry = _existing_external(origin)
+    if entry is None:  # no sender id: the adjustment just posted is the fee's newest
+        kind = Kind.DEBIT_ADJUSTMENT if raise_it else Kind.CREDIT_ADJUSTMENT
+        entry = LedgerEntry.objects.filter(fee=fee, kind=kind).order_by("-id")[0]
+    return entry

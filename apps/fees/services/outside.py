@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -44,10 +44,13 @@ from .ledger import (
     Kind,
     LedgerError,
     Origin,
+    _account_payment_take,
     _AlreadyRecorded,
+    _charge_post,
     _credit_account,
     _credit_change,
     _credit_reverse,
+    _fee_adjust,
     _fee_waive,
     _payment_refund,
     _payment_take,
@@ -93,6 +96,19 @@ class MovementSource:
 
 
 @dataclass(frozen=True)
+class NewCharge:
+    """What a CHARGE movement charges: a fee like any other, so it syncs to the vendors
+    whose scope it is in."""
+
+    student_id: int
+    category_id: int
+    merchant_account_id: int
+    description: str
+    fee_date: date
+    due_date: date | None = None
+
+
+@dataclass(frozen=True)
 class Movement:
     """One money movement at the source, on the fee FeeSync sent it as `fee_ref`.
 
@@ -108,6 +124,12 @@ class Movement:
     refers_to: str | None = None
     occurred_at: datetime | None = None
     student_number: str = ""
+    #: A payment to the student's account (ledger card) rather than to one fee: `fee_ref`
+    #: is empty and this names the student (the partner API's payments).
+    student_id: int | None = None
+    method: str = LedgerEntry.Method.ONLINE
+    note: str = ""
+    charge: NewCharge | None = None
 
 
 @dataclass(frozen=True)
@@ -349,6 +371,29 @@ def _record_one(source: MovementSource, m: Movement, fee: Fee | None) -> LedgerE
     """Post one movement in the caller's savepoint. Raises `LedgerError` (refused, with the
     reason) or `_AlreadyRecorded` (a concurrent call recorded it first)."""
     name = source.name
+    if m.kind == MovementKind.CHARGE:
+        if m.charge is None:
+            raise LedgerError(f"{name} sent charge {m.external_id} without what it charges.")
+        return _charge_post(charge=m.charge, amount=m.amount, origin=source.origin(m.external_id))
+    if fee is not None and m.kind in (
+        MovementKind.DEBIT_ADJUSTMENT,
+        MovementKind.CREDIT_ADJUSTMENT,
+    ):
+        return _fee_adjust(
+            fee=fee,
+            amount=m.amount,
+            raise_it=m.kind == MovementKind.DEBIT_ADJUSTMENT,
+            origin=source.origin(m.external_id),
+            reason=m.note or f"Adjusted at {name}",
+        )
+    if fee is None and m.student_id is not None and m.kind == MovementKind.PAYMENT:
+        return _account_payment_take(
+            student_id=m.student_id,
+            amount=m.amount,
+            method=m.method,
+            origin=source.origin(m.external_id),
+            note=m.note or f"Paid at {name}",
+        )
     if fee is None:
         raise LedgerError(
             f"{name} sent {m.kind} {m.external_id} for fee {m.fee_ref}, "

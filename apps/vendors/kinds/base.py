@@ -295,6 +295,14 @@ class VendorAdapter(ABC):
     push_batch_size: ClassVar[int] = 200
     #: Vendors that require both tests to pass before an import-after date may be set.
     requires_tests_before_import_date: ClassVar[bool] = False
+    #: A section of the kind's own on the integration's dashboard (a template included there
+    #: with `dashboard_context`'s keys), for what only this kind knows; "" for none.
+    dashboard_template: ClassVar[str] = ""
+
+    @classmethod
+    def dashboard_context(cls, integration: Any) -> dict[str, Any]:
+        """What `dashboard_template` shows for this integration (a read; never calls out)."""
+        return {}
 
     def __init__(self, config: AdapterConfig) -> None:
         self.config = config

@@ -488,6 +488,7 @@ class Command(BaseCommand):
             lists = self._activities_and_lists(plan, schools, student_ids)
             clerk = staff["clerk"]
             self._integrations(categories, funds)
+            self._partner_api(categories, funds)
             self._list_fees(lists, categories, funds, clerk)
             self._sample_fees(plan, student_ids, categories, funds, clerk)
             self._portal(categories, funds)
@@ -855,6 +856,50 @@ class Command(BaseCommand):
             )
         self._step("portal lockout and sign-up")
 
+    def _partner_api(
+        self, categories: dict[str, FeeCategory], funds: dict[str, MerchantAccount]
+    ) -> None:
+        """`partner-demo`: a vendor posting through the partner API, with the API user
+        `partner` (the demo password, both API permission groups) and the application key
+        PARTNER_DEMO_KEY. It may post charges in the technology-fee billing code, paid into
+        the general fund. Created once; staff changes are kept on re-runs."""
+        from apps.partner_api.models import ApiUser
+        from apps.partner_api.services import api_key_issue, api_user_create
+        from apps.vendors.models import Integration, MerchantAccountMapping
+        from apps.vendors.registry import kinds
+
+        if "partnerapi" not in kinds() or Integration.objects.filter(slug="partner-demo").exists():
+            return
+        integration = Integration.objects.create(
+            vendor_kind="partnerapi",
+            slug="partner-demo",
+            name="Partner API (demo)",
+            enabled=True,
+            service_url="http://127.0.0.1:8000/api/docs/",
+            import_after=self.year_start,
+        )
+        integration.categories.set([categories["TECH"]])
+        MerchantAccountMapping.objects.create(
+            integration=integration, merchant_account=funds["GEN"]
+        )
+        User = get_user_model()
+        user, _ = User.objects.get_or_create(
+            username="partner",
+            defaults={
+                "is_staff": True,
+                "password": self._password_hash(),
+                "first_name": "Demo partner",
+            },
+        )
+        if not ApiUser.objects.filter(user=user).exists():
+            api_user = api_user_create(
+                user=user,
+                integration=integration,
+                groups=("API - Student Accounting", "API - Student Payment Plan"),
+            )
+            api_key_issue(api_user=api_user, name="demo key", key=settings.PARTNER_DEMO_KEY)
+        self._step("partner API")
+
     # --- output ------------------------------------------------------------------------------
 
     def _report(self, plan: DistrictPlan) -> None:
@@ -870,6 +915,10 @@ class Command(BaseCommand):
         self.stdout.write("  staff site: /admin/")
         for username, _, _, _, what in STAFF:
             self.stdout.write(f"    {username:<10} {what}")
+        self.stdout.write(
+            f"  partner API: /api/docs/  (API user partner, or application key "
+            f"{settings.PARTNER_DEMO_KEY})"
+        )
         self.stdout.write(
             f"  parent portal: /portal/login/  "
             f"(parent1 … parent{len(plan.guardians)}, each sees only their own children)"

@@ -1,0 +1,83 @@
+"""`Idempotency-Key`: the first response to a POST/PATCH with a key is stored with a hash of
+the request, in the same transaction as what the request posted, and replayed to a retry
+with the same key and body; the same key with another body is a 422.
+
+Concurrent requests with one key are serialized by the key's row: the first inserts it and
+holds it until it commits (its response stored); the others wait on the insert
+(`ON CONFLICT DO NOTHING` waits for the first to commit on PostgreSQL) and then replay it.
+So twenty simultaneous posts with one key record one payment."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+from django.db import transaction
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from .models import ApiUser, IdempotencyRecord
+from .problems import problem_response
+
+HEADER = "Idempotency-Key"
+
+
+def request_hash(request: Request) -> str:
+    digest = hashlib.sha256()
+    digest.update(f"{request.method} {request.path}\n".encode())
+    digest.update(request.body)
+    return digest.hexdigest()
+
+
+def _replay(record: IdempotencyRecord) -> Response:
+    return Response(
+        record.response,
+        status=record.status_code,
+        headers={"Idempotent-Replayed": "true"},
+        content_type="application/problem+json" if (record.status_code or 0) >= 400 else None,
+    )
+
+
+def idempotent(
+    request: Request, api_user: ApiUser, operation: str, handler: Callable[[], Response]
+) -> Response:
+    """Run `handler` (which answers errors as problem responses, never raises for them)
+    at most once per key."""
+    key = request.headers.get(HEADER, "").strip()
+    if not key:
+        return handler()
+    if len(key) > 255:
+        return problem_response(
+            400,
+            "Invalid request",
+            f"The {HEADER} header is longer than 255 characters.",
+            errors=[{"property": HEADER, "detail": "At most 255 characters."}],
+        )
+    digest = request_hash(request)
+    with transaction.atomic():
+        IdempotencyRecord.objects.bulk_create(
+            [
+                IdempotencyRecord(
+                    api_user=api_user, key=key, operation=operation, request_hash=digest
+                )
+            ],
+            ignore_conflicts=True,
+        )
+        record = IdempotencyRecord.objects.select_for_update().get(api_user=api_user, key=key)
+        if record.request_hash != digest:
+            return problem_response(
+                422,
+                "Idempotency key reused",
+                f"The {HEADER} “{key}” was used for another request; use a new key for a "
+                "new request.",
+                errors=[{"property": HEADER, "detail": "Already used with another body."}],
+            )
+        if record.status_code is not None:
+            return _replay(record)
+        response = handler()
+        data: Any = response.data
+        record.status_code = response.status_code
+        record.response = data
+        record.save(update_fields=["status_code", "response"])
+        return response

@@ -1,0 +1,40 @@
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import AllowAny
+
+from . import views
+
+urlpatterns = [
+    path(
+        "student-accounting/ledger-payment-transactions",
+        views.LedgerPaymentTransactions.as_view(),
+        name="api_ledger_payment_transactions",
+    ),
+    path(
+        "student-accounting/ledger-chargeoradjustment-transactions",
+        views.LedgerChargeOrAdjustmentTransactions.as_view(),
+        name="api_ledger_charge_transactions",
+    ),
+    path(
+        "student-accounting/ledger-transactions-applypayments",
+        views.LedgerTransactionsApplyPayments.as_view(),
+        name="api_ledger_apply_payments",
+    ),
+    path(
+        "student-accounting/student-payment-plan",
+        views.StudentPaymentPlan.as_view(),
+        name="api_student_payment_plan",
+    ),
+    path(
+        "schema/",
+        SpectacularAPIView.as_view(permission_classes=[AllowAny], authentication_classes=[]),
+        name="api_schema",
+    ),
+    path(
+        "docs/",
+        SpectacularSwaggerView.as_view(
+            url_name="api_schema", permission_classes=[AllowAny], authentication_classes=[]
+        ),
+        name="api_docs",
+    ),
+]

@@ -23,6 +23,7 @@ from .bulk import (
     unpaid_fees,
 )
 from .credit import (
+    CreditAlreadyApplied,
     credit_apply,
     credit_auto_apply,
     credit_refund,
@@ -49,11 +50,13 @@ from .outside import (
     MovementOutcome,
     MovementSource,
     OutcomeStatus,
+    movement_credit,
     movement_record,
     movements_record,
 )
 
 __all__ = [
+    "CreditAlreadyApplied",
     "LedgerError",
     "Movement",
     "MovementKind",
@@ -79,6 +82,7 @@ __all__ = [
     "fees_create_bulk",
     "fees_follow_activity",
     "fees_void_bulk",
+    "movement_credit",
     "movement_record",
     "movements_record",
     "payment_refund",

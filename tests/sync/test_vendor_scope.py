@@ -304,6 +304,7 @@ def test_a_held_payment_is_kept_as_the_students_credit_once_and_then_applied_to_
     assert ledger_report().ok
 
 
+@pytest.mark.ledger_breach
 def test_ledger_check_finds_a_credited_held_movement_without_its_entry(two_vendors, clerk):
     from apps.vendors.findings import held_movement_credit
 

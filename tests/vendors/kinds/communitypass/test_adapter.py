@@ -676,3 +676,30 @@ def test_retry_after_as_seconds_or_http_date() -> None:
     assert _retry_after({}) is None and _retry_after({"Retry-After": "soon"}) is None
     later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
     assert 25 <= (_retry_after({"Retry-After": later}) or 0) <= 30
+
+
+# --- money from the wire: the ledger's one strict parser ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sent", "said"),
+    [
+        ("1e3", "exponent notation"),
+        ("12,50", "comma as the decimal mark"),
+        ("12.505", "more than two decimal places"),
+        ("NaN", "is not a number"),
+        ("", "empty"),
+    ],
+)
+def test_an_amount_from_the_wire_is_read_by_the_strict_parser(sent: str, said: str) -> None:
+    with pytest.raises(_BadReply, match=said):
+        _money_in(sent, "amount")
+
+
+def test_plain_amounts_from_the_wire_are_read_as_sent() -> None:
+    assert _money_in("12.50", "amount") == Decimal("12.50")
+    assert _money_in("1,234.56", "amount") == Decimal("1234.56")
+    assert _money_in("0.00", "balance") == Decimal("0.00")
+    assert _money_in("-4.00", "balance") == Decimal("-4.00")  # a balance in credit
+    with pytest.raises(_BadReply, match="not as a decimal string"):
+        _money_in(Decimal("12.50"), "amount")  # a JSON number breaks the contract

@@ -32,11 +32,17 @@ def submit(
     return client.post(url, _clean(values), follow=follow)
 
 
-def page_form_values(content: bytes, *, form_id: str | None = None) -> dict[str, Any]:
+def page_form_values(
+    content: bytes, *, form_id: str | None = None, action_contains: str | None = None
+) -> dict[str, Any]:
+    """The values the page's last POST form would send (or the one with `form_id`, or the
+    one whose action contains `action_contains`), hidden one-time tokens included."""
     doc = lxml.html.fromstring(content)
     forms = [f for f in doc.forms if f.get("method", "get").lower() == "post"]
     if form_id:
         forms = [f for f in forms if f.get("id") == form_id]
+    if action_contains:
+        forms = [f for f in forms if action_contains in (f.get("action") or "")]
     form = forms[-1]
     values: dict[str, Any] = {}
     for name, value in form.form_values():

@@ -295,6 +295,13 @@ def _sync_timeline(fee: Fee) -> list[Any]:
     return fee_sync_timeline(fee=fee)
 
 
+def _refund_findings(fee: Fee) -> list[Any]:
+    """Refunds made at a vendor on this fee, waiting for staff to keep it owed or waive it."""
+    from apps.vendors.selectors import open_refund_findings  # vendors builds on fees
+
+    return open_refund_findings(fee=fee)
+
+
 def amount_note(fee: Fee) -> str:
     """Why a fee's amount cannot be changed, or "" when it can."""
     if fee.amount_locked:
@@ -523,6 +530,8 @@ class FeeAdmin(NotFoundMixin, ActionPageMixin, admin.ModelAdmin[Fee]):
             "allocations": allocations,
             "balance_text": dollars(fee.balance),
             "sync_timeline": _sync_timeline(fee),
+            # Fees clerks answer these here: they do not see the integration's dashboard.
+            "refund_findings": _refund_findings(fee) if can_post_money(request.user) else [],
         }
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -342,6 +342,7 @@ class OpenFeeChoiceField(forms.ModelChoiceField[Fee]):
 class CreditApplyForm(forms.Form):
     """Apply the student's credit to one of their open fees (calls `credit_apply`)."""
 
+    token = token_field()
     fee = OpenFeeChoiceField(
         queryset=Fee.objects.none(),
         widget=AdminRadioSelect(attrs={"class": "radiolist"}),
@@ -352,6 +353,7 @@ class CreditApplyForm(forms.Form):
 
     def __init__(self, *args: Any, student: Student, credit: Decimal, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        add_token_initial(self)
         fees = Fee.objects.filter(student=student, status=Fee.Status.OPEN, balance__gt=0).order_by(
             F("due_date").asc(nulls_last=True), "fee_date", "pk"
         )
@@ -374,6 +376,7 @@ class CreditRefundForm(forms.Form):
         (LedgerEntry.Method.CARD, "Card"),
     ]
 
+    token = token_field()
     amount = MoneyField()
     method = forms.ChoiceField(
         choices=METHODS,
@@ -392,6 +395,7 @@ class CreditRefundForm(forms.Form):
 
     def __init__(self, *args: Any, student: Student, credit: Decimal, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        add_token_initial(self)
         if not self.is_bound:
             self.initial.setdefault("amount", credit)
         self.fields["amount"].help_text = f"Not more than the credit, {dollars(credit)}."

@@ -290,6 +290,37 @@ class StudentCredit(models.Model):
         return f"Credit ${self.amount}"
 
 
+class CreditApplication(models.Model):
+    """Credit applied to a fee by `credit_apply`: the allocations it made carry no entry of
+    their own, so this row is what records the application once. A staff form's one-time
+    token is its `(external_source, external_id)`, unique like a ledger entry's, so a double
+    submit finds the first application instead of applying the credit again."""
+
+    student = models.ForeignKey(Student, on_delete=models.PROTECT, related_name="+")
+    fee = models.ForeignKey(Fee, on_delete=models.PROTECT, related_name="credit_applications")
+    amount = models.DecimalField(**MONEY)
+    external_source = models.CharField(max_length=60, blank=True)
+    external_id = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["external_source", "external_id"],
+                condition=~Q(external_id=""),
+                name="credit_application_once",
+            ),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="credit_application_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Credit of ${self.amount} applied"
+
+
 class BulkJob(models.Model):
     """A long piece of work a clerk started (a bulk assignment), with its progress."""
 

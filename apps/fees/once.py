@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 from django import forms
@@ -29,7 +30,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.formats import date_format
 
-from .models import LedgerEntry
+from .models import CreditApplication, LedgerEntry
 from .services import Origin
 
 #: The `external_source` of every entry posted from a staff form.
@@ -102,13 +103,25 @@ def first_posting(token: uuid.UUID | str, source: str = STAFF_FORM_SOURCE) -> Le
 def already_recorded_message(entry: LedgerEntry) -> str:
     """What a repeat shows: "This payment was already recorded at 10:42 by clerk; …"."""
     what = WHAT_WAS_RECORDED.get(LedgerEntry.Kind(entry.kind), entry.get_kind_display().lower())
-    local = timezone.localtime(entry.created_at)
+    return _recorded_message(what, entry.created_at, entry.created_by)
+
+
+def already_applied_message(application: CreditApplication) -> str:
+    """What a repeat of "Apply credit to a fee" shows (it posts allocations, no entry)."""
+    return _recorded_message(
+        f"credit of ${application.amount} to fee {application.fee.reference}",
+        application.created_at,
+        application.created_by,
+    )
+
+
+def _recorded_message(what: str, created_at: datetime, user: Any) -> str:
+    local = timezone.localtime(created_at)
     at = date_format(local, "H:i")
     if local.date() != timezone.localdate():
         at = f"{at} on {date_format(local, 'DATE_FORMAT')}"
     who = ""
-    if entry.created_by is not None:
-        user = entry.created_by
+    if user is not None:
         name = user.get_full_name() if hasattr(user, "get_full_name") else ""
         who = f" by {name or user.get_username()}"
     return f"This {what} was already recorded at {at}{who}; nothing was recorded twice."

@@ -25,6 +25,12 @@ from .models import (
 
 DEBITS = tuple(sorted(LedgerEntry.DEBIT_KINDS))
 CREDITS = tuple(sorted(LedgerEntry.CREDIT_KINDS))
+#: Sources of money taken before FeeSync heard of it (the ledger's TAKEN_OUTSIDE).
+_OUTSIDE = (
+    LedgerEntry.Source.VENDOR,
+    LedgerEntry.Source.PARTNER_API,
+    LedgerEntry.Source.FILE_DROP,
+)
 
 
 def student_balance(*, student: Student) -> Decimal:
@@ -250,6 +256,19 @@ CHECKS: list[tuple[str, str, str]] = [
         ORDER BY e.id LIMIT {LIMIT}
         """,
     ),
+    # A payment on no fee is money taken outside that staff kept whole as the student's
+    # credit (a held vendor payment): it always carries its sender's key, so it is recorded
+    # once and a later pull of it finds it; a clerk's payment is always on a fee.
+    (
+        "payment_on_no_fee",
+        "entry {0}: a payment of {1} on no fee without its sender's id (source {2})",
+        f"""
+        SELECT id, amount, source FROM fees_ledgerentry
+        WHERE kind = 'payment' AND fee_id IS NULL
+          AND (external_id = '' OR source NOT IN {_IN(_OUTSIDE)})
+        ORDER BY id LIMIT {LIMIT}
+        """,
+    ),
     (
         "status",
         "fee {0}: status {1} with balance {2}",
@@ -264,6 +283,13 @@ CHECKS: list[tuple[str, str, str]] = [
 
 def _money(value: object) -> str:
     return f"{Decimal(str(value)):.2f}" if value is not None else "0.00"
+
+
+def register_check(name: str, template: str, sql: str) -> None:
+    """Add an invariant another app keeps about the ledger (the sync engine: every held
+    payment kept as credit has its entry). Same shape as `CHECKS`; registered once."""
+    if all(existing != name for existing, _, _ in CHECKS):
+        CHECKS.append((name, template, sql))
 
 
 def ledger_report() -> LedgerReport:

@@ -34,9 +34,11 @@ from apps.common.admin import (
     ReadOnlyMixin,
     admin_url,
     short_date,
+    staff_user,
 )
 from apps.fees.forms import CreditApplyForm, CreditRefundForm, dollars
 from apps.fees.models import MONEY, ZERO, Fee, FeeAssignment, StudentCredit
+from apps.fees.once import AlreadyRecorded, already_applied_message, post_once, staff_origin
 from apps.fees.roles import can_post_money
 from apps.fees.selectors import (
     ledger_card,
@@ -45,6 +47,7 @@ from apps.fees.selectors import (
     student_balance,
 )
 from apps.fees.services import (
+    CreditAlreadyApplied,
     LedgerError,
     Origin,
     credit_apply,
@@ -377,6 +380,15 @@ class StudentAdmin(ActionPageMixin, NotFoundMixin, admin.ModelAdmin[Student]):
             except LedgerError as exc:
                 form.add_error(None, exc)
                 credit = student_credit(student=student)
+            except (AlreadyRecorded, CreditAlreadyApplied) as repeat:
+                # A double click or a resubmitted page: say what the first one did.
+                messages.info(
+                    request,
+                    str(repeat)
+                    if isinstance(repeat, AlreadyRecorded)
+                    else already_applied_message(repeat.application),
+                )
+                return HttpResponseRedirect(admin_url(student))
             else:
                 self.log_change(request, student, message)
                 messages.success(request, message)
@@ -399,8 +411,12 @@ class StudentAdmin(ActionPageMixin, NotFoundMixin, admin.ModelAdmin[Student]):
     def credit_apply_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         def perform(student: Student, data: dict[str, Any]) -> str:
             fee = data["fee"]
+            # Recorded once per form token: `credit_apply` checks it under the fee's lock.
             applied = credit_apply(
-                student=student, fee=fee, amount=data["amount"], origin=_origin(request)
+                student=student,
+                fee=fee,
+                amount=data["amount"],
+                origin=staff_origin(staff_user(request), data["token"]),
             )
             fee.refresh_from_db()
             left = student_credit(student=student)
@@ -423,13 +439,19 @@ class StudentAdmin(ActionPageMixin, NotFoundMixin, admin.ModelAdmin[Student]):
 
     def credit_refund_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         def perform(student: Student, data: dict[str, Any]) -> str:
-            refunds = credit_refund(
-                student=student,
-                amount=data["amount"],
-                reason=data["reason"],
-                method=data["method"],
-                check_number=data["check_number"],
-                origin=_origin(request),
+            # The credit row is what a refund of credit changes: the second of two identical
+            # submissions waits on it, then finds the first refund by its token.
+            refunds = post_once(
+                token=data["token"],
+                lock=StudentCredit.objects.filter(student=student),
+                perform=lambda: credit_refund(
+                    student=student,
+                    amount=data["amount"],
+                    reason=data["reason"],
+                    method=data["method"],
+                    check_number=data["check_number"],
+                    origin=staff_origin(staff_user(request), data["token"]),
+                ),
             )
             total = sum((r.amount for r in refunds), ZERO)
             left = student_credit(student=student)
@@ -490,12 +512,6 @@ class StudentAdmin(ActionPageMixin, NotFoundMixin, admin.ModelAdmin[Student]):
             hidden_inputs=[("action", "add_to_activity"), ("apply", "1")]
             + [(admin.helpers.ACTION_CHECKBOX_NAME, s.pk) for s in students],
         )
-
-
-def _origin(request: HttpRequest) -> Origin:
-    # Staff pages only run for a signed-in user (see join_activity).
-    user = request.user if isinstance(request.user, AbstractBaseUser) else None
-    return Origin(user=user)
 
 
 # --- guardians, schools ---------------------------------------------------------------------

@@ -7,6 +7,7 @@ each section saves through one service, and nothing here saves an integration it
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.contrib import admin, messages
@@ -15,6 +16,8 @@ from django.db.models import Count, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, re_path, reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
@@ -25,7 +28,11 @@ from apps.common.admin import (
     ReadOnlyAdmin,
     admin_url,
     short_when,
+    staff_user,
 )
+from apps.fees.money import money_text
+from apps.fees.once import PAGE_OUT_OF_DATE
+from apps.fees.services import student_credit
 
 from . import findings
 from .display import counts_text, duration, run_shown
@@ -449,9 +456,9 @@ class HeldMovementAdmin(SyncRecordAdmin):
 
     def get_urls(self) -> list[URLPattern]:
         return [
-            # Only these two actions: the admin's own "<id>/change/" and friends stay its own.
+            # Only these actions: the admin's own "<id>/change/" and friends stay its own.
             re_path(
-                r"^(?P<object_id>[0-9]+)/(?P<action>apply|dismiss)/$",
+                r"^(?P<object_id>[0-9]+)/(?P<action>apply|credit|dismiss)/$",
                 self.admin_site.admin_view(self.act_view),
                 name="vendors_heldmovement_act",
             ),
@@ -494,7 +501,7 @@ class HeldMovementAdmin(SyncRecordAdmin):
 
     def act_view(self, request: HttpRequest, object_id: str, action: str) -> HttpResponse:
         held = self._held(request, object_id)
-        if action not in ("apply", "dismiss"):
+        if action not in ("apply", "credit", "dismiss"):
             raise Http404("No such action.")
         if not may_act_on_held(request.user):
             raise PermissionDenied
@@ -505,22 +512,54 @@ class HeldMovementAdmin(SyncRecordAdmin):
         )
         if request.method != "POST":
             return HttpResponseRedirect(back)
+        token = _token(request.POST.get("token", ""))
+        if token is None:
+            messages.error(request, PAGE_OUT_OF_DATE)
+            return HttpResponseRedirect(back)
+        user = staff_user(request)
+        money = f"{held.kind.capitalize()} {held.vendor_ref} of ${held.amount}"
         try:
             if action == "apply":
-                findings.held_movement_apply(held=held, user=request.user)
+                findings.held_movement_apply(held=held, user=user, token=token)
+                text = f"{money} is applied to fee {held.fee_ref}."
+            elif action == "credit":
+                held = findings.held_movement_credit(held=held, user=user, token=token)
+                credit = student_credit(student=held.fee.student)
                 text = (
-                    f"{held.kind.capitalize()} {held.vendor_ref} of ${held.amount} is applied "
-                    f"to fee {held.fee_ref}."
+                    f"{money} is held as {held.fee.student.full_name}'s credit "
+                    f"(${money_text(credit)} on account now); fee {held.fee_ref} is unchanged. "
+                    "Apply it to another fee or refund it from the student's page."
                 )
             else:
                 findings.held_movement_dismiss(
-                    held=held, user=request.user, note=request.POST.get("note", "")
+                    held=held, user=user, note=request.POST.get("note", ""), token=token
                 )
-                text = (
-                    f"{held.kind.capitalize()} {held.vendor_ref} is dismissed; nothing was posted."
-                )
+                text = f"{money} is dismissed; nothing was posted."
+        except findings.HeldAlreadyResolved as done:
+            if done.held.resolution_token == token:
+                # A double click or a resubmitted page: say what the first one did.
+                messages.info(request, _already_resolved(done.held))
+            else:
+                messages.error(request, " ".join(done.messages))
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
         else:
             messages.success(request, text)
         return HttpResponseRedirect(back)
+
+
+def _token(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def _already_resolved(held: HeldMovement) -> str:
+    """What a repeat of the form that resolved it shows."""
+    at = date_format(timezone.localtime(held.resolved_at), "H:i") if held.resolved_at else ""
+    who = f" by {held.resolved_by.get_username()}" if held.resolved_by else ""
+    return (
+        f"This was already done at {at}{who} ({held.get_status_display().lower()}); "
+        "nothing was recorded twice."
+    )

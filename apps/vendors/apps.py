@@ -13,6 +13,9 @@ class VendorsConfig(AppConfig):
         # The receivers connect themselves; the tasks are loaded in every process (not only
         # the worker) so that the engine's by-name queueing runs them eagerly where asked.
         from . import receivers, tasks  # noqa: F401
+        from .checks import register_ledger_checks
+
+        register_ledger_checks()
         from .models import HeldMovement, Integration, MerchantAccountMapping
 
         # Setup changes are audited; the credentials only ever as masked ciphertext.

@@ -443,9 +443,10 @@ class Discrepancy(models.Model):
 
 class HeldMovement(models.Model):
     """A payment, waiver or refund a vendor reported for a fee it does not manage (outside
-    its scope, or never sent to it). Nothing was posted: staff apply it to the fee anyway
-    or dismiss it, with a note. It keeps everything the ledger's door needs to post it
-    later, and is held once per (integration, vendor id) however often it is pulled."""
+    its scope, or never sent to it). Nothing was posted: staff apply it to the fee anyway,
+    hold it (a payment) as the student's credit, or dismiss it, with a note. It keeps
+    everything the ledger's door needs to post it later, and is held once per (integration,
+    vendor id) however often it is pulled."""
 
     class Status(models.TextChoices):
         OPEN = "open", "Waiting for staff"
@@ -491,6 +492,13 @@ class HeldMovement(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     resolution_note = models.TextField(blank=True)
+    resolution_token = models.UUIDField(
+        null=True,
+        blank=True,
+        unique=True,
+        help_text="The one-time token of the staff form that resolved it: a repeat of that "
+        "form is told what the first one did.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

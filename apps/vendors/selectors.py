@@ -371,6 +371,16 @@ class FeeAtVendor:
     events: list[TimelineEvent]
 
 
+def open_refund_findings(*, fee: Fee) -> list[Discrepancy]:
+    """Refunds made at a vendor on this fee that staff have not answered yet ("keep it owed,
+    or waive the rest"), oldest first, for the fee's page."""
+    return list(
+        Discrepancy.objects.select_related("integration")
+        .filter(fee=fee, kind=Discrepancy.Kind.REFUNDED_AT_VENDOR, resolved_at__isnull=True)
+        .order_by("created_at", "pk")
+    )
+
+
 def fee_sync_timeline(*, fee: Fee) -> list[FeeAtVendor]:
     """A fee's life at each vendor that manages it (or ever received it): when it was first
     sent and last acknowledged, which version the vendor holds, a change waiting or parked

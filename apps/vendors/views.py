@@ -112,8 +112,15 @@ def may_act_on_held(user: Any) -> bool:
     return bool(user.has_perm("vendors.change_heldmovement") and can_post_money(user))
 
 
+def may_answer_refund(user: Any) -> bool:
+    """A refund made at the vendor asks what becomes of a fee's money ("keep it owed, or
+    waive the rest"): fees clerks and district admins, who handle fees, payments and
+    waivers (DESIGN.md, "Who may do what"); support staff only look."""
+    return can_post_money(user)
+
+
 def may_waive(user: Any) -> bool:
-    return may_resolve(user) and can_post_money(user)
+    return may_answer_refund(user)
 
 
 # --- the page frame ----------------------------------------------------------------------------
@@ -679,6 +686,7 @@ class DashboardPages(Pages):
                 "held_count": records["held_count"],
                 "may_act_on_held": may_act_on_held(request.user),
                 "may_waive": may_waive(request.user),
+                "may_answer_refund": may_answer_refund(request.user),
                 "links": {
                     "in_scope": self._fees_in_scope_url(integration),
                     "acknowledged": changelist("syncedfee", integration__id__exact=pk),
@@ -764,13 +772,15 @@ class DashboardPages(Pages):
     def discrepancy_view(
         self, request: HttpRequest, object_id: str, discrepancy_id: str, action: str
     ) -> HttpResponse:
+        if action in ("keep-owed", "waive-rest"):
+            # Answered from the dashboard or from the fee's page: fees clerks answer these
+            # too, and they do not see the integration's pages.
+            return self._refund_answer(request, object_id, discrepancy_id, action)
         integration = self._integration(request, object_id)
         discrepancy = Discrepancy.objects.filter(pk=discrepancy_id, integration=integration).first()
         actions: dict[str, Callable[[Any], bool]] = {
             "resend": may_run,
             "resolve": may_resolve,
-            "keep-owed": may_resolve,
-            "waive-rest": may_waive,
         }
         if discrepancy is None or action not in actions:
             raise Http404("No such finding.")
@@ -778,8 +788,6 @@ class DashboardPages(Pages):
             raise PermissionDenied
         if request.method != "POST":
             return HttpResponseRedirect(self._dashboard(integration, "discrepancies"))
-        if action in ("keep-owed", "waive-rest"):
-            return self._refund_answer(request, integration, discrepancy, action)
         anchor = (
             "unmatched"
             if discrepancy.kind == Discrepancy.Kind.UNMATCHED_PAYMENT
@@ -814,15 +822,40 @@ class DashboardPages(Pages):
         return HttpResponseRedirect(self._dashboard(integration, anchor))
 
     def _refund_answer(
-        self, request: HttpRequest, integration: Integration, discrepancy: Discrepancy, action: str
+        self, request: HttpRequest, object_id: str, discrepancy_id: str, action: str
     ) -> HttpResponse:
         """A refund at the vendor: keep the fee owed, or waive the rest (one click each)."""
+        if not may_answer_refund(request.user):
+            raise PermissionDenied
+        discrepancy = (
+            Discrepancy.objects.select_related("integration")
+            .filter(
+                pk=discrepancy_id,
+                integration_id=object_id,
+                kind=Discrepancy.Kind.REFUNDED_AT_VENDOR,
+            )
+            .first()
+            if object_id.isdigit()
+            else None
+        )
+        if discrepancy is None:
+            raise Http404("No such finding.")
+        integration = discrepancy.integration
+        back = (
+            reverse("admin:fees_fee_change", args=[discrepancy.fee_id]) + "#refund-findings"
+            if request.POST.get("back") == "fee" and discrepancy.fee_id
+            else self._dashboard(integration, "discrepancies")
+        )
+        if request.method != "POST":
+            return HttpResponseRedirect(back)
         try:
             if action == "keep-owed":
-                findings.refund_keep_owed(discrepancy=discrepancy, user=request.user)
+                findings.refund_keep_owed(discrepancy=discrepancy, user=staff_user(request))
                 text = f"Fee {discrepancy.fee_ref} stays owed after the refund."
             else:
-                waiver = findings.refund_waive_rest(discrepancy=discrepancy, user=request.user)
+                waiver = findings.refund_waive_rest(
+                    discrepancy=discrepancy, user=staff_user(request)
+                )
                 text = (
                     f"The rest of fee {discrepancy.fee_ref} (${waiver.amount}) is waived "
                     f"after the refund at {integration.vendor_name}."
@@ -831,7 +864,7 @@ class DashboardPages(Pages):
             messages.error(request, " ".join(exc.messages))
         else:
             messages.success(request, text)
-        return HttpResponseRedirect(self._dashboard(integration, "discrepancies"))
+        return HttpResponseRedirect(back)
 
     @staticmethod
     def _dashboard(integration: Integration, anchor: str = "") -> str:

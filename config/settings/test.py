@@ -13,7 +13,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 4 * 3600}
 # Short delays so outage scenarios play out in seconds.
 FEESYNC_BACKOFF_BASE_SECONDS = 0.2
 FEESYNC_BACKOFF_CAP_SECONDS = 1.0
-FEESYNC_DELIVERY_LEASE_SECONDS = 4
+# Longer than any one batch takes on a busy machine (Community Pass' own retries of a failing
+# push take up to ~8 s): a lease that ran out mid-batch would let a second delivery take the
+# same items and make attempt counts depend on the machine's load.
+FEESYNC_DELIVERY_LEASE_SECONDS = 15
 FEESYNC_DELIVERY_MAX_ATTEMPTS = 1000
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
 CELERY_TASK_EAGER_PROPAGATES = True

@@ -47,6 +47,17 @@ def browser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     require_browser()
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with launch_chromium() as browser:
+        new_context = browser.new_context
+
+        def generous_context(*args: Any, **kwargs: Any) -> Any:
+            # Playwright's 30-second default assumes an idle machine; these pages wait on a
+            # live server that shares two cores with other suites.
+            context = new_context(*args, **kwargs)
+            context.set_default_timeout(120_000)
+            context.set_default_navigation_timeout(120_000)
+            return context
+
+        browser.new_context = generous_context
         yield browser
         report = getattr(request.node, "report_call", None)
         if report is not None and report.failed:

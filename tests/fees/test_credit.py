@@ -201,6 +201,7 @@ def test_auto_apply_is_off_by_default():
     assert other.balance == other.amount and credit_of(student) == D("2.00")
 
 
+@pytest.mark.ledger_breach
 def test_ledger_check_finds_a_credit_that_is_not_accounted_for():
     fee = make_fee(amount="50.00")
     vendor_pays(fee, "60.00")
@@ -215,6 +216,7 @@ def test_ledger_check_finds_a_credit_that_is_not_accounted_for():
     ]
 
 
+@pytest.mark.ledger_breach
 def test_ledger_check_finds_a_waiver_left_partly_unallocated_and_a_loose_debit():
     fee = make_fee(amount="50.00")
     with connection.cursor() as cursor:

@@ -253,6 +253,7 @@ def test_ledger_check_passes_on_a_consistent_ledger(capsys):
 
 
 @pytest.mark.django_db
+@pytest.mark.ledger_breach
 def test_ledger_check_fails_after_a_raw_sql_tamper(capsys):
     fee = make_fee(amount="20.00")
     with connection.cursor() as cursor:
@@ -266,6 +267,7 @@ def test_ledger_check_fails_after_a_raw_sql_tamper(capsys):
 
 
 @pytest.mark.django_db
+@pytest.mark.ledger_breach
 def test_ledger_check_finds_an_allocation_slipped_in_by_sql():
     fee = make_fee(amount="20.00")
     pay = payment_take(fee=fee, amount="20", method="cash", origin=Origin())

@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 import html
+import threading
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from django.db import connection, connections
+from django.test import Client
 from django.urls import reverse
 
 from apps.fees.models import Allocation, LedgerEntry
@@ -18,7 +22,7 @@ from apps.fees.services import (
     movements_record,
     student_credit,
 )
-from tests.admin_helpers import csrf_client, submit
+from tests.admin_helpers import csrf_client, page_form_values, submit
 from tests.factories import GuardianFactory, StudentFactory, make_fee
 
 pytestmark = pytest.mark.django_db
@@ -164,3 +168,109 @@ def test_a_refund_of_credit_is_never_hidden_by_the_parents_page_cache(client, se
     credit_refund(student=student, amount="4.00", reason="Part back", origin=Origin())
     assert "Credit on account: $6.00" in client.get(reverse("portal:fees")).content.decode()
     cache.clear()
+
+
+# --- a staff posting happens once: the credit pages carry the one-time token ------------------
+
+
+def _form(client: Client, url: str, data: dict[str, Any]) -> dict[str, Any]:
+    page = client.get(url)
+    assert page.status_code == 200
+    values = page_form_values(page.content)
+    assert values["token"]  # the page's hidden one-time token
+    values.update(data)
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _messages_on(client: Client, url: str) -> list[str]:
+    return [str(m) for m in client.get(url).context["messages"]]
+
+
+def test_a_credit_form_without_its_token_is_refused_as_out_of_date(clerk):
+    student, _, other = overpaid_student()
+    client = csrf_client(clerk)
+    form = _form(client, student_url(student, "apply"), {"fee": other.pk})
+    del form["token"]
+    response = client.post(student_url(student, "apply"), form)
+    assert response.status_code == 200
+    assert "This page is out of date" in response.content.decode()
+    assert student_credit(student=student) == D("10.00")
+
+
+def test_a_resubmitted_credit_form_shows_the_first_result_and_applies_nothing_more(clerk):
+    student, _, other = overpaid_student(amount="80.00")  # $30.00 of credit
+    client = csrf_client(clerk)
+    form = _form(client, student_url(student, "apply"), {"fee": other.pk, "amount": "5.00"})
+    client.post(student_url(student, "apply"), form)
+    client.post(student_url(student, "apply"), form)  # "post again?"
+    [first, again] = _messages_on(client, student_url(student))
+    assert first.startswith(f"$5.00 of credit applied to fee {other.reference}")
+    assert again.startswith(f"This credit of $5.00 to fee {other.reference} was already recorded")
+    assert again.endswith("by clerk-t; nothing was recorded twice.")
+    assert student_credit(student=student) == D("25.00")
+    # A new page is a new application.
+    submit(client, student_url(student, "apply"), {"fee": other.pk, "amount": "5.00"})
+    assert student_credit(student=student) == D("20.00")
+    assert ledger_report().ok
+
+
+def _at_the_same_moment(clerk, url: str, form: dict[str, Any]) -> list[Client]:
+    """The same form sent twice at once (a double click), by one clerk in two requests."""
+    clients = [Client(), Client()]
+    for c in clients:
+        c.force_login(clerk)
+    barrier = threading.Barrier(2)
+    statuses: list[int] = []
+
+    def post(c: Client) -> None:
+        try:
+            barrier.wait()
+            statuses.append(c.post(url, form).status_code)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=post, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [302, 302]
+    return clients
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_identical_credit_apply_submissions_at_the_same_moment_apply_it_once(clerk):
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks under real concurrency are a PostgreSQL matter")
+    student, _, other = overpaid_student(amount="80.00")  # $30.00 of credit
+    url = student_url(student, "apply")
+    form = _form(csrf_client(clerk), url, {"fee": other.pk, "amount": "10.00"})
+    clients = _at_the_same_moment(clerk, url, form)
+    other.refresh_from_db()
+    assert other.balance == D("15.00") and student_credit(student=student) == D("20.00")
+    assert Allocation.objects.filter(debit__fee=other).count() == 1
+    said = sorted(m for c in clients for m in _messages_on(c, student_url(student)))
+    assert said[0].startswith(f"$10.00 of credit applied to fee {other.reference}")
+    assert said[1].startswith("This credit of $10.00") and "nothing was recorded twice" in said[1]
+    assert ledger_report().ok
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_identical_credit_refund_submissions_at_the_same_moment_refund_it_once(clerk):
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks under real concurrency are a PostgreSQL matter")
+    student, _, _ = overpaid_student(amount="80.00")  # $30.00 of credit
+    url = student_url(student, "refund")
+    form = _form(
+        csrf_client(clerk),
+        url,
+        {"amount": "12.00", "reason": "Overpaid at PaySchools", "check_number": "2002"},
+    )
+    clients = _at_the_same_moment(clerk, url, form)
+    assert LedgerEntry.objects.filter(kind="refund").count() == 1
+    assert student_credit(student=student) == D("18.00")
+    said = sorted(m for c in clients for m in _messages_on(c, student_url(student)))
+    assert said[0] == "Refund of $12.00 of credit recorded; $18.00 of credit is left."
+    assert said[1].startswith("This refund was already recorded at ")
+    assert said[1].endswith("by clerk-t; nothing was recorded twice.")
+    assert ledger_report().ok

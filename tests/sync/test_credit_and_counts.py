@@ -58,7 +58,7 @@ def test_an_overpayment_at_the_vendor_settles_the_fee_and_the_rest_is_credit_onc
 def _both_past_the_first_lookup(monkeypatch) -> None:
     """Make two pulls race for real: each looks up what is recorded already, and neither
     goes on until both have looked (so both find nothing, and both try to post)."""
-    barrier = threading.Barrier(2, timeout=20)
+    barrier = threading.Barrier(2, timeout=120)
     seen = threading.local()
     real = door._recorded
 

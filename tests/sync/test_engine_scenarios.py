@@ -114,7 +114,7 @@ def test_an_outage_loses_nothing_and_the_backlog_drains_by_itself(
     assert any(i.last_error for i in OutboxItem.objects.all())
 
     sandbox.faults("ok")
-    wait_for(lambda: not OutboxItem.objects.exists(), timeout=40, what="the backlog to drain")
+    wait_for(lambda: not OutboxItem.objects.exists(), timeout=120, what="the backlog to drain")
     held = sandbox.fees()
     assert len(held) == 60
     assert all(held[f.reference]["amount"] == "25.00" for f in new)
@@ -260,7 +260,7 @@ def test_a_worker_killed_mid_delivery_leaves_the_fee_once_at_the_vendor(
     live_worker.start()
     wait_for(
         lambda: not OutboxItem.objects.exists(),
-        timeout=40,
+        timeout=120,
         what="the lease to expire and the sweeper to redeliver",
     )
     held = sandbox.fees()

@@ -48,8 +48,10 @@ def test_both_vendors_slow_the_students_page_renders_within_its_deadline_with_tw
     page = client.get(reverse("admin:students_student_change", args=[student.pk]))
     took = time.monotonic() - started
     assert page.status_code == 200
-    # Generous (the machine may be busy): the benchmark measures the real figure.
-    assert took < 8, took
+    # The page did not wait for either vendor (each answers after 10 s); how close it came to
+    # its 2-second deadline is the benchmark's (admin_student_page_two_slow_vendors_s): a
+    # busy machine may add seconds of its own here.
+    assert took < 10, took
     notes = [m for m in _messages(page) if "could not be checked within 2 seconds" in m]
     assert sorted(n.split()[2] for n in notes) == ["Community", "PaySchools"], notes
     assert (
@@ -72,7 +74,9 @@ def test_community_pass_retries_end_with_the_deadline_of_the_page_that_called(
     started = time.monotonic()
     page = client.get(reverse("admin:students_student_change", args=[student.pk]))
     took = time.monotonic() - started
-    assert page.status_code == 200 and took < 6, took
+    # Left to its budget it would retry for about 20 s; well before that is the proof (the
+    # busy machine's own delays are not).
+    assert page.status_code == 200 and took < 12, took
     assert any(
         m.startswith("Payments at Community Pass could not be checked") for m in _messages(page)
     ), _messages(page)
@@ -196,7 +200,8 @@ def test_payschools_down_with_a_backlog_of_10000_does_not_delay_community_pass(
         fee = make_fee(student=student, category=trips, fee_date=IN_SCOPE)
         started = time.monotonic()
         wait_for(lambda fee=fee: fee.reference in cp_box.fees(), what="the fee at Community Pass")
-        # Generous: the benchmark (isolation.other_vendor_push_p99_ms) measures the figure.
-        assert time.monotonic() - started < 10
+        # Generous: the benchmark (isolation.other_vendor_push_p99_ms) measures the figure;
+        # the outage of the issue delayed the other vendor by about a minute.
+        assert time.monotonic() - started < 30
     assert OutboxItem.objects.filter(integration=ps).count() == 10_000
     assert ledger_report().ok

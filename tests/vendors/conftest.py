@@ -56,7 +56,7 @@ def payschools_control(payschools: SandboxServer) -> SandboxControl:
 def make_payschools_adapter(payschools: SandboxServer) -> Callable[..., PaySchoolsAdapter]:
     def make(
         *,
-        timeout: float = 5.0,
+        timeout: float = 15.0,  # generous: the machine may be busy
         credentials: dict[str, str] | None = None,
         base_url: str | None = None,
         **options: Any,
@@ -137,12 +137,12 @@ def communitypass_control(communitypass: SandboxServer) -> SandboxControl:
 def make_communitypass_adapter(
     communitypass: SandboxServer,
 ) -> Callable[..., CommunityPassAdapter]:
-    """make(timeout=5.0, credentials=None, base_url=None, **options): an adapter on the
+    """make(timeout=15.0, credentials=None, base_url=None, **options): an adapter on the
     sandbox. Options override COMMUNITYPASS_TEST_OPTIONS (e.g. max_retries=1)."""
 
     def make(
         *,
-        timeout: float = 5.0,
+        timeout: float = 15.0,  # generous: the machine may be busy
         credentials: dict[str, str] | None = None,
         base_url: str | None = None,
         **options: Any,

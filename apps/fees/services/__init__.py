@@ -24,6 +24,7 @@ from .bulk import (
     unpaid_fees,
 )
 from .credit import (
+    CreditAlreadyApplied,
     credit_apply,
     credit_auto_apply,
     credit_refund,
@@ -50,11 +51,13 @@ from .outside import (
     MovementOutcome,
     MovementSource,
     OutcomeStatus,
+    movement_credit,
     movement_record,
     movements_record,
 )
 
 __all__ = [
+    "CreditAlreadyApplied",
     "LedgerError",
     "Movement",
     "MovementKind",
@@ -81,6 +84,7 @@ __all__ = [
     "fees_follow_activity",
     "fees_student_renamed",
     "fees_void_bulk",
+    "movement_credit",
     "movement_record",
     "movements_record",
     "payment_refund",

@@ -10,6 +10,9 @@ unallocated on the payment entry. Here it is
   balance, status and version brought in step and `fee_changed` sent like any posting;
 * paid back to the family (`credit_refund`): a refund entry on no fee, settled out of the
   credit by an allocation, so nothing is owed anywhere because of it;
+* taken whole as credit (`_payment_to_credit`, behind the one door's `movement_credit`):
+  money a vendor took for a fee it does not manage, that staff chose to keep for the
+  student rather than post on that fee: a payment entry on no fee, all of it credit;
 * applied automatically (`credit_auto_apply`) to the student's oldest open fee (oldest due
   date, then fee date) when the district turns FEESYNC_AUTO_APPLY_CREDIT on; credit that
   found no open fee then pays the student's next fee (`fee_create`).
@@ -23,16 +26,17 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from apps.students.models import Student
 
-from ..models import ZERO, Allocation, Fee, LedgerEntry, StudentCredit
+from ..models import ZERO, Allocation, CreditApplication, Fee, LedgerEntry, StudentCredit
 from ..money import money_text
 from .ledger import (
     Kind,
     LedgerError,
     Origin,
+    _AlreadyRecorded,
     _apply_to_fee,
     _credit_account,
     _credit_change,
@@ -57,6 +61,25 @@ def student_credit(*, student: Student) -> Decimal:
     return amount if amount is not None else ZERO
 
 
+class CreditAlreadyApplied(Exception):
+    """`credit_apply` was called again with the same sender's key (a staff form's one-time
+    token): `application` is what the first call applied; nothing was applied twice."""
+
+    def __init__(self, application: CreditApplication) -> None:
+        super().__init__(application.pk)
+        self.application = application
+
+
+def _first_application(origin: Origin) -> CreditApplication | None:
+    if not origin.external_id:
+        return None
+    return (
+        CreditApplication.objects.select_related("created_by", "fee")
+        .filter(external_source=origin.external_source, external_id=origin.external_id)
+        .first()
+    )
+
+
 @transaction.atomic
 def credit_apply(
     *,
@@ -68,11 +91,17 @@ def credit_apply(
 ) -> Decimal:
     """Apply the student's credit (all of it that the fee can take, by default; or `amount`;
     from `credit_entry` only, if given) to another open fee of the same student. Returns
-    the amount applied."""
+    the amount applied.
+
+    Recorded once per `origin.external_id` (a staff form's one-time token): checked with the
+    fee and the credit row locked, so of two identical submissions the second waits for the
+    first to commit and then raises `CreditAlreadyApplied` with the first application."""
     if fee.student_id != student.pk:
         raise LedgerError(f"Fee {fee.reference} is not {student.full_name}'s fee.")
     fee = _lock(fee)
     account = _credit_account(student.pk)
+    if (first := _first_application(origin)) is not None:
+        raise CreditAlreadyApplied(first)
     if fee.status != Fee.Status.OPEN or fee.balance <= 0:
         raise LedgerError(
             f"Nothing is owed on fee {fee.reference} (it is {fee.get_status_display().lower()})."
@@ -99,7 +128,54 @@ def credit_apply(
         manual=True,
         credit_entry=credit_entry,
     )
+    fields = origin.entry_fields()
+    try:
+        with transaction.atomic():
+            CreditApplication.objects.create(
+                student_id=student.pk,
+                fee=fee,
+                amount=wanted,
+                external_source=fields["external_source"],
+                external_id=fields["external_id"],
+                created_by=fields["created_by"],
+            )
+    except IntegrityError:
+        # Only a concurrent call with the same key that took no lock gets here; the
+        # allocations above roll back with this transaction.
+        if (first := _first_application(origin)) is None:
+            raise
+        raise CreditAlreadyApplied(first) from None
     return wanted
+
+
+def _payment_to_credit(
+    *, student_id: int, amount: Decimal, origin: Origin, note: str
+) -> LedgerEntry:
+    """Money already taken outside that staff keep whole as the student's credit: a payment
+    entry on no fee (so no fee changes and no vendor is told), none of it allocated, and the
+    credit row raised by as much. Inside the caller's transaction; a repeat of the same
+    (external_source, external_id) raises `_AlreadyRecorded` with the first entry."""
+    amount = to_money(amount)
+    account = _credit_account(student_id)  # locked: a concurrent repeat has committed by now
+    if (existing := _existing_external(origin)) is not None:
+        raise _AlreadyRecorded(existing)
+    try:
+        with transaction.atomic():
+            entry = LedgerEntry.objects.create(
+                student_id=student_id,
+                fee=None,
+                kind=Kind.PAYMENT,
+                amount=amount,
+                method=LedgerEntry.Method.ONLINE,
+                reason=note,
+                **origin.entry_fields(),
+            )
+    except IntegrityError:
+        if (existing := _existing_external(origin)) is None:
+            raise
+        raise _AlreadyRecorded(existing) from None
+    _credit_change(account, amount)
+    return entry
 
 
 @transaction.atomic
@@ -192,6 +268,7 @@ def credit_auto_apply(*, student_id: int, origin: Origin | None = None) -> Decim
 
 
 __all__ = [
+    "CreditAlreadyApplied",
     "credit_apply",
     "credit_auto_apply",
     "credit_entries",

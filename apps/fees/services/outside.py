@@ -11,7 +11,10 @@ ledger, so the rules for it live in one place:
 * every movement gets one outcome, in input order, and a bad one fails alone: its reason is
   a sentence a fees clerk can read, the rest of the batch is recorded;
 * plain payments (most of a nightly pull) are posted set-wise, in a handful of queries per
-  batch; everything else one by one in input order, each in its own savepoint.
+  batch; everything else one by one in input order, each in its own savepoint;
+* a payment staff chose to keep as the student's credit rather than post on its fee (one a
+  vendor reported for a fee it does not manage) comes in by `movement_credit`, keyed the
+  same way, so a later pull of it finds it already recorded.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from django.db.models.functions import Coalesce
 
 from ..models import ZERO, Allocation, Fee, LedgerEntry
 from ..movements import MovementKind
-from .credit import credit_auto_apply
+from .credit import _payment_to_credit, credit_auto_apply
 from .dispute import (
     DisputeAlreadyRecorded,
     dispute_reports_recorded,
@@ -193,6 +196,46 @@ def movements_record(
         else:
             outcomes[i] = done
     return [outcomes[i] for i in range(len(movements))]
+
+
+def movement_credit(
+    *, source: MovementSource, movement: Movement, student_id: int
+) -> MovementOutcome:
+    """Record a payment from outside whole as the student's credit, on none of their fees
+    (staff decided the fee it named is not one this source may settle). Recorded once per
+    (source, external id) like every movement: a repeat, or a movement this source already
+    posted some other way, is ALREADY_RECORDED and posts nothing. Only a payment brings
+    credit; anything else is REFUSED with the reason. With FEESYNC_AUTO_APPLY_CREDIT on, the
+    credit is applied to the student's oldest open fees once the caller's transaction commits
+    (after it, so that the fees are locked before the credit row, as everywhere)."""
+    m = movement
+    if not m.external_id:
+        return MovementOutcome(
+            "", OutcomeStatus.REFUSED, f"{source.name} sent no id for this {m.kind}."
+        )
+    if m.kind != MovementKind.PAYMENT:
+        return MovementOutcome(
+            m.external_id,
+            OutcomeStatus.REFUSED,
+            f"Only a payment can be kept as the student's credit; {m.external_id} is a {m.kind}.",
+        )
+    if (known := _recorded(source, [m.external_id]).get(m.external_id)) is not None:
+        return _already(m, known)
+    try:
+        with transaction.atomic():
+            entry = _payment_to_credit(
+                student_id=student_id,
+                amount=m.amount,
+                origin=source.origin(m.external_id),
+                note=f"Paid at {source.name} for fee {m.fee_ref}; kept as credit",
+            )
+    except _AlreadyRecorded as done:
+        return _already(m, (done.entry.pk, done.entry.fee_id))
+    except LedgerError as exc:
+        return MovementOutcome(m.external_id, OutcomeStatus.REFUSED, "; ".join(exc.messages))
+    if settings.FEESYNC_AUTO_APPLY_CREDIT:
+        transaction.on_commit(lambda: credit_auto_apply(student_id=student_id))
+    return MovementOutcome(m.external_id, OutcomeStatus.RECORDED, entry_id=entry.pk)
 
 
 def _auto_apply_new_credit(outcomes: Iterable[MovementOutcome]) -> None:

@@ -33,7 +33,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from apps.fees.money import MoneyError, parse_money
 from apps.vendors.kinds.base import (
     BALANCE_SETTINGS,
     AdapterConfig,
@@ -85,17 +86,17 @@ def _money_out(value: Any) -> str:
 
 
 def _money_in(value: Any, what: str) -> Decimal:
-    """Money from the wire. The contract sends decimal strings; a JSON number (which the
-    decoder turns into a Decimal, never a float) is refused as a breach of contract."""
+    """Money from the wire, read by the ledger's one strict parser (`parse_money`): "1e3",
+    "12,50", "NaN" or three places are a breach of contract, never an amount. The contract
+    sends decimal strings; a JSON number (which the decoder turns into a Decimal, never a
+    float) is refused too. Zero and negative amounts are the ledger's to judge (a balance
+    may be in credit), so they are read as sent."""
     if not isinstance(value, str):
         raise _BadReply(f'{what} was sent as {value!r}, not as a decimal string like "12.50"')
     try:
-        amount = Decimal(value)
-    except InvalidOperation:
-        raise _BadReply(f"{what} {value!r} is not a number") from None
-    if not amount.is_finite() or amount != amount.quantize(CENT):
-        raise _BadReply(f"{what} {value!r} is not an amount with two decimal places")
-    return amount.quantize(CENT)
+        return parse_money(value, label=what, allow_zero=True, allow_negative=True)
+    except MoneyError as exc:
+        raise _BadReply(" ".join(exc.messages)) from None
 
 
 def _retry_after(headers: Mapping[str, str] | None) -> float | None:

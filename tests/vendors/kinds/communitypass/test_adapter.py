@@ -461,7 +461,7 @@ def test_a_long_retry_after_is_handed_to_the_engine_at_once(
     started = time.monotonic()
     with pytest.raises(VendorError) as info:
         communitypass_adapter.pull_payments()
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 30  # it did not wait the 120 s (a busy machine may be slow)
     assert info.value.permanent is False and info.value.retry_after == 120
     assert "limiting requests" in info.value.message and "429" in info.value.message
     assert requests_to(communitypass_control, PAYMENTS) == 1
@@ -486,7 +486,9 @@ def test_the_retry_budget_bounds_the_waiting(
     started = time.monotonic()
     with pytest.raises(VendorError) as info:
         adapter.pull_payments()
-    assert 1.0 <= time.monotonic() - started < 3.0
+    # Waited once (1 s), then stopped: 10 retries would take 10 s. The request count is the
+    # exact proof; the upper bound leaves room for a busy machine.
+    assert 1.0 <= time.monotonic() - started < 8.0
     assert info.value.retry_after == 1 and requests_to(communitypass_control, PAYMENTS) == 2
 
 
@@ -504,7 +506,8 @@ def test_the_deadline_of_the_page_that_called_ends_the_retries(
     started = time.monotonic()
     with pytest.raises(VendorError):
         adapter.pull_payments()
-    assert time.monotonic() - started < 2.0
+    # 40 retries would take about 12 s; the request count bounds what it did exactly.
+    assert time.monotonic() - started < 8.0
     assert 2 <= requests_to(communitypass_control, PAYMENTS) < 10
 
 
@@ -590,15 +593,16 @@ def test_a_json_server_fault_says_what_the_vendor_said(
 def test_slow_vendor_times_out_in_plain_words_without_a_retry(
     make_communitypass_adapter: MakeAdapter, communitypass_control: SandboxControl
 ) -> None:
-    adapter = make_communitypass_adapter(timeout=0.3)
-    communitypass_control.faults("slow", delay_ms=1000)
+    # A timeout a busy machine cannot reach by itself, and a delay far beyond it.
+    adapter = make_communitypass_adapter(timeout=1.5)
+    communitypass_control.faults("slow", delay_ms=6000)
     with pytest.raises(VendorError) as info:
         adapter.pull_payments()
     assert info.value.permanent is False
-    assert info.value.message == "Community Pass did not answer within 0.3 seconds."
+    assert info.value.message == "Community Pass did not answer within 1.5 seconds."
     assert adapter.last_attempts == 1
     check = adapter.test_push()
-    assert check.ok is False and "0.3 seconds" in check.answer and check.elapsed_ms < 1000
+    assert check.ok is False and "1.5 seconds" in check.answer and check.elapsed_ms < 6000
 
 
 def test_malformed_reply(
@@ -672,3 +676,30 @@ def test_retry_after_as_seconds_or_http_date() -> None:
     assert _retry_after({}) is None and _retry_after({"Retry-After": "soon"}) is None
     later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
     assert 25 <= (_retry_after({"Retry-After": later}) or 0) <= 30
+
+
+# --- money from the wire: the ledger's one strict parser ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sent", "said"),
+    [
+        ("1e3", "exponent notation"),
+        ("12,50", "comma as the decimal mark"),
+        ("12.505", "more than two decimal places"),
+        ("NaN", "is not a number"),
+        ("", "empty"),
+    ],
+)
+def test_an_amount_from_the_wire_is_read_by_the_strict_parser(sent: str, said: str) -> None:
+    with pytest.raises(_BadReply, match=said):
+        _money_in(sent, "amount")
+
+
+def test_plain_amounts_from_the_wire_are_read_as_sent() -> None:
+    assert _money_in("12.50", "amount") == Decimal("12.50")
+    assert _money_in("1,234.56", "amount") == Decimal("1234.56")
+    assert _money_in("0.00", "balance") == Decimal("0.00")
+    assert _money_in("-4.00", "balance") == Decimal("-4.00")  # a balance in credit
+    with pytest.raises(_BadReply, match="not as a decimal string"):
+        _money_in(Decimal("12.50"), "amount")  # a JSON number breaks the contract

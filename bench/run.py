@@ -10,6 +10,8 @@
    `BENCHMARKS` (a list of functions, each run on its own) or `run()`; each returns a list
    of result rows (`bench.result(...)`). A benchmark that raises is reported with its
    traceback and the others still run.
+   After each benchmark `ledger_check`'s checks run on what it left: a breach counts as a
+   crash.
 4. Prints a table and writes `bench/results.json`: a list of
    `{"name", "value", "unit", "target", "ok", "n"}`.
 
@@ -140,7 +142,26 @@ def run_all(pattern: str | None) -> tuple[list[dict[str, Any]], list[str], int]:
                 continue
             results.extend(rows)
             print(f"   done in {time.perf_counter() - started:.1f}s", flush=True)
+            if not ledger_holds(label):
+                crashed.append(f"{label} (ledger_check)")
     return results, crashed, ran
+
+
+def ledger_holds(label: str) -> bool:
+    """`ledger_check` after every benchmark: a fast path that breaks the ledger's rules is a
+    failure, however fast it was."""
+    from apps.fees.selectors import ledger_report
+
+    started = time.perf_counter()
+    report = ledger_report()
+    took = time.perf_counter() - started
+    if report.ok:
+        print(f"   ledger_check ok ({took:.1f}s)", flush=True)
+        return True
+    print(f"!! ledger_check fails after {label}:", flush=True)
+    for breach in report.breaches[:10]:
+        print(f"   {breach}", flush=True)
+    return False
 
 
 def _fmt(value: Any) -> str:

@@ -29,6 +29,7 @@ from zeep import exceptions as zeep_exceptions
 from zeep.transports import Transport
 from zeep.wsse.username import UsernameToken
 
+from apps.fees.money import MoneyError, parse_money
 from apps.vendors.kinds.base import (
     LUNCH_SETTINGS,
     AdapterConfig,
@@ -105,6 +106,22 @@ def _money(value: Any) -> Decimal:
     if isinstance(value, float):
         raise TypeError(f"money must be Decimal, not float ({value!r})")
     return Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def _money_in(value: Any, what: str) -> Decimal:
+    """Money from the wire, read by the ledger's one strict parser (`parse_money`). zeep
+    turns an xsd:decimal into a Decimal however it was written, so the parser reads the
+    Decimal's own text: "1E+3", "NaN" or three places are a breach of the contract, never
+    an amount (rounding them, as this adapter once did, would post money nobody sent).
+    Zero and negative amounts are the ledger's to judge (a balance may be in credit)."""
+    if value is None or isinstance(value, bool | float):
+        raise VendorError(f"PaySchools sent {what} as {value!r}, which is not an amount.")
+    try:
+        return parse_money(str(value), label=what, allow_zero=True, allow_negative=True)
+    except MoneyError as exc:
+        raise VendorError(
+            f"PaySchools sent {what} that is not money: {' '.join(exc.messages)}"
+        ) from None
 
 
 def _items(value: Any, child: str) -> list[Any]:
@@ -439,8 +456,8 @@ class PaySchoolsAdapter(VendorAdapter):
             VendorFee(
                 fee_ref=f.FeeRef,
                 student_id=f.StudentId,
-                amount=_money(f.Amount),
-                amount_due=_money(f.AmountDue),
+                amount=_money_in(f.Amount, f"the amount of fee {f.FeeRef}"),
+                amount_due=_money_in(f.AmountDue, f"the amount due of fee {f.FeeRef}"),
                 version=int(f.Version),
                 active=bool(f.Active),
                 foreign=bool(f.Foreign),
@@ -487,7 +504,7 @@ class PaySchoolsAdapter(VendorAdapter):
             payment_id=p.PaymentId,
             fee_ref=p.FeeRef,
             student_id=p.StudentId,
-            amount=_money(p.Amount),
+            amount=_money_in(p.Amount, f"the amount of payment {p.PaymentId}"),
             kind=movement_kind(str(p.Kind)),
             closed=bool(p.Closed),
             occurred_at=occurred,
@@ -500,5 +517,7 @@ class PaySchoolsAdapter(VendorAdapter):
         for batch in _chunks(list(dict.fromkeys(student_ids)), MAX_STUDENTS):
             reply = self._call("GetLunchBalances", StudentIds={"StudentId": list(batch)})
             for item in _items(reply, "Balance"):
-                balances[item.StudentId] = _money(item.Balance)
+                balances[item.StudentId] = _money_in(
+                    item.Balance, f"the lunch balance of student {item.StudentId}"
+                )
         return balances

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from apps.vendors.kinds.base import FeeRecord, VendorError
-from apps.vendors.kinds.payschools.adapter import PaySchoolsAdapter
+from apps.vendors.kinds.payschools.adapter import PaySchoolsAdapter, _money_in
 from apps.vendors.registry import get_adapter_class
 from apps.vendors.sandboxes.client import SandboxControl
 from apps.vendors.sandboxes.server import SandboxServer
@@ -426,3 +426,30 @@ def test_bad_cursor_is_a_permanent_rejection(payschools_adapter: PaySchoolsAdapt
     with pytest.raises(VendorError) as info:
         payschools_adapter.pull_payments(cursor="not-a-cursor")
     assert info.value.permanent is True and "rejected the request" in info.value.message
+
+
+# --- money from the wire: the ledger's one strict parser ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sent", "said"),
+    [
+        (Decimal("1E+3"), "exponent notation"),
+        (Decimal("12.505"), "more than two decimal places"),
+        (Decimal("NaN"), "not a number"),
+        (None, "not an amount"),
+        (12.5, "not an amount"),
+    ],
+)
+def test_an_amount_from_the_wire_is_read_by_the_strict_parser(sent: Any, said: str) -> None:
+    """zeep reads any xsd:decimal text into a Decimal; rounding 12.505 (as this adapter once
+    did) would post a cent nobody sent, so a bad amount is a plain error naming it."""
+    with pytest.raises(VendorError, match=said) as info:
+        _money_in(sent, "the amount of payment P-1")
+    assert "PaySchools" in info.value.message and "payment P-1" in info.value.message
+
+
+def test_plain_amounts_from_the_wire_are_read_as_sent() -> None:
+    assert _money_in(Decimal("12.50"), "amount") == Decimal("12.50")
+    assert _money_in(Decimal("0"), "balance") == Decimal("0.00")
+    assert _money_in(Decimal("-4.00"), "balance") == Decimal("-4.00")  # a balance in credit

@@ -259,6 +259,7 @@ def test_any_sequence_keeps_paid_installments_and_the_total(api, student, steps)
     assert ledger_report().ok
 
 
+@pytest.mark.ledger_breach
 def test_ledger_check_finds_a_plan_whose_total_is_off(api, student):
     plan = make_plan(api, student)
     PaymentPlan.objects.filter(pk=plan["PaymentPlanId"]).update(total=Decimal("299.00"))
@@ -267,6 +268,7 @@ def test_ledger_check_finds_a_plan_whose_total_is_off(api, student):
     assert report.counts["installments"] == 3
 
 
+@pytest.mark.ledger_breach
 def test_ledger_check_finds_installments_paid_beyond_their_payment(api, student):
     plan = make_plan(api, student)
     first = plan["ScheduledPayments"][0]["ScheduledDisbursementId"]

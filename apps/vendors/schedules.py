@@ -5,13 +5,20 @@ admin (a task switched off, another time) survives a deploy."""
 from __future__ import annotations
 
 import json
+from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
 from .jobs import tasks_for
 from .models import Integration
 
 TASK_PATH = "apps.vendors.tasks.run_integration_task"
+
+
+def district_timezone() -> ZoneInfo:
+    """The district's time zone (settings.TIME_ZONE), in which every schedule is read."""
+    return ZoneInfo(settings.TIME_ZONE)
 
 
 def schedule_name(integration: Integration, label: str) -> str:
@@ -43,6 +50,9 @@ def schedules_sync(*, integration: Integration | None = None) -> int:
                     day_of_month=dom,
                     month_of_year=month,
                     day_of_week=dow,
+                    # "08:00 and 20:00" are district times: a crontab left to beat's default
+                    # zone (UTC unless the Celery app says otherwise) fires hours off.
+                    timezone=district_timezone(),
                 )
             PeriodicTask.objects.create(
                 name=name,

@@ -55,6 +55,7 @@ from .selectors import (
     dashboard_records,
     outage_message,
     scope_preview,
+    state_text,
     sync_status,
     task_rows,
 )
@@ -162,6 +163,7 @@ class Pages:
             "dashboard_url": reverse("admin:vendors_integration_dashboard", args=[integration.pk]),
             "history_url": _audit_url(integration),
             "outage": outage_message(integration=integration),
+            "state_text": state_text(integration) if integration.enabled else "",
             "credentials_problem": integration.credentials_problem,
             "may_change": may_change(request.user),
             "may_run": may_run(request.user),

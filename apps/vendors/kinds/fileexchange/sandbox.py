@@ -296,8 +296,9 @@ class FileExchangeServer(SandboxServer):
     def write_result(self, rows: list[dict[str, Any]]) -> str:
         fault, self.next_file_fault = self.next_file_fault, ""
         name = f"results_{next(self._seq):06d}_{os.getpid()}.csv"
-        if fault == "bad_amount":
-            rows = [{**r, "amount": "12,34"} for r in rows]
+        if fault == "bad_amount" and rows:
+            # One bad line among good ones: FeeSync must reject it alone, by its number.
+            rows = [{**rows[0], "amount": "12,34"}, *rows[1:]]
         text = result_file_text(rows)
         if fault == "malformed":
             text = "who,what\r\n" + "x,y\r\n" * len(rows)
@@ -365,24 +366,31 @@ class FileControlAPI(ControlAPI):
         self.server.pick_up()
         return super().handle(request)
 
-    def _result(self, op: str, record: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    @staticmethod
+    def _row(op: str, record: dict[str, Any], reason: str = "") -> dict[str, Any]:
         payment = record["payment"]
-        name = self.server.write_result(
-            [
-                {
-                    "reference": payment["fee_ref"],
-                    "student_id": payment.get("student_id", ""),
-                    "operation": op,
-                    "amount": payment["amount"],
-                    "method": "card",
-                    "reason": extra.get("reason", ""),
-                    "transaction_id": payment["payment_id"],
-                }
-            ]
-        )
+        return {
+            "reference": payment["fee_ref"],
+            "student_id": payment.get("student_id", ""),
+            "operation": op,
+            "amount": payment["amount"],
+            "method": "card",
+            "reason": reason,
+            "transaction_id": payment["payment_id"],
+        }
+
+    def _result(self, op: str, record: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        name = self.server.write_result([self._row(op, record, extra.get("reason", ""))])
         return {**record, "file": name}
 
     def pay(self, data: dict[str, Any], request: Request) -> object:
+        if "payments" in data:  # the shared API's batch form: one result file, a line each
+            many = data["payments"]
+            if not isinstance(many, list) or not many:
+                raise ControlError("payments must be a non-empty list.")
+            records = self.state.pay([{**p, "allow_over": True} for p in many])
+            name = self.server.write_result([self._row("pay", r) for r in records])
+            return {"results": records, "file": name}
         record = self.state.pay([{**data, "allow_over": True}])[0]
         return self._result("pay", record)
 

@@ -3,7 +3,9 @@ export, and its control API writes result files FeeSync then imports."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -152,3 +154,32 @@ def test_signing_in_with_a_private_key_instead_of_the_password(box, libfine):
     run = task_run(integration=integration, task="export-fees")
     assert run is not None and run.outcome == TaskRun.Outcome.FAILED
     assert "refused the login" in run.error
+
+
+def test_a_bad_amount_line_is_rejected_by_number_and_the_others_applied(box, libfine):
+    student = StudentFactory(student_number="800003")
+    fees = [make_fee(student=student, amount="10.00", category=libfine) for _ in range(3)]
+    integration = wired(box, libfine)
+    assert ok(integration, "export-fees").counts["rows"] == 3
+
+    control(box, "faults", file="bad_amount")
+    written = control(
+        box, "pay", payments=[{"fee_ref": f.reference, "amount": "10.00"} for f in fees]
+    )
+    counts = ok(integration, "import-payments").counts
+    assert (counts["files"], counts["lines"]) == (1, 3)
+    assert (counts["recorded"], counts["rejected"]) == (2, 1)
+
+    for fee in fees:
+        fee.refresh_from_db()
+    # The first line carried "12,34": its fee is still owed, the two after it are paid.
+    assert [f.status for f in fees] == [Fee.Status.OPEN, Fee.Status.PAID, Fee.Status.PAID]
+    assert fees[0].balance == Decimal("10.00")
+
+    rejects = box.root / "inbound" / "rejects" / f"{written['file']}.rejects.csv"
+    rows = list(csv.DictReader(io.StringIO(rejects.read_text())))
+    assert len(rows) == 1
+    assert rows[0]["line"] == "2"  # the header is line 1
+    assert "12,34" in rows[0]["reason"] and fees[0].reference in rows[0]["text"]
+    finding = Discrepancy.objects.get(kind=Discrepancy.Kind.UNMATCHED_PAYMENT)
+    assert f"Line 2 of {written['file']}" in finding.detail

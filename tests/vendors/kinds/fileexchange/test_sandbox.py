@@ -183,3 +183,49 @@ def test_a_bad_amount_line_is_rejected_by_number_and_the_others_applied(box, lib
     assert "12,34" in rows[0]["reason"] and fees[0].reference in rows[0]["text"]
     finding = Discrepancy.objects.get(kind=Discrepancy.Kind.UNMATCHED_PAYMENT)
     assert f"Line 2 of {written['file']}" in finding.detail
+
+
+def test_an_rsa_key_pasted_on_the_setup_page_signs_in(box, libfine, district_admin):
+    """An RSA 4096 key (about 3,300 characters, past the 500 of other secrets) is taken
+    whole by the setup page, kept encrypted and masked, and signs in over SFTP."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from django.db import connection
+    from django.urls import reverse
+
+    from tests.admin_helpers import csrf_client
+    from tests.vendors.setup_pages import submit_form
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=4096)
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,  # -----BEGIN RSA PRIVATE KEY-----
+        serialization.NoEncryption(),
+    ).decode()
+    assert len(pem) > 3000
+    public = private.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    box.sftp.authorize_key(public.decode())
+    integration = wired(box, libfine)
+    integration.credentials = {"username": sandbox.DEFAULT_USERNAME}  # no password: key only
+    integration.save()
+
+    client = csrf_client(district_admin)
+    setup = reverse("admin:vendors_integration_change", args=[integration.pk])
+    response = submit_form(client, setup, "connection-form", {"private_key": pem})
+    assert response.status_code == 200
+    integration.refresh_from_db()
+    assert integration.credentials["private_key"] == pem.strip()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT credentials_encrypted FROM vendors_integration WHERE id = %s", [integration.pk]
+        )
+        assert "PRIVATE KEY" not in cursor.fetchone()[0]
+    page = client.get(setup).content.decode()
+    body = pem.splitlines()[5]
+    assert body not in page and "Stored:" in page
+
+    make_fee(amount="5.00", category=libfine)
+    assert ok(integration, "export-fees").counts["rows"] == 1
+    assert len(state(box)["fees"]) == 1

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F, OuterRef, Q, Subquery
+from django.db.models import F, FilteredRelation, Q
 from django.utils import timezone
 
 from apps.fees.models import Fee
@@ -42,7 +42,7 @@ from .scope import Scope
 
 #: Lines handed to the one door at once: big enough that its per-batch queries are
 #: amortised, small enough that a batch's locks and memory stay small.
-IMPORT_BATCH = 2000
+IMPORT_BATCH = 5000
 
 
 @dataclass(frozen=True)
@@ -72,11 +72,13 @@ def _changed_fees(integration: Integration, *, full: bool) -> Any:
     fees = Scope.of(integration).fees()
     if full:
         return fees.filter(status=Fee.Status.OPEN)
-    held = SyncedFee.objects.filter(integration=integration, fee=OuterRef("pk")).values(
-        "acknowledged_version"
-    )[:1]
-    return fees.annotate(exported=Subquery(held)).filter(
-        Q(exported__isnull=True) | Q(exported__lt=F("version"))
+    # One LEFT JOIN on this integration's SyncedFee rows (PostgreSQL hashes it), not a
+    # correlated subquery probed once per fee (bench fileexchange.export_200k_s).
+    return fees.alias(
+        exported=FilteredRelation("synced", condition=Q(synced__integration=integration))
+    ).filter(
+        Q(exported__acknowledged_version__isnull=True)
+        | Q(exported__acknowledged_version__lt=F("version"))
     )
 
 

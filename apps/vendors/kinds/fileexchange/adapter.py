@@ -26,6 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
+import requests
 from django import forms
 from django.core.exceptions import ValidationError
 
@@ -732,6 +733,26 @@ class FileExchangeAdapter(VendorAdapter):
             refers_to=get("original_transaction_id") or None,
         )
         return line
+
+    def holdings(self) -> dict[str, Decimal] | None:
+        """{fee reference: amount} of the charges the financials side holds, for the nightly
+        full-file round trip; None where it cannot say. The sandbox keeps the export lines
+        as its state and reports them on its control API at the service address; a real
+        financials system reports nothing there (files do not move through it)."""
+        if not self.config.base_url:
+            return None
+        url = self.config.base_url.rstrip("/") + "/_sandbox/state"
+        try:
+            answer = requests.get(url, timeout=self.config.timeout)
+            fees = answer.json()["fees"] if answer.status_code == 200 else None
+            if not isinstance(fees, list):
+                return None
+            return {
+                str(f["fee_ref"]): parse_money(str(f["amount"]), label="The held amount")
+                for f in fees
+            }
+        except (requests.RequestException, ValueError, KeyError, TypeError, MoneyError):
+            return None
 
     def movements_refused(self, refused: Sequence[RefusedMovement]) -> None:
         self._refused.extend(refused)

@@ -318,7 +318,16 @@ class FileExchangeServer(SandboxServer):
         self.sftp.stop()
 
 
+def _file_sequence(path: Path) -> int:
+    """The export's sequence number, the last part of its name (…_000012.csv); 1 if none."""
+    tail = path.stem.rsplit("_", 1)[-1]
+    return int(tail) if tail.isdigit() else 1
+
+
 def _fee_lines(path: Path) -> list[FeeInput]:
+    # The built-in layout carries no version: a later file's line is the newer one, so the
+    # file's sequence stands in for it (else a changed fee sent again would be "stale").
+    sequence = _file_sequence(path)
     with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f)
         header = next(reader, [])
@@ -333,7 +342,7 @@ def _fee_lines(path: Path) -> list[FeeInput]:
             out.append(
                 FeeInput(
                     fee_ref=row["reference"],
-                    version=int(row.get("version") or 1),
+                    version=int(row.get("version") or sequence),
                     student_id=row.get("student_id", ""),
                     student_name=row.get("student_name", ""),
                     school_code=row.get("school", ""),

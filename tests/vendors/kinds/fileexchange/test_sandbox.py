@@ -229,3 +229,54 @@ def test_an_rsa_key_pasted_on_the_setup_page_signs_in(box, libfine, district_adm
     make_fee(amount="5.00", category=libfine)
     assert ok(integration, "export-fees").counts["rows"] == 1
     assert len(state(box)["fees"]) == 1
+
+
+def test_nightly_validation_compares_the_export_with_what_the_financials_side_holds(box, libfine):
+    student = StudentFactory(student_number="800004")
+    same, changed, third = (
+        make_fee(student=student, amount="10.00", category=libfine) for _ in "abc"
+    )
+    integration = wired(box, libfine)
+    ok(integration, "export-fees")
+    counts = ok(integration, "validate-exports").counts
+    assert (counts["round_trip_checked"], counts["round_trip_disagreements"]) == (3, 0)
+    assert not Discrepancy.objects.exists()
+
+    # The financials side loads a file FeeSync never wrote: one fee at another amount and
+    # one FeeSync does not have; and a later export of ours never reaches its loader.
+    outbound = box.root / "outbound"
+    first = sorted(outbound.glob("*.csv"))[0]
+    lines = list(csv.reader(io.StringIO(first.read_text(encoding="utf-8-sig"))))
+    header, rows = lines[0], lines[1:]
+    keys = [sandbox.HEADER_KEYS.get(h, h) for h in header]
+    amount, reference = keys.index("amount"), keys.index("reference")
+    edited = next(r for r in rows if r[reference] == changed.reference)
+    edited[amount] = "99.00"
+    if "version" in keys:  # a newer version than ours, as a later load would be
+        edited[keys.index("version")] = "99"
+    foreign = [*edited]
+    foreign[reference] = "FOREIGN-1"
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows([header, edited, foreign])
+    (outbound / "by_hand_999999.csv").write_text(out.getvalue())
+    state(box)  # the sandbox picks files up on each call
+    lost = make_fee(student=student, amount="7.00", category=libfine)
+    run = ok(integration, "export-fees")
+    (outbound / str(run.counts["file"])).unlink()  # gone before the loader saw it
+
+    counts = ok(integration, "validate-exports").counts
+    assert counts["round_trip_disagreements"] == 3, list(
+        Discrepancy.objects.values_list("kind", "detail")
+    )
+    found = {d.kind: d for d in Discrepancy.objects.all()}
+    assert set(found) == {
+        Discrepancy.Kind.DIFFERENT_AT_VENDOR,
+        Discrepancy.Kind.FOREIGN_FEE,
+        Discrepancy.Kind.MISSING_AT_VENDOR,
+    }
+    assert found[Discrepancy.Kind.DIFFERENT_AT_VENDOR].fee_ref == changed.reference
+    assert "$10.00" in found[Discrepancy.Kind.DIFFERENT_AT_VENDOR].detail
+    assert "$99.00" in found[Discrepancy.Kind.DIFFERENT_AT_VENDOR].detail
+    assert found[Discrepancy.Kind.FOREIGN_FEE].fee_ref == "FOREIGN-1"
+    assert found[Discrepancy.Kind.MISSING_AT_VENDOR].fee_ref == lost.reference
+    assert {same.reference, third.reference}.isdisjoint(d.fee_ref for d in found.values())

@@ -101,13 +101,17 @@ def schedule_text(periodic: PeriodicTask | None, default: str = "") -> str:
         return f"Every {interval.every} {interval.period}"
     if periodic.crontab_id:
         c = periodic.crontab
+        hours = c.hour.split(",")
         if (
             c.minute.isdigit()
-            and c.hour.isdigit()
+            and all(h.isdigit() for h in hours)
             and c.day_of_month == "*"
             and c.month_of_year == "*"
         ):
-            at = f"{int(c.hour):02d}:{int(c.minute):02d} ({c.timezone})"
+            # "0 8,20 * * *": "08:00 and 20:00" (the file exchange's export, twice a day).
+            times = [f"{int(h):02d}:{int(c.minute):02d}" for h in hours]
+            listed = times[0] if len(times) == 1 else ", ".join(times[:-1]) + " and " + times[-1]
+            at = f"{listed} ({c.timezone})"
             if c.day_of_week == "*":
                 return f"Every day at {at}"
             if c.day_of_week.isdigit() and int(c.day_of_week) < 7:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F, OuterRef, Q, Subquery
+from django.db.models import F, FilteredRelation, Q
 from django.utils import timezone
 
 from apps.fees.models import Fee
@@ -42,7 +42,7 @@ from .scope import Scope
 
 #: Lines handed to the one door at once: big enough that its per-batch queries are
 #: amortised, small enough that a batch's locks and memory stay small.
-IMPORT_BATCH = 2000
+IMPORT_BATCH = 5000
 
 
 @dataclass(frozen=True)
@@ -72,11 +72,13 @@ def _changed_fees(integration: Integration, *, full: bool) -> Any:
     fees = Scope.of(integration).fees()
     if full:
         return fees.filter(status=Fee.Status.OPEN)
-    held = SyncedFee.objects.filter(integration=integration, fee=OuterRef("pk")).values(
-        "acknowledged_version"
-    )[:1]
-    return fees.annotate(exported=Subquery(held)).filter(
-        Q(exported__isnull=True) | Q(exported__lt=F("version"))
+    # One LEFT JOIN on this integration's SyncedFee rows (PostgreSQL hashes it), not a
+    # correlated subquery probed once per fee (bench fileexchange.export_200k_s).
+    return fees.alias(
+        exported=FilteredRelation("synced", condition=Q(synced__integration=integration))
+    ).filter(
+        Q(exported__acknowledged_version__isnull=True)
+        | Q(exported__acknowledged_version__lt=F("version"))
     )
 
 
@@ -351,6 +353,7 @@ def exports_validate(*, integration: Integration) -> dict[str, int]:
         .first()
     )
     counts = {"checked": Scope.of(integration).fees().count(), "not_exported": 0}
+    counts.update(_round_trip(integration))
     if last is None:
         return counts
     missing = _changed_fees(integration, full=False).filter(updated_at__lt=last)
@@ -365,6 +368,63 @@ def exports_validate(*, integration: Integration) -> dict[str, int]:
             "not in it; the next export sends it.",
         )
     return counts
+
+
+def _round_trip(integration: Integration) -> dict[str, int]:
+    """The full-file round trip, where the financials side can report what it holds (the
+    sandbox does): each fee whose current version was exported must be held there with the
+    amount exported, and nothing may be held there that was never exported. A finding for
+    each disagreement; {"round_trip_checked": 0} when the other side cannot say."""
+    held = engine.adapter_for(integration).holdings()
+    if held is None:
+        return {"round_trip_checked": 0, "round_trip_disagreements": 0}
+    disagreements = 0
+    exported: set[str] = set()
+    current = SyncedFee.objects.filter(
+        integration=integration, acknowledged_version=F("fee__version")
+    ).values_list("fee_id", "fee__reference", "fee__amount", "fee__version")
+    for fee_id, ref, amount, version in current.iterator(chunk_size=5000):
+        exported.add(ref)
+        there = held.get(ref)
+        if there is None:
+            kind, detail = (
+                Discrepancy.Kind.MISSING_AT_VENDOR,
+                f"Fee {ref} (version {version}) was exported, but the financials system "
+                "does not hold it: ask the financials team whether the file was loaded; "
+                "a full export sends it again.",
+            )
+        elif there != amount:
+            kind, detail = (
+                Discrepancy.Kind.DIFFERENT_AT_VENDOR,
+                f"Fee {ref} was exported for ${amount:.2f}, but the financials system holds "
+                f"${there:.2f}.",
+            )
+        else:
+            continue
+        disagreements += 1
+        engine.discrepancy_record(
+            integration=integration, kind=kind, fee_id=fee_id, fee_ref=ref, detail=detail
+        )
+    # A fee changed since its export is not compared (the next export sends it); it is
+    # still one FeeSync sent, so only references never exported count as foreign.
+    sent = (
+        set(
+            SyncedFee.objects.filter(
+                integration=integration, fee__reference__any=list(held)
+            ).values_list("fee__reference", flat=True)
+        )
+        if held
+        else set()
+    )
+    for ref in sorted(set(held) - exported - sent):
+        disagreements += 1
+        engine.discrepancy_record(
+            integration=integration,
+            kind=Discrepancy.Kind.FOREIGN_FEE,
+            fee_ref=ref,
+            detail=f"The financials system holds fee {ref}, which FeeSync never exported.",
+        )
+    return {"round_trip_checked": len(held), "round_trip_disagreements": disagreements}
 
 
 def fee_file_preview(*, integration: Integration, limit: int = 5) -> str:

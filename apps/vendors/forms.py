@@ -153,8 +153,18 @@ class ConnectionForm(forms.Form):
         )
         masked = integration.masked_credentials()
         self.credential_names: list[str] = []
-        for key, label in adapter.credential_labels().items():
-            self.fields[key] = self._secret_field(key, label, masked.get(key, ""))
+        for key, setting in adapter.settings_for(secret=True).items():
+            declared = setting.field
+            self.fields[key] = self._secret_field(
+                key,
+                str(declared.label),
+                masked.get(key, ""),
+                # A kind may allow a longer secret (a pasted RSA key): its own limit, its own
+                # help; the shared 500 otherwise.
+                max_length=getattr(declared, "max_length", None) or 500,
+                multiline=isinstance(declared.widget, forms.Textarea),
+                help_text=str(declared.help_text or ""),
+            )
             self.credential_names.append(key)
         # The kind's own connection options (not secret), as it declares them.
         self.option_names: list[str] = []
@@ -167,22 +177,35 @@ class ConnectionForm(forms.Form):
             self._add_transfer_fields(masked)
 
     @staticmethod
-    def _secret_field(key: str, label: str, stored: str) -> forms.CharField:
+    def _secret_field(
+        key: str,
+        label: str,
+        stored: str,
+        *,
+        max_length: int = 500,
+        multiline: bool = False,
+        help_text: str = "",
+    ) -> forms.CharField:
         # Autocomplete off: a browser must never fill a staff member's own saved login
         # into a vendor's credentials.
         if "username" in key:
             widget: forms.Widget = forms.TextInput(
                 attrs={"autocomplete": "off", "spellcheck": "false"}
             )
+        elif multiline:
+            # A pasted key keeps its line breaks (a password input drops them). Never
+            # filled in: the stored key is shown only masked, in the help text.
+            widget = forms.Textarea(attrs={"rows": 6, "autocomplete": "off", "spellcheck": "false"})
         else:
             widget = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
+        secret_help = _secret_help(label, stored)
         return forms.CharField(
             label=label,
             required=False,
-            max_length=500,
+            max_length=max_length,
             strip=True,
             widget=widget,
-            help_text=_secret_help(label, stored),
+            help_text=f"{help_text} {secret_help}".strip() if help_text else secret_help,
         )
 
     def _add_transfer_fields(self, masked: dict[str, str]) -> None:

@@ -5,7 +5,9 @@ admin (a task switched off, another time) survives a deploy."""
 from __future__ import annotations
 
 import json
+from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
 from .jobs import prerequisite_missing, tasks_for
@@ -45,6 +47,11 @@ def schedules_apply_prerequisites(*, integration: Integration) -> int:
     return changed
 
 
+def district_timezone() -> ZoneInfo:
+    """The district's time zone (settings.TIME_ZONE), in which every schedule is read."""
+    return ZoneInfo(settings.TIME_ZONE)
+
+
 def schedule_name(integration: Integration, label: str) -> str:
     return f"{integration.slug}: {label}"
 
@@ -74,6 +81,9 @@ def schedules_sync(*, integration: Integration | None = None) -> int:
                     day_of_month=dom,
                     month_of_year=month,
                     day_of_week=dow,
+                    # "08:00 and 20:00" are district times: a crontab left to beat's default
+                    # zone (UTC unless the Celery app says otherwise) fires hours off.
+                    timezone=district_timezone(),
                 )
             missing = prerequisite_missing(integ, spec.name)
             PeriodicTask.objects.create(

@@ -28,7 +28,7 @@ from .display import (
     value_shown,
     when,
 )
-from .jobs import prerequisite_missing, tasks_for
+from .jobs import TASKS, prerequisite_missing, tasks_for
 from .kinds.base import Capability
 from .models import (
     Discrepancy,
@@ -205,6 +205,52 @@ def task_rows(integration: Integration, *, runs: int = 1) -> list[TaskRow]:
             )
         )
     return rows
+
+
+def state_text(integration: Integration) -> str:
+    """What an enabled integration does, in the words of the banner atop its pages. A kind
+    that exports files sends nothing as fees change: it says when it exports instead."""
+    if Capability.FILE_EXPORT not in integration.kind.capabilities:
+        return "fees are sent as they change and payments come back."
+    spec = TASKS["export-fees"]
+    periodic = next(
+        (
+            p
+            for p in periodic_tasks_of(integration)
+            if p.name == schedule_name(integration, spec.label)
+        ),
+        None,
+    )
+    last = (
+        TaskRun.objects.filter(
+            integration=integration,
+            task__in=("export-fees", "export-all-fees"),
+            outcome=TaskRun.Outcome.OK,
+        )
+        .order_by("-started")
+        .first()
+    )
+    if last is None:
+        done = "no export yet"
+    else:
+        counts = last.counts if isinstance(last.counts, dict) else {}
+        rows = counts.get("rows")
+        what = (
+            f" ({counts.get('file')}, {plural(int(rows), 'fee')})"
+            if counts.get("file") and isinstance(rows, int)
+            else " (nothing had changed: no file)"
+        )
+        done = f"last export {when(last.started)}{what}"
+    if periodic is None or not periodic.enabled:
+        upcoming = "the export schedule is off: files go out only when staff export"
+    else:
+        upcoming = f"next export {next_run(periodic)[1]}"
+    schedule = schedule_text(periodic, spec.default_schedule)
+    return (
+        f"fees in scope that changed are exported as a file on the schedule "
+        f"({schedule[0].lower() + schedule[1:]}), not as they change; {done}; {upcoming}. "
+        "Payments come back in result files."
+    )
 
 
 def scope_preview(integration: Integration, day: date) -> dict[str, int]:

@@ -472,7 +472,8 @@ def _private_key(text: str) -> paramiko.PKey:
             continue
     raise TransferError(
         "The SFTP private key is not an unencrypted OpenSSH private key "
-        "(expected the text starting with -----BEGIN OPENSSH PRIVATE KEY-----).",
+        "(expected the whole text from -----BEGIN OPENSSH PRIVATE KEY----- or "
+        "-----BEGIN RSA PRIVATE KEY----- to its END line).",
         permanent=True,
     )
 

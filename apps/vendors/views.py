@@ -56,6 +56,7 @@ from .selectors import (
     outage_message,
     parked_message,
     scope_preview,
+    state_text,
     sync_status,
     task_rows,
     vendor_still_failing,
@@ -173,6 +174,7 @@ class Pages:
             "outage": (outage := outage_message(integration=integration)),
             # Parked changes are in the outage text already while the vendor fails.
             "parked_note": "" if outage else parked_message(integration=integration),
+            "state_text": state_text(integration) if integration.enabled else "",
             "credentials_problem": integration.credentials_problem,
             "may_change": may_change(request.user),
             "may_run": may_run(request.user),

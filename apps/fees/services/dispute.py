@@ -31,7 +31,8 @@ def dispute_reports_recorded(*, external_source: str, external_ids: list[str]) -
     wanted = set(external_ids)
     found: dict[str, int] = {}
     for opened, ended, fee_id in FeeDispute.objects.filter(
-        Q(external_id__in=wanted) | Q(ended_external_id__in=wanted),
+        # One array each (a file's batch is thousands of ids; `__in` binds each on its own).
+        Q(external_id__any=list(wanted)) | Q(ended_external_id__any=list(wanted)),
         external_source=external_source,
     ).values_list("external_id", "ended_external_id", "fee_id"):
         if opened in wanted:

@@ -376,6 +376,12 @@ class VendorAdapter(ABC):
         return None
 
     # --- files (FILE_EXPORT, FILE_IMPORT) ---------------------------------------------------
+    def holdings(self) -> dict[str, Decimal] | None:
+        """("file_export") {fee reference: amount} of what the other side holds from the
+        exported files, for the nightly round trip; None (the default) where it cannot say,
+        and then validation checks only that every change was exported once."""
+        return None
+
     def export_fees(
         self, fees: Iterable[FeeRecord], *, sequence: int, when: datetime, allow_empty: bool
     ) -> ExportedFile | None:

@@ -26,6 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
+import requests
 from django import forms
 from django.core.exceptions import ValidationError
 
@@ -130,6 +131,10 @@ def _text(label: str, initial: str = "", help_text: str = "", **kw: Any) -> form
     )
 
 
+#: The longest private key the setup page takes: an RSA 4096 key in PEM is about 3,300
+#: characters (the shared 500-character limit of secrets fits only Ed25519).
+PRIVATE_KEY_MAX_LENGTH = 8000
+
 SETTINGS: dict[str, Setting] = {
     "transport": Setting(
         forms.ChoiceField(
@@ -196,9 +201,11 @@ SETTINGS: dict[str, Setting] = {
         forms.CharField(
             label="Private key (SFTP)",
             required=False,
-            max_length=500,
-            help_text="An unencrypted OpenSSH Ed25519 private key to log in with instead of "
-            "the password.",
+            # An RSA 4096 key in PEM is about 3,300 characters; room for the longest usual.
+            max_length=PRIVATE_KEY_MAX_LENGTH,
+            widget=forms.Textarea,
+            help_text="An unencrypted private key (Ed25519, ECDSA or RSA; OpenSSH or PEM), "
+            "pasted whole, to log in with instead of the password.",
         ),
         secret=True,
         optional=True,
@@ -726,6 +733,26 @@ class FileExchangeAdapter(VendorAdapter):
             refers_to=get("original_transaction_id") or None,
         )
         return line
+
+    def holdings(self) -> dict[str, Decimal] | None:
+        """{fee reference: amount} of the charges the financials side holds, for the nightly
+        full-file round trip; None where it cannot say. The sandbox keeps the export lines
+        as its state and reports them on its control API at the service address; a real
+        financials system reports nothing there (files do not move through it)."""
+        if not self.config.base_url:
+            return None
+        url = self.config.base_url.rstrip("/") + "/_sandbox/state"
+        try:
+            answer = requests.get(url, timeout=self.config.timeout)
+            fees = answer.json()["fees"] if answer.status_code == 200 else None
+            if not isinstance(fees, list):
+                return None
+            return {
+                str(f["fee_ref"]): parse_money(str(f["amount"]), label="The held amount")
+                for f in fees
+            }
+        except (requests.RequestException, ValueError, KeyError, TypeError, MoneyError):
+            return None
 
     def movements_refused(self, refused: Sequence[RefusedMovement]) -> None:
         self._refused.extend(refused)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -153,29 +153,40 @@ def _status(fee: FeeLine) -> str:
     return "closed" if fee.amount_due == 0 else "inactive"
 
 
-def fee_values(
-    fee: FeeLine, *, item_types: dict[str, str], term: str, date_format: str
-) -> dict[str, str]:
-    def day(d: date | None) -> str:
-        return d.strftime(date_format) if d else ""
+def _cell_makers(
+    layout: Layout, *, item_types: dict[str, str], term: str
+) -> list[Callable[[FeeLine], str]]:
+    """One function per column of the layout, the values of each column: a 200,000
+    line export built a dict of them all (every column, every date formatted) for each line
+    (bench fileexchange.export_200k_s); dates repeat, so each is formatted once."""
+    days: dict[date, str] = {}
 
-    return {
-        "student_id": fee.student_id,
-        "item_type": item_types.get(fee.category_code.upper(), fee.category_code),
-        "amount": f"{fee.amount:.2f}",
-        "effective_date": day(fee.fee_date),
-        "due_date": day(fee.due_date),
-        "reference": fee.fee_ref,
-        "term": term,
-        "description": fee.description,
-        "business_unit": fee.merchant_id,
-        "amount_due": f"{fee.amount_due:.2f}",
-        "status": getattr(fee, "status", "") or _status(fee),
-        "version": str(fee.version),
-        "student_name": fee.student_name,
-        "school": fee.school_code,
-        "category": fee.category_code,
+    def day(d: date | None) -> str:
+        if d is None:
+            return ""
+        text = days.get(d)
+        if text is None:
+            text = days[d] = d.strftime(layout.date_format)
+        return text
+
+    makers: dict[str, Callable[[FeeLine], str]] = {
+        "student_id": lambda f: f.student_id,
+        "item_type": lambda f: item_types.get(f.category_code.upper(), f.category_code),
+        "amount": lambda f: f"{f.amount:.2f}",
+        "effective_date": lambda f: day(f.fee_date),
+        "due_date": lambda f: day(f.due_date),
+        "reference": lambda f: f.fee_ref,
+        "term": lambda f: term,
+        "description": lambda f: f.description,
+        "business_unit": lambda f: f.merchant_id,
+        "amount_due": lambda f: f"{f.amount_due:.2f}",
+        "status": lambda f: getattr(f, "status", "") or _status(f),
+        "version": lambda f: str(f.version),
+        "student_name": lambda f: f.student_name,
+        "school": lambda f: f.school_code,
+        "category": lambda f: f.category_code,
     }
+    return [makers[c] for c in layout.columns]
 
 
 class _Sink:
@@ -211,11 +222,10 @@ def fee_file_chunks(
         encoding = "utf-8"
     if layout.header:
         writer.writerow(layout.headers())
-    columns = layout.columns
+    cells = _cell_makers(layout, item_types=item_types, term=term)
     n = 0
     for fee in fees:
-        values = fee_values(fee, item_types=item_types, term=term, date_format=layout.date_format)
-        writer.writerow([values[c] for c in columns])
+        writer.writerow([cell(fee) for cell in cells])
         totals.rows += 1
         totals.total += fee.amount
         n += 1

@@ -296,8 +296,9 @@ class FileExchangeServer(SandboxServer):
     def write_result(self, rows: list[dict[str, Any]]) -> str:
         fault, self.next_file_fault = self.next_file_fault, ""
         name = f"results_{next(self._seq):06d}_{os.getpid()}.csv"
-        if fault == "bad_amount":
-            rows = [{**r, "amount": "12,34"} for r in rows]
+        if fault == "bad_amount" and rows:
+            # One bad line among good ones: FeeSync must reject it alone, by its number.
+            rows = [{**rows[0], "amount": "12,34"}, *rows[1:]]
         text = result_file_text(rows)
         if fault == "malformed":
             text = "who,what\r\n" + "x,y\r\n" * len(rows)
@@ -317,7 +318,16 @@ class FileExchangeServer(SandboxServer):
         self.sftp.stop()
 
 
+def _file_sequence(path: Path) -> int:
+    """The export's sequence number, the last part of its name (…_000012.csv); 1 if none."""
+    tail = path.stem.rsplit("_", 1)[-1]
+    return int(tail) if tail.isdigit() else 1
+
+
 def _fee_lines(path: Path) -> list[FeeInput]:
+    # The built-in layout carries no version: a later file's line is the newer one, so the
+    # file's sequence stands in for it (else a changed fee sent again would be "stale").
+    sequence = _file_sequence(path)
     with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f)
         header = next(reader, [])
@@ -332,7 +342,7 @@ def _fee_lines(path: Path) -> list[FeeInput]:
             out.append(
                 FeeInput(
                     fee_ref=row["reference"],
-                    version=int(row.get("version") or 1),
+                    version=int(row.get("version") or sequence),
                     student_id=row.get("student_id", ""),
                     student_name=row.get("student_name", ""),
                     school_code=row.get("school", ""),
@@ -365,24 +375,31 @@ class FileControlAPI(ControlAPI):
         self.server.pick_up()
         return super().handle(request)
 
-    def _result(self, op: str, record: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    @staticmethod
+    def _row(op: str, record: dict[str, Any], reason: str = "") -> dict[str, Any]:
         payment = record["payment"]
-        name = self.server.write_result(
-            [
-                {
-                    "reference": payment["fee_ref"],
-                    "student_id": payment.get("student_id", ""),
-                    "operation": op,
-                    "amount": payment["amount"],
-                    "method": "card",
-                    "reason": extra.get("reason", ""),
-                    "transaction_id": payment["payment_id"],
-                }
-            ]
-        )
+        return {
+            "reference": payment["fee_ref"],
+            "student_id": payment.get("student_id", ""),
+            "operation": op,
+            "amount": payment["amount"],
+            "method": "card",
+            "reason": reason,
+            "transaction_id": payment["payment_id"],
+        }
+
+    def _result(self, op: str, record: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        name = self.server.write_result([self._row(op, record, extra.get("reason", ""))])
         return {**record, "file": name}
 
     def pay(self, data: dict[str, Any], request: Request) -> object:
+        if "payments" in data:  # the shared API's batch form: one result file, a line each
+            many = data["payments"]
+            if not isinstance(many, list) or not many:
+                raise ControlError("payments must be a non-empty list.")
+            records = self.state.pay([{**p, "allow_over": True} for p in many])
+            name = self.server.write_result([self._row("pay", r) for r in records])
+            return {"results": records, "file": name}
         record = self.state.pay([{**data, "allow_over": True}])[0]
         return self._result("pay", record)
 

@@ -3,7 +3,9 @@ export, and its control API writes result files FeeSync then imports."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -152,3 +154,129 @@ def test_signing_in_with_a_private_key_instead_of_the_password(box, libfine):
     run = task_run(integration=integration, task="export-fees")
     assert run is not None and run.outcome == TaskRun.Outcome.FAILED
     assert "refused the login" in run.error
+
+
+def test_a_bad_amount_line_is_rejected_by_number_and_the_others_applied(box, libfine):
+    student = StudentFactory(student_number="800003")
+    fees = [make_fee(student=student, amount="10.00", category=libfine) for _ in range(3)]
+    integration = wired(box, libfine)
+    assert ok(integration, "export-fees").counts["rows"] == 3
+
+    control(box, "faults", file="bad_amount")
+    written = control(
+        box, "pay", payments=[{"fee_ref": f.reference, "amount": "10.00"} for f in fees]
+    )
+    counts = ok(integration, "import-payments").counts
+    assert (counts["files"], counts["lines"]) == (1, 3)
+    assert (counts["recorded"], counts["rejected"]) == (2, 1)
+
+    for fee in fees:
+        fee.refresh_from_db()
+    # The first line carried "12,34": its fee is still owed, the two after it are paid.
+    assert [f.status for f in fees] == [Fee.Status.OPEN, Fee.Status.PAID, Fee.Status.PAID]
+    assert fees[0].balance == Decimal("10.00")
+
+    rejects = box.root / "inbound" / "rejects" / f"{written['file']}.rejects.csv"
+    rows = list(csv.DictReader(io.StringIO(rejects.read_text())))
+    assert len(rows) == 1
+    assert rows[0]["line"] == "2"  # the header is line 1
+    assert "12,34" in rows[0]["reason"] and fees[0].reference in rows[0]["text"]
+    finding = Discrepancy.objects.get(kind=Discrepancy.Kind.UNMATCHED_PAYMENT)
+    assert f"Line 2 of {written['file']}" in finding.detail
+
+
+def test_an_rsa_key_pasted_on_the_setup_page_signs_in(box, libfine, district_admin):
+    """An RSA 4096 key (about 3,300 characters, past the 500 of other secrets) is taken
+    whole by the setup page, kept encrypted and masked, and signs in over SFTP."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from django.db import connection
+    from django.urls import reverse
+
+    from tests.admin_helpers import csrf_client
+    from tests.vendors.setup_pages import submit_form
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=4096)
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,  # -----BEGIN RSA PRIVATE KEY-----
+        serialization.NoEncryption(),
+    ).decode()
+    assert len(pem) > 3000
+    public = private.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    box.sftp.authorize_key(public.decode())
+    integration = wired(box, libfine)
+    integration.credentials = {"username": sandbox.DEFAULT_USERNAME}  # no password: key only
+    integration.save()
+
+    client = csrf_client(district_admin)
+    setup = reverse("admin:vendors_integration_change", args=[integration.pk])
+    response = submit_form(client, setup, "connection-form", {"private_key": pem})
+    assert response.status_code == 200
+    integration.refresh_from_db()
+    assert integration.credentials["private_key"] == pem.strip()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT credentials_encrypted FROM vendors_integration WHERE id = %s", [integration.pk]
+        )
+        assert "PRIVATE KEY" not in cursor.fetchone()[0]
+    page = client.get(setup).content.decode()
+    body = pem.splitlines()[5]
+    assert body not in page and "Stored:" in page
+
+    make_fee(amount="5.00", category=libfine)
+    assert ok(integration, "export-fees").counts["rows"] == 1
+    assert len(state(box)["fees"]) == 1
+
+
+def test_nightly_validation_compares_the_export_with_what_the_financials_side_holds(box, libfine):
+    student = StudentFactory(student_number="800004")
+    same, changed, third = (
+        make_fee(student=student, amount="10.00", category=libfine) for _ in "abc"
+    )
+    integration = wired(box, libfine)
+    ok(integration, "export-fees")
+    counts = ok(integration, "validate-exports").counts
+    assert (counts["round_trip_checked"], counts["round_trip_disagreements"]) == (3, 0)
+    assert not Discrepancy.objects.exists()
+
+    # The financials side loads a file FeeSync never wrote: one fee at another amount and
+    # one FeeSync does not have; and a later export of ours never reaches its loader.
+    outbound = box.root / "outbound"
+    first = sorted(outbound.glob("*.csv"))[0]
+    lines = list(csv.reader(io.StringIO(first.read_text(encoding="utf-8-sig"))))
+    header, rows = lines[0], lines[1:]
+    keys = [sandbox.HEADER_KEYS.get(h, h) for h in header]
+    amount, reference = keys.index("amount"), keys.index("reference")
+    edited = next(r for r in rows if r[reference] == changed.reference)
+    edited[amount] = "99.00"
+    if "version" in keys:  # a newer version than ours, as a later load would be
+        edited[keys.index("version")] = "99"
+    foreign = [*edited]
+    foreign[reference] = "FOREIGN-1"
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows([header, edited, foreign])
+    (outbound / "by_hand_999999.csv").write_text(out.getvalue())
+    state(box)  # the sandbox picks files up on each call
+    lost = make_fee(student=student, amount="7.00", category=libfine)
+    run = ok(integration, "export-fees")
+    (outbound / str(run.counts["file"])).unlink()  # gone before the loader saw it
+
+    counts = ok(integration, "validate-exports").counts
+    assert counts["round_trip_disagreements"] == 3, list(
+        Discrepancy.objects.values_list("kind", "detail")
+    )
+    found = {d.kind: d for d in Discrepancy.objects.all()}
+    assert set(found) == {
+        Discrepancy.Kind.DIFFERENT_AT_VENDOR,
+        Discrepancy.Kind.FOREIGN_FEE,
+        Discrepancy.Kind.MISSING_AT_VENDOR,
+    }
+    assert found[Discrepancy.Kind.DIFFERENT_AT_VENDOR].fee_ref == changed.reference
+    assert "$10.00" in found[Discrepancy.Kind.DIFFERENT_AT_VENDOR].detail
+    assert "$99.00" in found[Discrepancy.Kind.DIFFERENT_AT_VENDOR].detail
+    assert found[Discrepancy.Kind.FOREIGN_FEE].fee_ref == "FOREIGN-1"
+    assert found[Discrepancy.Kind.MISSING_AT_VENDOR].fee_ref == lost.reference
+    assert {same.reference, third.reference}.isdisjoint(d.fee_ref for d in found.values())

@@ -117,6 +117,17 @@ def student_cell(student: Any) -> str:
     )
 
 
+def student_link(student: Any) -> str:
+    """A student in a list, linked to the student's page: name, and the number under it."""
+    return format_html(
+        '<a href="{}">{}, {}</a><br><span class="feesync-quiet">{}</span>',
+        admin_url(student),
+        student.last_name,
+        student.first_name,
+        student.student_number,
+    )
+
+
 # --- ledger entries and allocations: read-only --------------------------------------------
 
 
@@ -360,7 +371,13 @@ class FeeAdmin(NotFoundMixin, ActionPageMixin, admin.ModelAdmin[Fee]):
 
     @admin.display(description="Student", ordering="student__last_name")
     def student_name(self, obj: Fee) -> str:
-        return student_cell(obj.student)
+        return student_link(obj.student)
+
+    def get_list_filter(self, request: HttpRequest) -> list[Any]:
+        # The sync-state filter asks the vendors app (lazily: vendors builds on fees, not back).
+        from apps.vendors.admin import FeeSyncStateFilter
+
+        return [*self.list_filter, FeeSyncStateFilter]
 
     @admin.display(description="Fee date", ordering="fee_date")
     def fee_date_short(self, obj: Fee) -> str:

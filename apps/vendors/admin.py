@@ -334,7 +334,9 @@ class OutboxItemAdmin(SyncRecordAdmin):
         for integration_id in set(queryset.values_list("integration_id", flat=True)):
             integration = Integration.objects.get(pk=integration_id)
             ids = list(queryset.filter(integration=integration).values_list("pk", flat=True))
-            total += outbox_retry_parked(integration=integration, item_ids=ids)
+            total += outbox_retry_parked(
+                integration=integration, item_ids=ids, by_id=request.user.pk
+            )
         self.message_user(request, f"{total} parked change(s) will be sent again now.")
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:

@@ -730,7 +730,9 @@ class DashboardPages(Pages):
                     messages.error(request, "Tick the parked changes to retry, or retry all.")
                     return HttpResponseRedirect(self._dashboard(integration, "parked"))
             still_failing = vendor_still_failing(integration=integration)
-            n = engine.outbox_retry_parked(integration=integration, item_ids=ids)
+            n = engine.outbox_retry_parked(
+                integration=integration, item_ids=ids, by_id=request.user.pk
+            )
             if n and still_failing:
                 messages.warning(
                     request, f"{plural(n, 'parked change')} will be sent again now. {still_failing}"

@@ -15,8 +15,8 @@ from django.utils import timezone
 
 from apps.fees.models import LedgerEntry
 from apps.fees.services import Movement, MovementKind, MovementSource, movements_record
-from apps.vendors.kinds.payschools.sandbox import DEFAULT_PASSWORD, DEFAULT_USERNAME
 from apps.vendors.display import when
+from apps.vendors.kinds.payschools.sandbox import DEFAULT_PASSWORD, DEFAULT_USERNAME
 from apps.vendors.models import Discrepancy, Integration, OutboxItem, SyncedFee, TaskRun
 from apps.vendors.sandboxes.client import SandboxControl
 from apps.vendors.sandboxes.server import SandboxServer

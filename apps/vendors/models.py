@@ -86,8 +86,8 @@ class Integration(models.Model):
     service_url = models.URLField(
         "service URL",
         max_length=300,
-        help_text="The vendor's API address (for PaySchools, the SOAP endpoint; the WSDL is "
-        "read from it with ?wsdl).",
+        help_text="The vendor's API address; the setup page says what it is for each kind "
+        "(each kind's service_url_help).",
     )
     timeout_seconds = models.PositiveSmallIntegerField(
         default=10,

@@ -359,11 +359,15 @@ class TimelineEvent:
 _FAILURES = {DeliveryEvent.Kind.FAILED, DeliveryEvent.Kind.PARKED, DeliveryEvent.Kind.REFUSED}
 
 
-def _delivery_event(e: DeliveryEvent, vendor: str) -> TimelineEvent:
-    """One row of a fee's delivery history, in words."""
+def _delivery_event(e: DeliveryEvent, vendor: str, *, first: bool = False) -> TimelineEvent:
+    """One row of a fee's delivery history, in words (`first`: its first delivery)."""
     version = f"version {e.version}" if e.version is not None else "the fee"
     if e.kind == DeliveryEvent.Kind.DELIVERED:
-        text = f"Delivered: {vendor} acknowledged {version}"
+        text = (
+            f"First sent to {vendor}; it acknowledged {version}"
+            if first
+            else f"Delivered: {vendor} acknowledged {version}"
+        )
         return TimelineEvent(e.created_at, text, level="ok")
     if e.kind == DeliveryEvent.Kind.FAILED:
         text = f"Sending {version} to {vendor} failed (attempt {e.attempt}); it is tried again"
@@ -425,7 +429,8 @@ def fee_sync_timeline(*, fee: Fee) -> list[FeeAtVendor]:
             continue
         vendor = integration.vendor_name
         s, o = synced.get(pk), outbox.get(pk)
-        events: list[TimelineEvent] = [_delivery_event(e, vendor) for e in sent]
+        first = next((e for e in sent if e.kind == DeliveryEvent.Kind.DELIVERED), None)
+        events = [_delivery_event(e, vendor, first=e is first) for e in sent]
         delivered = any(e.kind == DeliveryEvent.Kind.DELIVERED for e in sent)
         failures = [e for e in sent if e.kind in _FAILURES]
         # When the last error happened: its history row, or (for errors from before the

@@ -85,9 +85,7 @@ def test_attempts_park_retry_and_delivery_are_all_on_the_timeline(
             kinds.append("failed")
         elif item.split(" — ", 1)[-1].startswith("Retried by admin-t"):
             kinds.append("retried")
-        elif "Delivered: PaySchools acknowledged version 1" in item or (
-            "Delivered:" in item and "acknowledged version 1" in item
-        ):
+        elif "First sent to" in item and "acknowledged version 1" in item:
             kinds.append("delivered")
     failed = kinds.count("failed")
     assert failed >= 2

@@ -95,6 +95,7 @@ class ActionPageMixin:
         summary: Sequence[tuple[str, Any]] = (),
         danger: bool = False,
         hidden_inputs: Sequence[tuple[str, Any]] = (),
+        after_fields: str = "",
     ) -> TemplateResponse:
         fields = list(form.fields)
         fieldsets = [(None, {"fields": fields})] if fields else []
@@ -114,6 +115,7 @@ class ActionPageMixin:
             "summary": summary,
             "danger": danger,
             "hidden_inputs": hidden_inputs,
+            "after_fields": after_fields,  # safe HTML under the fields (a live hint)
         }
         return TemplateResponse(request, self.action_template, context)
 

@@ -23,8 +23,9 @@ from django.db.models.functions import Coalesce
 from django.forms import Form, ModelForm
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.templatetags.static import static
 from django.urls import URLPattern, path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, json_script
 from django_stubs_ext import WithAnnotations
 
 from apps.common.admin import (
@@ -114,6 +115,30 @@ def student_cell(student: Any) -> str:
         student.last_name,
         student.first_name,
         student.student_number,
+    )
+
+
+def student_link(student: Any) -> str:
+    """A student in a list, linked to the student's page: name, and the number under it."""
+    return format_html(
+        '<a href="{}">{}, {}</a><br><span class="feesync-quiet">{}</span>',
+        admin_url(student),
+        student.last_name,
+        student.first_name,
+        student.student_number,
+    )
+
+
+def _receiver_hint(form: Form, routes: list[dict[str, Any]]) -> str:
+    """The add-fee form's "who receives it" line, kept up to date by static/feesync/
+    receiver.js as the clerk picks a category and a date (no reload); the routes are the
+    rule of apps.vendors.routing, as data."""
+    return format_html(
+        '<p class="feesync-note" id="receiver-hint" aria-live="polite">'
+        "Pick a category and a fee date to see which integration receives the fee.</p>{}"
+        '<script src="{}" defer></script>',
+        json_script(routes, "receiver-routes"),
+        static("feesync/receiver.js"),
     )
 
 
@@ -367,7 +392,13 @@ class FeeAdmin(NotFoundMixin, ActionPageMixin, admin.ModelAdmin[Fee]):
 
     @admin.display(description="Student", ordering="student__last_name")
     def student_name(self, obj: Fee) -> str:
-        return student_cell(obj.student)
+        return student_link(obj.student)
+
+    def get_list_filter(self, request: HttpRequest) -> list[Any]:
+        # The sync-state filter asks the vendors app (lazily: vendors builds on fees, not back).
+        from apps.vendors.admin import FeeSyncStateFilter
+
+        return [*self.list_filter, FeeSyncStateFilter]
 
     @admin.display(description="Fee date", ordering="fee_date")
     def fee_date_short(self, obj: Fee) -> str:
@@ -553,7 +584,10 @@ class FeeAdmin(NotFoundMixin, ActionPageMixin, admin.ModelAdmin[Fee]):
             initial["student"] = object_or_404(
                 Student.objects.all(), request.GET["student"], "student"
             ).pk
-        from apps.vendors.routing import routing_lines  # vendors builds on fees, not back
+        from apps.vendors.routing import (  # vendors builds on fees, not back
+            receiver_routes,
+            routing_lines,
+        )
 
         form = FeeAddForm(request.POST if request.method == "POST" else None, initial=initial)
         if request.method == "POST" and form.is_valid():
@@ -602,6 +636,7 @@ class FeeAdmin(NotFoundMixin, ActionPageMixin, admin.ModelAdmin[Fee]):
             intro="The fee is sent to the payment vendor of its category as soon as it is "
             "saved. For the same fee to many students, use a fee assignment.",
             summary=[("Which integration receives it", "; ".join(routing_lines()))],
+            after_fields=_receiver_hint(form, receiver_routes()),
         )
 
     # --- money on one fee ---

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, re_path, reverse
@@ -30,6 +30,8 @@ from apps.common.admin import (
     short_when,
     staff_user,
 )
+from apps.fees.admin import student_link
+from apps.fees.forms import dollars
 from apps.fees.money import money_text
 from apps.fees.once import PAGE_OUT_OF_DATE
 from apps.fees.services import student_credit
@@ -39,6 +41,7 @@ from .display import counts_text, duration, run_shown
 from .engine import outbox_retry_parked
 from .forms import IntegrationAddForm, add_service_errors
 from .models import Discrepancy, HeldMovement, Integration, OutboxItem, SyncedFee, TaskRun
+from .scope import Scope
 from .services import integration_create
 from .views import (
     DashboardPages,
@@ -211,6 +214,45 @@ class IntegrationAdmin(
         return HttpResponseRedirect(_audit_url(integration))
 
 
+class FeeSyncStateFilter(admin.SimpleListFilter):
+    """The fee list's "sync state" filter, set-based (one subquery per state, never a
+    query per fee): waiting to be sent, parked, held by the vendor at its latest version
+    with nothing waiting, or in no enabled integration's scope (see `apps.vendors.scope`)."""
+
+    title = "sync state"
+    parameter_name = "sync"
+
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]
+    ) -> list[tuple[str, str]]:
+        return [
+            ("waiting", "Waiting to be sent"),
+            ("parked", "Parked: needs a retry"),
+            ("vendor", "At the vendor"),
+            ("none", "Not in any integration's scope"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        outbox = OutboxItem.objects.filter(fee=OuterRef("pk"))
+        if value == "waiting":
+            return queryset.filter(Exists(outbox.filter(state=OutboxItem.State.PENDING)))
+        if value == "parked":
+            return queryset.filter(Exists(outbox.filter(state=OutboxItem.State.PARKED)))
+        if value == "vendor":
+            synced = SyncedFee.objects.filter(
+                fee=OuterRef("pk"), acknowledged_version__gte=OuterRef("version")
+            )
+            return queryset.filter(Exists(synced)).exclude(Exists(outbox))
+        if value == "none":
+            scopes = Scope.of_each(Integration.objects.filter(enabled=True))
+            covered = Q(pk__in=[])
+            for scope in scopes.values():
+                covered |= scope.q()
+            return queryset.exclude(covered)
+        return queryset
+
+
 # --- the sync engine's records: read-only lists -------------------------------------------------
 
 
@@ -220,12 +262,38 @@ class SyncRecordAdmin(ReadOnlyAdmin):
     list_per_page = 100
     show_full_result_count = False
 
+    # What support searches by: the fee's reference, and the student's number or name
+    # (through the fee, so findings without a fee are found by their reference only).
+    search_fields = [
+        "=fee__reference",
+        "^fee__student__student_number",
+        "fee__student__last_name",
+        "fee__student__first_name",
+    ]
+    search_help_text = "Search by fee reference, student number or student name."
+
     @admin.display(description="Fee", ordering="fee__reference")
     def fee_link(self, obj: Any) -> str:
         fee = getattr(obj, "fee", None)
         if fee is None:
             return getattr(obj, "fee_ref", "") or "—"
         return format_html('<a href="{}">{}</a>', admin_url(fee), fee.reference)
+
+    @admin.display(description="Student", ordering="fee__student__last_name")
+    def student_link(self, obj: Any) -> str:
+        fee = getattr(obj, "fee", None)
+        if fee is None:
+            return getattr(obj, "student_number", "") or "—"
+        return student_link(fee.student)
+
+    @admin.display(description="Charge", ordering="fee__amount")
+    def fee_what(self, obj: Any) -> str:
+        fee = getattr(obj, "fee", None)
+        if fee is None:
+            return "—"
+        return format_html(
+            '{}<br><span class="feesync-quiet">{}</span>', fee.description, dollars(fee.amount)
+        )
 
     @admin.display(description="Integration", ordering="integration__name")
     def integration_link(self, obj: Any) -> str:
@@ -241,6 +309,8 @@ class SyncRecordAdmin(ReadOnlyAdmin):
 class OutboxItemAdmin(SyncRecordAdmin):
     list_display = [
         "fee_link",
+        "student_link",
+        "fee_what",
         "integration_link",
         "state",
         "version",
@@ -249,10 +319,8 @@ class OutboxItemAdmin(SyncRecordAdmin):
         "next_try",
         "last_error",
     ]
-    list_select_related = ["fee", "integration"]
+    list_select_related = ["fee__student", "integration"]
     list_filter = ["integration", "state"]
-    search_fields = ["=fee__reference"]
-    search_help_text = "Search by fee reference."
     actions = ["retry_selected"]
 
     @admin.display(description="Waiting since", ordering="created_at")
@@ -273,7 +341,9 @@ class OutboxItemAdmin(SyncRecordAdmin):
         for integration_id in set(queryset.values_list("integration_id", flat=True)):
             integration = Integration.objects.get(pk=integration_id)
             ids = list(queryset.filter(integration=integration).values_list("pk", flat=True))
-            total += outbox_retry_parked(integration=integration, item_ids=ids)
+            total += outbox_retry_parked(
+                integration=integration, item_ids=ids, by_id=request.user.pk
+            )
         self.message_user(request, f"{total} parked change(s) will be sent again now.")
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
@@ -306,15 +376,19 @@ class DiscrepancyAdmin(SyncRecordAdmin):
         "found",
         "kind",
         "fee_link",
+        "student_link",
+        "fee_what",
         "vendor_ref",
         "integration_link",
         "detail",
         "resolution",
     ]
-    list_select_related = ["fee", "integration", "resolved_by"]
+    list_select_related = ["fee__student", "integration", "resolved_by"]
     list_filter = [OpenFilter, "integration", "kind", "repaired"]
-    search_fields = ["=fee_ref", "=vendor_ref"]
-    search_help_text = "Search by fee reference or the vendor's payment id."
+    search_fields = ["=fee_ref", "=vendor_ref", *SyncRecordAdmin.search_fields[1:]]
+    search_help_text = (
+        "Search by fee reference, the vendor's payment id, student number or student name."
+    )
 
     @admin.display(description="Found", ordering="created_at")
     def found(self, obj: Discrepancy) -> str:
@@ -377,16 +451,16 @@ class TaskRunAdmin(SyncRecordAdmin):
 class SyncedFeeAdmin(SyncRecordAdmin):
     list_display = [
         "fee_link",
+        "student_link",
+        "fee_what",
         "integration_link",
         "acknowledged_version",
         "fee_version",
         "first_sent",
         "acknowledged",
     ]
-    list_select_related = ["fee", "integration"]
+    list_select_related = ["fee__student", "integration"]
     list_filter = ["integration"]
-    search_fields = ["=fee__reference"]
-    search_help_text = "Search by fee reference."
 
     @admin.display(description="FeeSync's version")
     def fee_version(self, obj: SyncedFee) -> int:
@@ -424,16 +498,23 @@ class HeldMovementAdmin(SyncRecordAdmin):
         "held_on",
         "what",
         "fee_link",
+        "student_link",
+        "fee_what",
         "vendor_ref",
         "integration_link",
         "reason",
         "status",
         "resolution",
     ]
-    list_select_related = ["fee", "integration", "resolved_by"]
+    list_select_related = ["fee__student", "integration", "resolved_by"]
     list_filter = [HeldStatusFilter, "integration", "reason"]
-    search_fields = ["=fee_ref", "=vendor_ref", "=student_number"]
-    search_help_text = "Search by fee reference, the vendor's id or the student number."
+    search_fields = [
+        "=fee_ref",
+        "=vendor_ref",
+        "=student_number",
+        *SyncRecordAdmin.search_fields[1:],
+    ]
+    search_help_text = "Search by fee reference, the vendor's id, student number or student name."
 
     @admin.display(description="Held", ordering="created_at")
     def held_on(self, obj: HeldMovement) -> str:

@@ -52,7 +52,14 @@ from .kinds.base import (
     VendorError,
     VendorPayment,
 )
-from .models import Discrepancy, HeldMovement, Integration, OutboxItem, SyncedFee
+from .models import (
+    DeliveryEvent,
+    Discrepancy,
+    HeldMovement,
+    Integration,
+    OutboxItem,
+    SyncedFee,
+)
 from .registry import get_adapter_class
 from .scope import Scope
 
@@ -360,14 +367,40 @@ def _delivery_acknowledged(
             by_version.setdefault(result.acknowledged[records[i.fee_id].fee_ref], []).append(i.pk)
         for version, ids in by_version.items():
             OutboxItem.objects.filter(pk__any=ids, version__lte=version).delete()
+        # A change that raced this batch stays queued, but its earlier failures are over:
+        # this delivery succeeded, so the headline no longer shows their error.
         OutboxItem.objects.filter(pk__any=[i.pk for i in acked_items]).update(
-            next_attempt_at=now, attempts=0
+            next_attempt_at=now, attempts=0, last_error=""
         )
         rejected = [
             i
             for i in items
             if records.get(i.fee_id) and records[i.fee_id].fee_ref in result.rejected
         ]
+        # The fee's history: one INSERT for the whole batch.
+        DeliveryEvent.objects.bulk_create(
+            [
+                DeliveryEvent(
+                    integration_id=integration.pk,
+                    fee_id=i.fee_id,
+                    kind=DeliveryEvent.Kind.DELIVERED,
+                    version=result.acknowledged[records[i.fee_id].fee_ref],
+                    created_at=now,
+                )
+                for i in acked_items
+            ]
+            + [
+                DeliveryEvent(
+                    integration_id=integration.pk,
+                    fee_id=i.fee_id,
+                    kind=DeliveryEvent.Kind.REFUSED,
+                    version=records[i.fee_id].version,
+                    detail=result.rejected[records[i.fee_id].fee_ref],
+                    created_at=now,
+                )
+                for i in rejected
+            ]
+        )
         for item in rejected:
             ref = records[item.fee_id].fee_ref
             reason = result.rejected[ref]
@@ -398,9 +431,23 @@ def _delivery_acknowledged(
 def _delivery_failed(integration: Integration, items: list[OutboxItem], exc: VendorError) -> None:
     now = timezone.now()
     max_attempts = settings.FEESYNC_DELIVERY_MAX_ATTEMPTS
+    events: list[DeliveryEvent] = []
     with transaction.atomic():
         for item in items:
             attempts = item.attempts + 1
+            events.append(
+                DeliveryEvent(
+                    integration_id=integration.pk,
+                    fee_id=item.fee_id,
+                    kind=DeliveryEvent.Kind.PARKED
+                    if attempts >= max_attempts
+                    else DeliveryEvent.Kind.FAILED,
+                    version=item.version,
+                    attempt=attempts,
+                    detail=exc.message,
+                    created_at=now,
+                )
+            )
             OutboxItem.objects.filter(pk=item.pk).update(
                 attempts=attempts,
                 last_error=exc.message,
@@ -409,6 +456,7 @@ def _delivery_failed(integration: Integration, items: list[OutboxItem], exc: Ven
                 else OutboxItem.State.PENDING,
                 next_attempt_at=now + timedelta(seconds=_backoff(attempts)),
             )
+        DeliveryEvent.objects.bulk_create(events)  # the fees' history: one INSERT a batch
         failures = integration.consecutive_failures + 1
         delay = exc.retry_after if exc.retry_after else _backoff(failures)
         Integration.objects.filter(pk=integration.pk).update(
@@ -419,12 +467,28 @@ def _delivery_failed(integration: Integration, items: list[OutboxItem], exc: Ven
         )
 
 
-def outbox_retry_parked(*, integration: Integration, item_ids: Sequence[int] | None = None) -> int:
-    """Staff: send parked changes again (all of them, or the ones given)."""
+def outbox_retry_parked(
+    *, integration: Integration, item_ids: Sequence[int] | None = None, by_id: int | None = None
+) -> int:
+    """Staff: send parked changes again (all of them, or the ones given; `by`, who asked)."""
     qs = integration.outbox.filter(state=OutboxItem.State.PARKED)
     if item_ids is not None:
         qs = qs.filter(pk__in=item_ids)
     with transaction.atomic():
+        now = timezone.now()
+        DeliveryEvent.objects.bulk_create(
+            [
+                DeliveryEvent(
+                    integration_id=integration.pk,
+                    fee_id=fee_id,
+                    kind=DeliveryEvent.Kind.RETRIED,
+                    version=version,
+                    by_id=by_id,
+                    created_at=now,
+                )
+                for fee_id, version in qs.select_for_update().values_list("fee_id", "version")
+            ]
+        )
         n = qs.update(
             state=OutboxItem.State.PENDING,
             attempts=0,

@@ -86,8 +86,8 @@ class Integration(models.Model):
     service_url = models.URLField(
         "service URL",
         max_length=300,
-        help_text="The vendor's API address (for PaySchools, the SOAP endpoint; the WSDL is "
-        "read from it with ?wsdl).",
+        help_text="The vendor's API address; the setup page says what it is for each kind "
+        "(each kind's service_url_help).",
     )
     timeout_seconds = models.PositiveSmallIntegerField(
         default=10,
@@ -333,6 +333,42 @@ class OutboxItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.fee.reference} → {self.integration.slug} ({self.state})"
+
+
+class DeliveryEvent(models.Model):
+    """What happened when FeeSync sent a fee to a vendor, one row per fee per event, kept
+    for good (append-only, never pruned): the fee's timeline reads its history here, since
+    the outbox row holds only the latest state and is gone once delivered. The engine writes
+    these in bulk, one INSERT per batch."""
+
+    class Kind(models.TextChoices):
+        FAILED = "failed", "Sending failed"
+        PARKED = "parked", "Sending failed and parked"
+        RETRIED = "retried", "Retried by staff"
+        DELIVERED = "delivered", "Delivered"
+        REFUSED = "refused", "Refused by the vendor"
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="+")
+    fee = models.ForeignKey(Fee, on_delete=models.CASCADE, related_name="delivery_events")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    version = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The fee version sent, or acknowledged."
+    )
+    attempt = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Which attempt in a row failed (failures only)."
+    )
+    detail = models.TextField(blank=True, help_text="The error or the vendor's reason.")
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["fee", "integration", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: fee {self.fee_id} at {self.integration_id}"
 
 
 class SyncedFee(models.Model):

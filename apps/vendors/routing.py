@@ -6,6 +6,7 @@ integration, one vendor per fee)."""
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 from apps.categories.models import FeeCategory
 
@@ -54,3 +55,17 @@ def routing_lines() -> list[str]:
     else:
         lines.append("Every other category → no integration (parents pay the district)")
     return lines
+
+
+def receiver_routes() -> list[dict[str, Any]]:
+    """The same rule as `fee_receivers`, as data for the add-fee form's live hint
+    (static/feesync/receiver.js): each enabled integration's name, its import-after date
+    (ISO) and its categories (empty: every category)."""
+    return [
+        {
+            "name": i.name,
+            "import_after": s.import_after.isoformat() if s.import_after else None,
+            "categories": sorted(s.category_ids),
+        }
+        for i, s in _enabled_scopes()
+    ]

@@ -31,6 +31,7 @@ from .display import (
 from .jobs import TASKS, prerequisite_missing, tasks_for
 from .kinds.base import Capability
 from .models import (
+    DeliveryEvent,
     Discrepancy,
     HeldMovement,
     Integration,
@@ -401,6 +402,34 @@ class TimelineEvent:
     level: str = ""  # "", "ok", "warn", "bad"
 
 
+_FAILURES = {DeliveryEvent.Kind.FAILED, DeliveryEvent.Kind.PARKED, DeliveryEvent.Kind.REFUSED}
+
+
+def _delivery_event(e: DeliveryEvent, vendor: str, *, first: bool = False) -> TimelineEvent:
+    """One row of a fee's delivery history, in words (`first`: its first delivery)."""
+    version = f"version {e.version}" if e.version is not None else "the fee"
+    if e.kind == DeliveryEvent.Kind.DELIVERED:
+        text = (
+            f"First sent to {vendor}; it acknowledged {version}"
+            if first
+            else f"Delivered: {vendor} acknowledged {version}"
+        )
+        return TimelineEvent(e.created_at, text, level="ok")
+    if e.kind == DeliveryEvent.Kind.FAILED:
+        text = f"Sending {version} to {vendor} failed (attempt {e.attempt}); it is tried again"
+        return TimelineEvent(e.created_at, text, e.detail, "warn")
+    if e.kind == DeliveryEvent.Kind.PARKED:
+        text = (
+            f"Sending {version} to {vendor} failed (attempt {e.attempt}) and it was parked: "
+            "it needs a retry"
+        )
+        return TimelineEvent(e.created_at, text, e.detail, "bad")
+    if e.kind == DeliveryEvent.Kind.REFUSED:
+        return TimelineEvent(e.created_at, f"{vendor} refused {version}", e.detail, "bad")
+    who = e.by.get_username() if e.by else "staff"
+    return TimelineEvent(e.created_at, f"Retried by {who}: {version} is sent again")
+
+
 @dataclass(frozen=True)
 class FeeAtVendor:
     integration: Integration
@@ -442,17 +471,27 @@ def fee_sync_timeline(*, fee: Fee) -> list[FeeAtVendor]:
     findings: dict[int, list[Discrepancy]] = {}
     for d in Discrepancy.objects.filter(fee=fee).order_by("created_at"):
         findings.setdefault(d.integration_id, []).append(d)
+    history: dict[int, list[DeliveryEvent]] = {}
+    for event in DeliveryEvent.objects.filter(fee=fee).select_related("by"):
+        history.setdefault(event.integration_id, []).append(event)
 
     out: list[FeeAtVendor] = []
     for integration in Integration.objects.order_by("name"):
         pk = integration.pk
         in_scope = Scope.of(integration).covers(fee)
         payments = entries.get(integration.external_source, [])
-        if not (in_scope or pk in synced or pk in outbox or payments or pk in findings):
+        sent = history.get(pk, [])
+        if not (in_scope or pk in synced or pk in outbox or payments or pk in findings or sent):
             continue
         vendor = integration.vendor_name
         s, o = synced.get(pk), outbox.get(pk)
-        events: list[TimelineEvent] = []
+        first = next((e for e in sent if e.kind == DeliveryEvent.Kind.DELIVERED), None)
+        events = [_delivery_event(e, vendor, first=e is first) for e in sent]
+        delivered = any(e.kind == DeliveryEvent.Kind.DELIVERED for e in sent)
+        failures = [e for e in sent if e.kind in _FAILURES]
+        # When the last error happened: its history row, or (for errors from before the
+        # history was kept) when the outbox row last changed.
+        error_at = failures[-1].created_at if failures else o.updated_at if o else None
         if s is not None and s.vendor_caused_version == s.acknowledged_version:
             # The version it holds came from its own change (a payment taken there), so
             # FeeSync did not send it back; the recorded time is when FeeSync learned that.
@@ -465,6 +504,8 @@ def fee_sync_timeline(*, fee: Fee) -> list[FeeAtVendor]:
                     level="ok",
                 )
             )
+        elif delivered:
+            pass  # each delivery is in the history, with the version it acknowledged
         elif s is not None and s.acknowledged_at <= s.first_sent_at:
             # Acknowledged once so far: the first sending is the last acknowledgement.
             events.append(
@@ -485,7 +526,7 @@ def fee_sync_timeline(*, fee: Fee) -> list[FeeAtVendor]:
             )
         if o is not None:
             events.append(TimelineEvent(o.created_at, f"Version {o.version} queued for {vendor}"))
-            if o.last_error:
+            if o.last_error and not failures:  # kept from before the history was
                 events.append(
                     TimelineEvent(
                         o.updated_at,
@@ -522,13 +563,13 @@ def fee_sync_timeline(*, fee: Fee) -> list[FeeAtVendor]:
         if o is not None and o.state == OutboxItem.State.PARKED:
             status = (
                 "Parked: not sent after repeated failures, and not sent again until "
-                f"retried. {o.last_error}"
+                f"retried. Last error ({when(error_at)}): {o.last_error}"
             )
             flag, level = "Parked", "bad"
         elif o is not None:
             status = f"Version {o.version} is waiting to be sent to {vendor}."
             if o.last_error:
-                status += f" Last try failed: {o.last_error}"
+                status += f" Last try failed ({when(error_at)}): {o.last_error}"
             flag, level = "Waiting", "warn"
         elif s is not None and s.acknowledged_version >= fee.version:
             status = f"Up to date: {vendor} holds version {fee.version}."

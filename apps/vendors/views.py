@@ -336,6 +336,7 @@ class SetupPages(Pages):
 
         # 8. enable
         ctx["checklist"] = services.enable_checklist(integration=integration)
+        ctx["disable_stops"] = disable_stops(integration)
         ctx["checklist_ok"] = all(i.ok for i in ctx["checklist"] if i.required)
         if not integration.enabled:
             ctx["duplicates"], ctx["duplicates_error"] = self._duplicates(integration)
@@ -589,6 +590,16 @@ class SetupPages(Pages):
 
     def _set_enabled(self, request: HttpRequest, integration: Integration) -> HttpResponse:
         enabled = request.POST.get("enabled") == "1"
+        if not enabled and integration.enabled and request.POST.get("confirm") != "yes":
+            # Disabling stops the vendor's whole traffic: only once staff said they mean it.
+            _say(
+                request,
+                "enable",
+                messages.ERROR,
+                f"{integration.vendor_name} is still enabled: tick “Yes, disable "
+                f"{integration.vendor_name}” to confirm.",
+            )
+            return _back_to(integration, "enable")
         try:
             services.integration_set_enabled(integration=integration, enabled=enabled)
         except ValidationError as exc:
@@ -611,6 +622,20 @@ class SetupPages(Pages):
                     "it is enabled again. Changes made meanwhile are sent then.",
                 )
         return _back_to(integration, "enable")
+
+
+def disable_stops(integration: Integration) -> list[str]:
+    """What disabling the integration stops, in words, for the confirmation."""
+    vendor = integration.vendor_name
+    tasks = [t.label for t in tasks_for(integration)]
+    stops = [
+        f"No fee is sent to {vendor}: changes wait, and are sent when it is enabled again.",
+        f"No payment is pulled from {vendor}.",
+        f"Parents no longer see {vendor} in the portal, nor its pay button.",
+    ]
+    if tasks:
+        stops.append("Its scheduled tasks stop: " + ", ".join(tasks) + ".")
+    return stops
 
 
 def enabled_without_tests(integration: Integration) -> str:
@@ -742,7 +767,9 @@ class DashboardPages(Pages):
                     messages.error(request, "Tick the parked changes to retry, or retry all.")
                     return HttpResponseRedirect(self._dashboard(integration, "parked"))
             still_failing = vendor_still_failing(integration=integration)
-            n = engine.outbox_retry_parked(integration=integration, item_ids=ids)
+            n = engine.outbox_retry_parked(
+                integration=integration, item_ids=ids, by_id=request.user.pk
+            )
             if n and still_failing:
                 messages.warning(
                     request, f"{plural(n, 'parked change')} will be sent again now. {still_failing}"

@@ -345,8 +345,25 @@ def test_the_staff_home_shows_health_payments_today_and_the_work_waiting(
             work = page.locator("#work")
             assert work.get_by_role("link", name="Open findings").is_visible()
             assert work.get_by_role("link", name="Parked changes (need a retry)").is_visible()
+            # Developer-only tables: under "System" for the district admin, out of
+            # support's sight.
+            system = page.locator("div.app-system")
+            if user == "district":
+                assert "Outbox items" in system.inner_text()
+                assert "Access attempts" in system.inner_text()
+            else:
+                assert not system.count()
+                assert "Outbox items" not in page.locator("#content-main").inner_text()
             assert axe_violations(page, "#content-main") == []
             assert_no_sideways_scroll(page)
+            # Each home table fits its box: nothing to scroll sideways inside it either.
+            for box in page.locator(".feesync-home .feesync-scroll").all():
+                widths = box.evaluate(
+                    "e => [e.scrollWidth, e.clientWidth, [...e.querySelectorAll('*')].filter("
+                    "c => c.getBoundingClientRect().right > e.getBoundingClientRect().right)"
+                    ".map(c => c.tagName + '.' + c.className + ':' + c.textContent.slice(0, 30))]"
+                )
+                assert widths[0] <= widths[1] + 1, (name, widths)
             shoot(page, artifacts, f"staff-home-{user}-{name}.png")
 
 

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from apps.fees.models import LedgerEntry
 from apps.fees.services import Movement, MovementKind, MovementSource, movements_record
+from apps.vendors.display import when
 from apps.vendors.kinds.payschools.sandbox import DEFAULT_PASSWORD, DEFAULT_USERNAME
 from apps.vendors.models import Discrepancy, Integration, OutboxItem, SyncedFee, TaskRun
 from apps.vendors.sandboxes.client import SandboxControl
@@ -365,8 +366,9 @@ def test_a_fee_page_shows_its_sync_timeline_per_integration(district_admin, busy
 
     assert "Version 1 is waiting to be sent to PaySchools." in timeline(waiting)
     text = timeline(parked)
+    item = data["parked"][0]
     assert (
         "Parked: not sent after repeated failures, and not sent again until retried. "
-        "PaySchools' server failed (HTTP 500)."
+        f"Last error ({when(item.updated_at)}): PaySchools' server failed (HTTP 500)."
     ) in text
     assert "12 attempts" in text

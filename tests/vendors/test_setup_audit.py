@@ -170,7 +170,7 @@ def test_enabling_and_disabling_are_audited_and_shown_on_the_setup_page(district
     client = csrf_client(district_admin)
 
     submit_form(client, setup_url(integration), "enable-form", {})
-    response = submit_form(client, setup_url(integration), "disable-form", {})
+    response = submit_form(client, setup_url(integration), "disable-form", {"confirm": "yes"})
 
     flips = [
         e.changes_dict["enabled"] for e in entries_for(integration) if "enabled" in e.changes_dict

@@ -138,9 +138,21 @@ def test_enabling_after_the_checklist_sends_every_fee_in_scope_to_the_vendor(
     assert held == {in_scope.reference}  # the earlier fee never goes
     run = TaskRun.objects.get(integration=wired, task="send-fees")
     assert (run.trigger, run.outcome) == ("enabled", "ok")
-    # Disable: a button away, with its consequence said.
+    # Disable: the page says what stops, and asks for confirmation first.
+    enable = section_text(client.get(setup_url(wired)), "enable")
+    assert "Disabling PaySchools stops:" in enable
+    assert "No fee is sent to PaySchools" in enable
+    assert "No payment is pulled from PaySchools." in enable
+    assert "Parents no longer see PaySchools in the portal, nor its pay button." in enable
+    assert "Its scheduled tasks stop: " in enable and "Validate fees" in enable
     response = submit_form(client, setup_url(wired), "disable-form", {})
+    assert "tick “Yes, disable PaySchools” to confirm" in section_text(response, "enable")
+    wired.refresh_from_db()
+    assert wired.enabled
+    response = submit_form(client, setup_url(wired), "disable-form", {"confirm": "yes"})
     assert "nothing is sent or pulled until it is enabled again" in section_text(response, "enable")
+    wired.refresh_from_db()
+    assert not wired.enabled
 
 
 def test_a_tasks_schedule_is_switched_off_and_on_and_run_now_needs_an_enabled_integration(

@@ -85,8 +85,17 @@ def installment_body(s: ScheduledPayment) -> dict[str, Any]:
     }
 
 
-def payment_body(entry: LedgerEntry, posting: ApiPosting | None, *, replay: bool) -> dict[str, Any]:
-    paid = list(entry.installments_paid.order_by("expected_date", "id"))
+def payment_body(
+    entry: LedgerEntry,
+    posting: ApiPosting | None,
+    *,
+    replay: bool,
+    paid: list[ScheduledPayment] | None = None,
+) -> dict[str, Any]:
+    """`paid`: the installments it paid, when the caller knows them (none, for a new
+    payment not for an installment), else they are read."""
+    if paid is None:
+        paid = list(entry.installments_paid.order_by("expected_date", "id"))
     spare = unallocated(entry)
     return {
         "StudentAccountTransactionId": entry.pk,
@@ -209,11 +218,14 @@ def payment_post(*, api_user: ApiUser, data: dict[str, Any]) -> PaymentResult:
     _in_window(data["TransactionDate"], "TransactionDate")
     cashier = _cashiering(student, data)
     external_id = data["VendorTransactionId"].strip()
-    with transaction.atomic():
+    # No savepoint of its own: the view's transaction (or this one, when outermost) is
+    # what a refusal rolls back, and each savepoint costs two round trips.
+    with transaction.atomic(savepoint=False):
         target = _installment_for(student, data)
         # A repeat of the vendor's id answers with the first posting, even if its
-        # installment has been paid since (checked under the plan's lock).
-        if (done := _replay(api_user, external_id)) is not None:
+        # installment has been paid since (checked under the plan's lock). Without an
+        # installment the door's ALREADY_RECORDED below says the same for one query less.
+        if target is not None and (done := _replay(api_user, external_id)) is not None:
             return done
         amount: Decimal = data["TransactionAmount"]
         outcome = movement_record(
@@ -250,7 +262,8 @@ def payment_post(*, api_user: ApiUser, data: dict[str, Any]) -> PaymentResult:
         if target is not None:
             plan, installment = target
             installment_pay(plan=plan, installment=installment, payment=entry, amount=amount)
-        return PaymentResult(payment_body(entry, posting, replay=False), replay=False)
+        body = payment_body(entry, posting, replay=False, paid=None if target else [])
+        return PaymentResult(body, replay=False)
 
 
 # --- payment plans ---------------------------------------------------------------------------

@@ -317,6 +317,10 @@ SPECTACULAR_SETTINGS = {
 }
 # Responses kept for Idempotency-Key replays at least this long.
 FEESYNC_IDEMPOTENCY_HOURS = env.int("FEESYNC_IDEMPOTENCY_HOURS", default=48)
+# How long a gunicorn process trusts partner-API credentials it verified (the key row and
+# the API user's permissions; for HTTP Basic, the slow password hash): a revoked key or a
+# removed permission counts in every process within this many seconds (0: check every call).
+FEESYNC_API_AUTH_CACHE_SECONDS = env.int("FEESYNC_API_AUTH_CACHE_SECONDS", default=30)
 # The district requires a term (TermId) on every charge or adjustment a partner posts.
 FEESYNC_REQUIRE_TERM_CODES = env.bool("FEESYNC_REQUIRE_TERM_CODES", default=False)
 # Fee, due and import-after dates more than this many years before or after today are

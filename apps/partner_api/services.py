@@ -6,6 +6,7 @@ through the one door (`apps.fees.services.outside.movements_record`), the plan t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -603,3 +604,57 @@ def apply_post(*, api_user: ApiUser, data: dict[str, Any]) -> dict[str, Any]:
         "UnappliedAmount": f"{unallocated(credit):.2f}",
         "Applications": applied,
     }
+
+
+# --- idempotency keys ------------------------------------------------------------------------
+
+#: The contract keeps keys at least this long, whatever FEESYNC_IDEMPOTENCY_HOURS says.
+IDEMPOTENCY_MIN_HOURS = 24
+PURGE_TASK = "idempotency_purge"
+
+
+def idempotency_kept_hours() -> int:
+    from django.conf import settings
+
+    return max(IDEMPOTENCY_MIN_HOURS, int(settings.FEESYNC_IDEMPOTENCY_HOURS))
+
+
+def idempotency_purge(*, now: Any = None) -> dict[str, int]:
+    """Delete the stored responses of Idempotency-Keys older than the kept window, one
+    recorded run (TaskRun "idempotency_purge") per partner-API integration, so its
+    dashboard shows when keys were last purged and how many. A retry after that is still
+    recorded once: the vendor transaction id is kept forever on the ledger.
+    Returns {integration slug: keys deleted}."""
+    from django.utils import timezone
+
+    from apps.vendors.models import Integration, TaskRun
+
+    from .models import IdempotencyRecord
+    from .permissions import KIND
+
+    now = now or timezone.now()
+    hours = idempotency_kept_hours()
+    cutoff = now - timedelta(hours=hours)
+    deleted: dict[str, int] = {}
+    for integration in Integration.objects.filter(vendor_kind=KIND).order_by("pk"):
+        run = TaskRun.objects.create(
+            integration=integration, task=PURGE_TASK, trigger="schedule", started=timezone.now()
+        )
+        try:
+            count, _ = IdempotencyRecord.objects.filter(
+                api_user__integration=integration, created_at__lt=cutoff
+            ).delete()
+        except Exception as exc:  # recorded for staff, then re-raised for the worker's log
+            TaskRun.objects.filter(pk=run.pk).update(
+                outcome=TaskRun.Outcome.FAILED,
+                error=f"{type(exc).__name__}: {exc}",
+                finished=timezone.now(),
+            )
+            raise
+        TaskRun.objects.filter(pk=run.pk).update(
+            outcome=TaskRun.Outcome.OK,
+            counts={"deleted": count, "kept_hours": hours},
+            finished=timezone.now(),
+        )
+        deleted[integration.slug] = count
+    return deleted

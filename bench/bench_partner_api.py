@@ -20,6 +20,8 @@ sign in with an application key (the documented fast path).
 * `partner_api.replay_10k_s` (target 15): 10,000 retries of payments already posted (same
   Idempotency-Key, same body) by the 8 clients; every answer must be the replayed 201 and
   the ledger must hold exactly as many entries afterwards (0 new).
+* `partner_api.server_cpu_ms_per_post` / `_per_replay`: gunicorn's workers' CPU (user + system,
+  from /proc, `Server.cpu_seconds`) per call in those runs: load-independent, unlike the latencies.
 Afterwards `ledger_report()` must find no breach (`manage.py ledger_check`).
 """
 
@@ -230,7 +232,9 @@ def run() -> list[Result]:
     with started_gunicorn(database_url) as server:
         clients(server.base, key, batch("warm", WARMUP_PER_CLIENT), 201, False)
         posted = batch("pay", POSTS_PER_CLIENT)
+        cpu_before = server.cpu_seconds()
         latencies, wall = clients(server.base, key, posted, 201, False)
+        post_cpu = server.cpu_seconds() - cpu_before
         floor_ms = floor(server.base)
         entries = LedgerEntry.objects.count()
         connection.close()
@@ -239,7 +243,9 @@ def run() -> list[Result]:
             [every[(c * (REPLAYS // CLIENTS) + k) % len(every)] for k in range(REPLAYS // CLIENTS)]
             for c in range(CLIENTS)
         ]
+        cpu_before = server.cpu_seconds()
         _, replay_wall = clients(server.base, key, retries, 201, True)
+        replay_cpu = server.cpu_seconds() - cpu_before
     new = LedgerEntry.objects.count() - entries
     if new:
         raise AssertionError(f"{new} entries were posted by retries")
@@ -258,4 +264,9 @@ def run() -> list[Result]:
         result("partner_api.floor_p99_ms", floor_p99, "ms", n=len(floor_ms)),
         ratio("partner_api.post_payment_p99_ratio", real, floor_p99, n=n),
         result("partner_api.replay_10k_s", replay_wall, "s", target=15.0, n=REPLAYS),
+        # Load-independent: the server's CPU per call (the machine is shared).
+        result("partner_api.server_cpu_ms_per_post", post_cpu * 1000 / n, "ms", n=n),
+        result(
+            "partner_api.server_cpu_ms_per_replay", replay_cpu * 1000 / REPLAYS, "ms", n=REPLAYS
+        ),
     ]

@@ -4,8 +4,11 @@ clients over real HTTP to gunicorn, and retries of them replayed.
 Stage: 2,000 students of the bench database (`data.ensure_students`), an enabled
 Partner API integration with one API user in both groups and an application key.
 
-Serve: the portal benchmark's gunicorn (`bench_portal.gunicorn`: `config.wsgi`, DEBUG off,
-GUNICORN_WORKERS sync workers) on a free loopback port.
+Serve: gunicorn as the portal benchmark's (`config.wsgi`, DEBUG off) on a free loopback
+port, but with `--worker-class gthread`, BENCH_PARTNER_WORKERS (2) processes of
+BENCH_PARTNER_THREADS (4) threads and keep-alive, as docs/partner-api.md recommends for
+serving the API; the clients reuse their connections (one `requests.Session` each) and
+sign in with an application key (the documented fast path).
 
 * `partner_api.post_payment_p99_ms` (target 50): the 99th percentile latency of
   `POST /api/student-accounting/ledger-payment-transactions` with 8 clients posting back to
@@ -17,6 +20,8 @@ GUNICORN_WORKERS sync workers) on a free loopback port.
 * `partner_api.replay_10k_s` (target 15): 10,000 retries of payments already posted (same
   Idempotency-Key, same body) by the 8 clients; every answer must be the replayed 201 and
   the ledger must hold exactly as many entries afterwards (0 new).
+* `partner_api.server_cpu_ms_per_post` / `_per_replay`: gunicorn's workers' CPU (user + system,
+  from /proc, `Server.cpu_seconds`) per call in those runs: load-independent, unlike the latencies.
 Afterwards `ledger_report()` must find no breach (`manage.py ledger_check`).
 """
 
@@ -44,7 +49,7 @@ from apps.partner_api.services import api_key_issue, api_user_create
 from apps.students.models import Student
 from apps.vendors.models import Integration
 from bench import Result, data, ratio, result
-from bench.bench_portal import ROOT, STATIC_PATH, WORKERS, Server, free_port
+from bench.bench_portal import ROOT, STATIC_PATH, Server, free_port
 
 CLIENTS = 8
 STUDENTS = 2_000
@@ -52,6 +57,8 @@ POSTS_PER_CLIENT = int(os.environ.get("BENCH_PARTNER_POSTS", "250"))
 WARMUP_PER_CLIENT = 10
 REPLAYS = 10_000
 PATH = "/api/student-accounting/ledger-payment-transactions"
+API_WORKERS = int(os.environ.get("BENCH_PARTNER_WORKERS", "2"))
+API_THREADS = int(os.environ.get("BENCH_PARTNER_THREADS", "4"))
 
 
 def stage() -> tuple[str, list[str]]:
@@ -157,7 +164,7 @@ def floor(base: str) -> list[float]:
 
 @contextlib.contextmanager
 def started_gunicorn(database_url: str) -> Iterator[Server]:
-    """gunicorn as `bench_portal.gunicorn` serves it (same command and environment), with a
+    """gunicorn as `bench_portal.gunicorn` serves it (same environment; gthread), with a
     patient readiness probe: on a busy machine the workers take seconds to import Django."""
     port = free_port()
     env = {
@@ -171,7 +178,12 @@ def started_gunicorn(database_url: str) -> Iterator[Server]:
     }
     log = Path(tempfile.mkdtemp(prefix="feesync-bench-partner-")) / "gunicorn.log"
     command = [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}"]
-    command += ["--workers", str(WORKERS), "--worker-class", "sync", "--keep-alive", "5"]
+    # Threads, not sync workers: a sync worker closes every connection (no keep-alive), so
+    # each of the 8 clients' posts paid a new TCP connection and waited in the listen queue
+    # behind 4 processes; gthread keeps the clients' connections and lets a thread waiting
+    # on PostgreSQL leave the GIL to another. 2 processes x 4 threads for 2 cores.
+    command += ["--workers", str(API_WORKERS), "--worker-class", "gthread"]
+    command += ["--threads", str(API_THREADS), "--keep-alive", "5"]
     with open(log, "ab") as out:
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -220,7 +232,9 @@ def run() -> list[Result]:
     with started_gunicorn(database_url) as server:
         clients(server.base, key, batch("warm", WARMUP_PER_CLIENT), 201, False)
         posted = batch("pay", POSTS_PER_CLIENT)
+        cpu_before = server.cpu_seconds()
         latencies, wall = clients(server.base, key, posted, 201, False)
+        post_cpu = server.cpu_seconds() - cpu_before
         floor_ms = floor(server.base)
         entries = LedgerEntry.objects.count()
         connection.close()
@@ -229,7 +243,9 @@ def run() -> list[Result]:
             [every[(c * (REPLAYS // CLIENTS) + k) % len(every)] for k in range(REPLAYS // CLIENTS)]
             for c in range(CLIENTS)
         ]
+        cpu_before = server.cpu_seconds()
         _, replay_wall = clients(server.base, key, retries, 201, True)
+        replay_cpu = server.cpu_seconds() - cpu_before
     new = LedgerEntry.objects.count() - entries
     if new:
         raise AssertionError(f"{new} entries were posted by retries")
@@ -248,4 +264,9 @@ def run() -> list[Result]:
         result("partner_api.floor_p99_ms", floor_p99, "ms", n=len(floor_ms)),
         ratio("partner_api.post_payment_p99_ratio", real, floor_p99, n=n),
         result("partner_api.replay_10k_s", replay_wall, "s", target=15.0, n=REPLAYS),
+        # Load-independent: the server's CPU per call (the machine is shared).
+        result("partner_api.server_cpu_ms_per_post", post_cpu * 1000 / n, "ms", n=n),
+        result(
+            "partner_api.server_cpu_ms_per_replay", replay_cpu * 1000 / REPLAYS, "ms", n=REPLAYS
+        ),
     ]

@@ -13,7 +13,8 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -39,6 +40,27 @@ def _replay(record: IdempotencyRecord) -> Response:
     )
 
 
+def _claim(api_user: ApiUser, key: str, operation: str, digest: str) -> IdempotencyRecord:
+    """The key's row: ours and new (one `INSERT ... ON CONFLICT DO NOTHING RETURNING`), or
+    the first request's (then one SELECT). A conflicting insert waits until the first
+    request's transaction ends, so the row read after it holds that request's response,
+    and no lock is needed to read it; a new row stays locked by our insert until commit."""
+    table = IdempotencyRecord._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (api_user_id, key, operation, request_hash, created_at) "  # noqa: S608 - our table name, parameters bound
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (api_user_id, key) DO NOTHING "
+            "RETURNING id",
+            [api_user.pk, key, operation, digest, timezone.now()],
+        )
+        row = cursor.fetchone()
+    if row is not None:
+        return IdempotencyRecord(
+            pk=row[0], api_user=api_user, key=key, operation=operation, request_hash=digest
+        )
+    return IdempotencyRecord.objects.get(api_user=api_user, key=key)
+
+
 def idempotent(
     request: Request, api_user: ApiUser, operation: str, handler: Callable[[], Response]
 ) -> Response:
@@ -56,15 +78,7 @@ def idempotent(
         )
     digest = request_hash(request)
     with transaction.atomic():
-        IdempotencyRecord.objects.bulk_create(
-            [
-                IdempotencyRecord(
-                    api_user=api_user, key=key, operation=operation, request_hash=digest
-                )
-            ],
-            ignore_conflicts=True,
-        )
-        record = IdempotencyRecord.objects.select_for_update().get(api_user=api_user, key=key)
+        record = _claim(api_user, key, operation, digest)
         if record.request_hash != digest:
             return problem_response(
                 422,

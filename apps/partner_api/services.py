@@ -6,6 +6,7 @@ through the one door (`apps.fees.services.outside.movements_record`), the plan t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -85,8 +86,17 @@ def installment_body(s: ScheduledPayment) -> dict[str, Any]:
     }
 
 
-def payment_body(entry: LedgerEntry, posting: ApiPosting | None, *, replay: bool) -> dict[str, Any]:
-    paid = list(entry.installments_paid.order_by("expected_date", "id"))
+def payment_body(
+    entry: LedgerEntry,
+    posting: ApiPosting | None,
+    *,
+    replay: bool,
+    paid: list[ScheduledPayment] | None = None,
+) -> dict[str, Any]:
+    """`paid`: the installments it paid, when the caller knows them (none, for a new
+    payment not for an installment), else they are read."""
+    if paid is None:
+        paid = list(entry.installments_paid.order_by("expected_date", "id"))
     spare = unallocated(entry)
     return {
         "StudentAccountTransactionId": entry.pk,
@@ -209,11 +219,14 @@ def payment_post(*, api_user: ApiUser, data: dict[str, Any]) -> PaymentResult:
     _in_window(data["TransactionDate"], "TransactionDate")
     cashier = _cashiering(student, data)
     external_id = data["VendorTransactionId"].strip()
-    with transaction.atomic():
+    # No savepoint of its own: the view's transaction (or this one, when outermost) is
+    # what a refusal rolls back, and each savepoint costs two round trips.
+    with transaction.atomic(savepoint=False):
         target = _installment_for(student, data)
         # A repeat of the vendor's id answers with the first posting, even if its
-        # installment has been paid since (checked under the plan's lock).
-        if (done := _replay(api_user, external_id)) is not None:
+        # installment has been paid since (checked under the plan's lock). Without an
+        # installment the door's ALREADY_RECORDED below says the same for one query less.
+        if target is not None and (done := _replay(api_user, external_id)) is not None:
             return done
         amount: Decimal = data["TransactionAmount"]
         outcome = movement_record(
@@ -250,7 +263,8 @@ def payment_post(*, api_user: ApiUser, data: dict[str, Any]) -> PaymentResult:
         if target is not None:
             plan, installment = target
             installment_pay(plan=plan, installment=installment, payment=entry, amount=amount)
-        return PaymentResult(payment_body(entry, posting, replay=False), replay=False)
+        body = payment_body(entry, posting, replay=False, paid=None if target else [])
+        return PaymentResult(body, replay=False)
 
 
 # --- payment plans ---------------------------------------------------------------------------
@@ -590,3 +604,57 @@ def apply_post(*, api_user: ApiUser, data: dict[str, Any]) -> dict[str, Any]:
         "UnappliedAmount": f"{unallocated(credit):.2f}",
         "Applications": applied,
     }
+
+
+# --- idempotency keys ------------------------------------------------------------------------
+
+#: The contract keeps keys at least this long, whatever FEESYNC_IDEMPOTENCY_HOURS says.
+IDEMPOTENCY_MIN_HOURS = 24
+PURGE_TASK = "idempotency_purge"
+
+
+def idempotency_kept_hours() -> int:
+    from django.conf import settings
+
+    return max(IDEMPOTENCY_MIN_HOURS, int(settings.FEESYNC_IDEMPOTENCY_HOURS))
+
+
+def idempotency_purge(*, now: Any = None) -> dict[str, int]:
+    """Delete the stored responses of Idempotency-Keys older than the kept window, one
+    recorded run (TaskRun "idempotency_purge") per partner-API integration, so its
+    dashboard shows when keys were last purged and how many. A retry after that is still
+    recorded once: the vendor transaction id is kept forever on the ledger.
+    Returns {integration slug: keys deleted}."""
+    from django.utils import timezone
+
+    from apps.vendors.models import Integration, TaskRun
+
+    from .models import IdempotencyRecord
+    from .permissions import KIND
+
+    now = now or timezone.now()
+    hours = idempotency_kept_hours()
+    cutoff = now - timedelta(hours=hours)
+    deleted: dict[str, int] = {}
+    for integration in Integration.objects.filter(vendor_kind=KIND).order_by("pk"):
+        run = TaskRun.objects.create(
+            integration=integration, task=PURGE_TASK, trigger="schedule", started=timezone.now()
+        )
+        try:
+            count, _ = IdempotencyRecord.objects.filter(
+                api_user__integration=integration, created_at__lt=cutoff
+            ).delete()
+        except Exception as exc:  # recorded for staff, then re-raised for the worker's log
+            TaskRun.objects.filter(pk=run.pk).update(
+                outcome=TaskRun.Outcome.FAILED,
+                error=f"{type(exc).__name__}: {exc}",
+                finished=timezone.now(),
+            )
+            raise
+        TaskRun.objects.filter(pk=run.pk).update(
+            outcome=TaskRun.Outcome.OK,
+            counts={"deleted": count, "kept_hours": hours},
+            finished=timezone.now(),
+        )
+        deleted[integration.slug] = count
+    return deleted

@@ -199,6 +199,11 @@ FEESYNC_SWEEP_SECONDS = env.float("FEESYNC_SWEEP_SECONDS", default=60)
 ROSTER_DEACTIVATE_SHARE = env.str("ROSTER_DEACTIVATE_SHARE", default="0.05")
 CELERY_BEAT_SCHEDULE = {
     "sweep-outbox": {"task": "apps.vendors.tasks.sweep_outbox", "schedule": FEESYNC_SWEEP_SECONDS},
+    # Idempotency-Key responses older than FEESYNC_IDEMPOTENCY_HOURS (at least 24).
+    "purge-idempotency-keys": {
+        "task": "apps.partner_api.tasks.purge_idempotency_keys",
+        "schedule": 3600.0,
+    },
 }
 # Deliveries to vendors have a queue of their own, so that long tasks (nightly validation,
 # exports, bulk jobs) on the default queue never hold up a fee on its way to a vendor. Every
@@ -315,8 +320,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
-# Responses kept for Idempotency-Key replays at least this long.
+# Responses kept for Idempotency-Key replays at least this long (never less than 24 hours,
+# whatever this says); purged hourly by apps.partner_api.tasks.purge_idempotency_keys.
 FEESYNC_IDEMPOTENCY_HOURS = env.int("FEESYNC_IDEMPOTENCY_HOURS", default=48)
+# How long a gunicorn process trusts partner-API credentials it verified (the key row and
+# the API user's permissions; for HTTP Basic, the slow password hash): a revoked key or a
+# removed permission counts in every process within this many seconds (0: check every call).
+FEESYNC_API_AUTH_CACHE_SECONDS = env.int("FEESYNC_API_AUTH_CACHE_SECONDS", default=30)
 # The district requires a term (TermId) on every charge or adjustment a partner posts.
 FEESYNC_REQUIRE_TERM_CODES = env.bool("FEESYNC_REQUIRE_TERM_CODES", default=False)
 # Fee, due and import-after dates more than this many years before or after today are

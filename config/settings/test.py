@@ -26,3 +26,6 @@ STORAGES = {
 }
 # Most portal tests read the page's context; the cache has tests of its own.
 PORTAL_PAGE_CACHE_SECONDS = 0
+# Every partner-API test checks credentials afresh; tests/partner_api/test_auth_cache.py turns
+# the verified-credentials cache on.
+FEESYNC_API_AUTH_CACHE_SECONDS = 0

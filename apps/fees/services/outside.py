@@ -298,10 +298,10 @@ def _record_new(
     outcomes: dict[int, MovementOutcome],
 ) -> None:
     """Post the movements at `new` (indexes into `movements`), filling in their outcomes."""
-    fee_ids: dict[str, int] = dict(
-        Fee.objects.filter(reference__any={movements[i].fee_ref for i in new}).values_list(
-            "reference", "pk"
-        )
+    # Movements to the account (no fee reference, as the partner API's) need no lookup.
+    refs = {movements[i].fee_ref for i in new if movements[i].fee_ref}
+    fee_ids: dict[str, int] = (
+        dict(Fee.objects.filter(reference__any=refs).values_list("reference", "pk")) if refs else {}
     )
     managed = source.may_settle(set(fee_ids.values())) if source.may_settle else None
     plain: list[int] = []

@@ -45,6 +45,10 @@ LEDGER_TABLES = [
     "fees_fee",
     "fees_bulkjob",
     "fees_feeassignment",
+    # Derived from the entries or hanging on the student, so not reached by CASCADE: the
+    # credit on each student's account and payment plans (their installments cascade).
+    "fees_studentcredit",
+    "fees_paymentplan",
 ]
 FIRST = "Ava Liam Mia Noah Zoe Omar Lena Ravi Iris Theo Nora Mateo Aisha Wei".split()
 LAST = "Garcia Smith Nguyen Patel Johnson Kim Okafor Rossi Chen Brown Lopez Haddad".split()

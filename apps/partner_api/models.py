@@ -22,12 +22,30 @@ OPERATIONS: dict[str, str] = {
     ),
     "StudentPaymentPlan.StudentPaymentPlan.Create": "Create student payment plans",
     "StudentPaymentPlan.StudentPaymentPlan.Update": "Update student payment plans",
+    # Part 2 (issue 14): refunds, miscellaneous cash receipts, fund-source payments, OData.
+    "StudentAccounting.ScheduledRefundsStatus.Update": (
+        "Select scheduled refunds for processing (or release them)"
+    ),
+    "StudentAccounting.LedgerScheduledRefundTransactions.Create": "Post scheduled refunds as paid",
+    "StudentAccounting.LedgerRefundTransactions.Create": "Post unscheduled refunds",
+    "StudentAccounting.MiscCashReceipts.Create": "Post miscellaneous cash receipts",
+    "StudentAccounting.MiscCashReceipts.Update": "Change miscellaneous cash receipts",
+    "StudentAccounts.StudentAccountTransaction.New": (
+        "Post unscheduled payments to a fund source (Student Accounts - Student Account "
+        "Transaction - New)"
+    ),
+    "StudentAccounts.Refund.Query": "Query refunds (OData)",
+    "StudentAccounts.BillingTransactionCode.Query": "Query billing transaction codes (OData)",
+    "StudentAccounts.ScheduledDisbursement.Query": "Query scheduled payments (OData)",
+    "StudentAccounts.StudentAward.Query": "Query student awards (OData)",
+    "StudentAccounts.Student.Query": "Query students (OData)",
 }
 
 #: Group name -> the section its permissions start with.
 GROUPS: dict[str, str] = {
     "API - Student Accounting": "StudentAccounting.",
     "API - Student Payment Plan": "StudentPaymentPlan.",
+    "API - Student Accounts": "StudentAccounts.",
 }
 
 

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
@@ -25,6 +25,8 @@ urlpatterns = [
         views.StudentPaymentPlan.as_view(),
         name="api_student_payment_plan",
     ),
+    # OData queries (issue 14): the service document, $metadata and the entity sets.
+    path("odata/", include("apps.partner_api.odata.urls")),
     path(
         "schema/",
         SpectacularAPIView.as_view(permission_classes=[AllowAny], authentication_classes=[]),

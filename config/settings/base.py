@@ -328,6 +328,10 @@ FEESYNC_IDEMPOTENCY_HOURS = env.int("FEESYNC_IDEMPOTENCY_HOURS", default=48)
 # the API user's permissions; for HTTP Basic, the slow password hash): a revoked key or a
 # removed permission counts in every process within this many seconds (0: check every call).
 FEESYNC_API_AUTH_CACHE_SECONDS = env.int("FEESYNC_API_AUTH_CACHE_SECONDS", default=30)
+# The most rows one OData page holds (`/api/odata/<EntitySet>`): a larger $top, or none,
+# is answered in pages linked by @odata.nextLink (a client may ask for smaller ones with
+# `Prefer: odata.maxpagesize=N`).
+FEESYNC_ODATA_MAX_PAGE_SIZE = env.int("FEESYNC_ODATA_MAX_PAGE_SIZE", default=1000)
 # The district requires a term (TermId) on every charge or adjustment a partner posts.
 FEESYNC_REQUIRE_TERM_CODES = env.bool("FEESYNC_REQUIRE_TERM_CODES", default=False)
 # Fee, due and import-after dates more than this many years before or after today are

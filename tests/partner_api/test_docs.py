@@ -20,7 +20,13 @@ EXAMPLE = re.compile(r"<!-- expect: (\d{3}) -->\s*```sh\n(.*?)```", re.S)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_docs_curl_examples_answer_as_documented(api_key: str, live_server: Any) -> None:
+def test_the_docs_curl_examples_answer_as_documented(
+    api_key: str, api_user: Any, live_server: Any
+) -> None:
+    from django.contrib.auth.models import Group
+
+    # The OData examples read the feeds the "API - Student Accounts" group grants.
+    api_user.user.groups.add(Group.objects.get(name="API - Student Accounts"))
     examples = EXAMPLE.findall(DOC.read_text())
     assert len(examples) >= 8
     student = StudentFactory()

@@ -47,11 +47,12 @@ def max_page_size() -> int:
 class Resolved:
     prop: Prop
     path: str  # the Django lookup path from the queried set's model
+    nullable: bool  # the property is nullable, or a navigation on the way may be missing
 
 
 def resolve(entity: type[EntitySet], names: list[str]) -> Resolved:
     """`["StudentAward", "FundSourceId"]` on Refunds: the property and its Django path."""
-    current, prefix = entity, ""
+    current, prefix, nullable = entity, "", False
     for name in names[:-1]:
         nav = current.nav(name)
         if nav is None:
@@ -59,6 +60,7 @@ def resolve(entity: type[EntitySet], names: list[str]) -> Resolved:
                 raise ODataError(f"'{name}' on {current.entity_type} is not a navigation property.")
             raise ODataError(f"Unknown navigation property '{name}' on {current.entity_type}.")
         prefix += nav.field + "__"
+        nullable = nullable or nav.nullable
         current = target_of(nav)
     last = names[-1]
     prop = current.prop(last)
@@ -69,7 +71,7 @@ def resolve(entity: type[EntitySet], names: list[str]) -> Resolved:
                 f"its properties, e.g. {last}/{target_of(current.nav(last)).key}."  # type: ignore[arg-type]
             )
         raise ODataError(f"Unknown property '{last}' on {current.entity_type}.")
-    return Resolved(prop, prefix + prop.field)
+    return Resolved(prop, prefix + prop.field, nullable or prop.nullable)
 
 
 def _names(node: ast._Node) -> list[str]:
@@ -414,14 +416,18 @@ def _orderby(entity: type[EntitySet], text: str) -> list[Any]:
                 option="$orderby",
             )
         try:
-            path = resolve(entity, match.group(1).split("/")).path
+            found = resolve(entity, match.group(1).split("/"))
         except ODataError as exc:
             exc.option = "$orderby"
             raise
+        # OData sorts null before every value. Said only where a null can occur: an
+        # explicit NULLS FIRST on a column that has none would keep PostgreSQL from
+        # reading it in index order (the due-refunds query's DueDate).
+        field = F(found.path)
         if match.group(2) == "desc":
-            order.append(F(path).desc(nulls_last=True))
+            order.append(field.desc(nulls_last=True) if found.nullable else field.desc())
         else:
-            order.append(F(path).asc(nulls_first=True))
+            order.append(field.asc(nulls_first=True) if found.nullable else field.asc())
     return order
 
 

@@ -128,6 +128,9 @@ def _collection(entity: type[EntitySet], v2: bool) -> dict[str, Any]:
     }
 
 
+# Each operation also says `exclude=v2`: the version 2 dialect is for clients that read its
+# $metadata, not OpenAPI, so the public schema describes the version 4 contract
+# (docs/partner-api.md has both).
 def _tag(v2: bool) -> list[str]:
     return ["OData (version 2)"] if v2 else ["OData"]
 
@@ -153,6 +156,7 @@ def collection_schema(entity: type[EntitySet], v2: bool) -> Any:
             **_problems(400, 401, 403),
         },
         tags=_tag(v2),
+        exclude=v2,
     )
 
 
@@ -168,6 +172,7 @@ def count_schema(entity: type[EntitySet], v2: bool) -> Any:
             **_problems(400, 401, 403),
         },
         tags=_tag(v2),
+        exclude=v2,
     )
 
 
@@ -186,12 +191,19 @@ def single_schema(entity: type[EntitySet], v2: bool) -> Any:
         description=f"`{entity.name}({example})`. Requires {entity.permission()}.",
         parameters=[
             OpenApiParameter(
-                "key", str, OpenApiParameter.PATH, description=f"The {key.name}, e.g. {example}."
+                "key",
+                str,
+                "path",
+                description=f"The {key.name}, e.g. {example}.",
+                # Keys the service can answer for: a number, or a quoted code (a "/" in a
+                # path segment would never reach it).
+                pattern=r"^[0-9]{1,9}$" if key.edm == "Edm.Int32" else r"^'[A-Za-z0-9_-]{1,20}'$",
             ),
             *_options(entity, v2, single=True),
         ],
         responses={(200, JSON_V4): OpenApiResponse(body), **_problems(400, 401, 403, 404)},
         tags=_tag(v2),
+        exclude=v2,
     )
 
 
@@ -213,6 +225,7 @@ def document_schema(v2: bool) -> Any:
         summary="The OData service document: its entity sets",
         responses={(200, JSON_V4): OpenApiResponse(body), **_problems(401, 403)},
         tags=_tag(v2),
+        exclude=v2,
     )
 
 
@@ -226,4 +239,17 @@ def metadata_schema(v2: bool) -> Any:
             **_problems(401, 403),
         },
         tags=_tag(v2),
+        exclude=v2,
     )
+
+
+def odata_paths(endpoints: list[tuple[str, str, str, Any]], **kwargs: Any) -> list[Any]:
+    """drf-spectacular's preprocessing hook: the OData paths as OData writes them
+    (`/api/odata/$metadata`, `/api/odata/Refunds({key})`), not as read off their regexes."""
+    out = []
+    for path, regex, method, callback in endpoints:
+        own = getattr(getattr(callback, "cls", None), "schema_path", None)
+        if own is not None and "/odata/" in path:
+            path = path[: path.index("/odata/") + len("/odata/")] + own
+        out.append((path, regex, method, callback))
+    return out

@@ -14,44 +14,60 @@ from .schema import collection_schema, count_schema, document_schema, metadata_s
 from .views import Collection, Count, Metadata, ServiceDocument, Single
 
 
-def _view(base: type[Any], entity: type[EntitySet] | None, v2: bool, schema: Any) -> Any:
+def _view(
+    base: type[Any], entity: type[EntitySet] | None, v2: bool, schema: Any, route: str
+) -> Any:
     name = f"{entity.name if entity else ''}{base.__name__}{'V2' if v2 else ''}"
-    # A class per path: drf-spectacular reads each one's own description off its `get`.
-    attrs = {"entity": entity, "v2": v2, "__module__": __name__, "get": schema(base.get)}
+
+    # A class and a `get` per path: drf-spectacular reads each one's description off it.
+    def get(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+        return base.get(self, request, *args, **kwargs)
+
+    attrs = {
+        "entity": entity,
+        "v2": v2,
+        "__module__": __name__,
+        "get": schema(get),
+        # The path as OData has it ("$metadata", "Refunds({key})"), for the OpenAPI schema,
+        # which would otherwise read it off the route's regex without "$" and parentheses.
+        "schema_path": route.replace("<str:key>", "{key}"),
+    }
     view: Any = type(name, (base,), attrs)
     return view.as_view()
 
 
 def _patterns(v2: bool) -> list[URLPattern]:
-    prefix, tag = ("v2/", "v2") if v2 else ("", "")
+    prefix, tag = ("v2/", "odata_v2") if v2 else ("", "odata")
+
+    def route(suffix: str, base: type[Any], entity: Any, schema: Any, name: str) -> URLPattern:
+        return path(prefix + suffix, _view(base, entity, v2, schema, prefix + suffix), name=name)
+
     patterns = [
-        path(
-            prefix,
-            _view(ServiceDocument, None, v2, document_schema(v2)),
-            name=f"odata{tag and '_v2'}_root",
-        ),
-        path(
-            f"{prefix}$metadata",
-            _view(Metadata, None, v2, metadata_schema(v2)),
-            name=f"odata{tag and '_v2'}_metadata",
-        ),
+        route("", ServiceDocument, None, document_schema(v2), f"{tag}_root"),
+        route("$metadata", Metadata, None, metadata_schema(v2), f"{tag}_metadata"),
     ]
     for entity in EntitySet.registry.values():
         patterns += [
-            path(
-                f"{prefix}{entity.name}",
-                _view(Collection, entity, v2, collection_schema(entity, v2)),
-                name=f"odata{tag and '_v2'}_{entity.name}",
+            route(
+                entity.name,
+                Collection,
+                entity,
+                collection_schema(entity, v2),
+                f"{tag}_{entity.name}",
             ),
-            path(
-                f"{prefix}{entity.name}/$count",
-                _view(Count, entity, v2, count_schema(entity, v2)),
-                name=f"odata{tag and '_v2'}_{entity.name}_count",
+            route(
+                f"{entity.name}/$count",
+                Count,
+                entity,
+                count_schema(entity, v2),
+                f"{tag}_{entity.name}_count",
             ),
-            path(
-                f"{prefix}{entity.name}(<str:key>)",
-                _view(Single, entity, v2, single_schema(entity, v2)),
-                name=f"odata{tag and '_v2'}_{entity.name}_single",
+            route(
+                f"{entity.name}(<str:key>)",
+                Single,
+                entity,
+                single_schema(entity, v2),
+                f"{tag}_{entity.name}_single",
             ),
         ]
     return patterns

@@ -22,6 +22,7 @@ from apps.accounting.models import (
     StudentAward,
 )
 from apps.fees.models import PaymentPlan, ScheduledPayment
+from apps.partner_api.selectors import partner_dashboard
 from apps.partner_api.services import api_key_issue, api_user_create
 from apps.vendors.models import Integration
 from tests.factories import CategoryFactory, StaffFactory, StudentFactory
@@ -277,6 +278,7 @@ def test_an_entity_by_key(client: APIClient, awards: Any) -> None:
         ({"$skip": "x"}, "$skip", "whole number"),
         ({"$count": "yes"}, "$count", "true or false"),
         ({"$search": "x"}, "$search", "not supported"),
+        ({"$filter": "Status eq '\x00'"}, "$filter", "control character"),
     ],
 )
 def test_a_bad_query_is_a_400_naming_what_is_wrong(
@@ -290,9 +292,25 @@ def test_a_bad_query_is_a_400_naming_what_is_wrong(
     assert body["errors"][0]["property"] == option
 
 
-def test_a_syntax_error_says_where(client: APIClient, awards: Any) -> None:
+def test_a_syntax_error_says_where_and_shows_on_the_dashboard(
+    client: APIClient, odata_user: Any, awards: Any
+) -> None:
     body = client.get(ODATA + "Refunds", {"$filter": "Status eq 'N' Amount gt 1"}).json()
     assert body["position"] == 13 and "position 13" in body["detail"]
+    refused = partner_dashboard(integration=odata_user.integration)["last_error"]
+    assert refused.operation == "StudentAccounts.Refund.Query" and refused.status_code == 400
+    assert "position 13" in refused.reason
+
+
+def test_nulls_sort_first_ascending_and_last_descending(client: APIClient, awards: Any) -> None:
+    with_award = refund(awards["award0"], "1.00", date(2025, 9, 1))
+    without = Refund.objects.create(
+        student=awards["students"][0], amount=Decimal("2.00"), due_date=date(2025, 9, 1)
+    )
+    up = client.get(ODATA + "Refunds", {"$orderby": "StudentAward/FundSourceId"}).json()
+    down = client.get(ODATA + "Refunds", {"$orderby": "FundSourceId desc"}).json()
+    assert [r["RefundId"] for r in up["value"]] == [without.pk, with_award.pk]
+    assert [r["RefundId"] for r in down["value"]] == [with_award.pk, without.pk]
 
 
 def test_each_entity_set_needs_its_own_query_permission(

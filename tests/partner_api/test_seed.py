@@ -28,6 +28,7 @@ def test_seed_demo_wires_the_demo_partner_and_prints_its_key():
     assert set(api_user.user.groups.values_list("name", flat=True)) == {
         "API - Student Accounting",
         "API - Student Payment Plan",
+        "API - Student Accounts",
     }
     assert api_user.keys.count() == 1
     student = Student.objects.first()
@@ -42,3 +43,5 @@ def test_seed_demo_wires_the_demo_partner_and_prints_its_key():
         "ScheduledPayments": [{"Amount": "10.00", "ExpectedDate": "2026-10-01"}],
     }
     assert basic.post(PLANS, plan, format="json").status_code == 201
+    # The demo partner reads the OData feeds too.
+    assert client.get("/api/odata/Students").json()["value"]

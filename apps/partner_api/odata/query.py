@@ -330,6 +330,7 @@ def parse_filter(entity: type[EntitySet], text: str) -> tuple[Q, dict[str, Any]]
 _PATH = r"[A-Za-z_]\w*(?:/[A-Za-z_]\w*)*"
 _ORDER_ITEM = re.compile(rf"^\s*({_PATH})(?:\s+(asc|desc))?\s*$")
 _INTEGER = re.compile(r"^\d{1,9}$")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _EXPAND_ITEM = re.compile(r"^\s*([A-Za-z_]\w*|\*)\s*(?:\((.*)\))?\s*$", re.S)
 
 
@@ -472,6 +473,9 @@ def parse(entity: type[EntitySet], params: Any) -> Query:
             )
         if name.startswith("$") and len(params.getlist(name)) > 1:
             raise ODataError(f"The query option {name} is given more than once.", option=name)
+        if name.startswith("$") and _CONTROL.search(params.get(name, "")):
+            # PostgreSQL cannot take a NUL in a string: refused here, not a 500 there.
+            raise ODataError(f"{name} contains a control character.", option=name)
     query = Query(entity, select=list(entity.properties))
     if (fmt := params.get("$format")) is not None and fmt.split(";")[0].strip() not in (
         "json",
@@ -501,6 +505,8 @@ def key_value(entity: type[EntitySet], text: str) -> Any:
     """The key in `Refunds(5)` or `BillingTransactionCodes('ATH')`."""
     prop = entity.key_prop()
     text = text.strip()
+    if _CONTROL.search(text):
+        raise ODataError(f"The key of {entity.entity_type} contains a control character.")
     name = f"{prop.name}="
     if text.startswith(name):
         text = text[len(name) :]

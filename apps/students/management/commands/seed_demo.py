@@ -895,7 +895,11 @@ class Command(BaseCommand):
             api_user = api_user_create(
                 user=user,
                 integration=integration,
-                groups=("API - Student Accounting", "API - Student Payment Plan"),
+                groups=(
+                    "API - Student Accounting",
+                    "API - Student Payment Plan",
+                    "API - Student Accounts",  # fund-source payments and the OData feeds
+                ),
             )
             api_key_issue(api_user=api_user, name="demo key", key=settings.PARTNER_DEMO_KEY)
         self._step("partner API")

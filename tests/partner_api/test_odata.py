@@ -22,6 +22,7 @@ from apps.accounting.models import (
     StudentAward,
 )
 from apps.fees.models import PaymentPlan, ScheduledPayment
+from apps.partner_api.odata.views import v2_filter
 from apps.partner_api.selectors import partner_dashboard
 from apps.partner_api.services import api_key_issue, api_user_create
 from apps.vendors.models import Integration
@@ -449,3 +450,52 @@ def test_service_document_and_metadata(client: APIClient) -> None:
         ".//edm:EntitySet[@Name='Refunds']/edm:NavigationPropertyBinding[@Path='StudentAward']", ns
     )
     assert binding is not None and binding.get("Target") == "StudentAwards"
+
+
+def test_version_2_literals_are_read_as_version_4_ones() -> None:
+    assert (
+        v2_filter("DueDate le datetime'2025-10-15T00:00:00' and Amount gt 12.50M")
+        == "DueDate le 2025-10-15 and Amount gt 12.50"
+    )
+    assert v2_filter("CreatedAt ge datetime'2025-10-15T08:30:00'") == (
+        "CreatedAt ge 2025-10-15T08:30:00Z"
+    )
+    # Inside a string nothing changes.
+    assert v2_filter("Reason eq 'paid 12M datetime''x'''") == "Reason eq 'paid 12M datetime''x'''"
+
+
+def test_the_version_2_dialect(client: APIClient, awards: Any) -> None:
+    made = refund(awards["award0"], "125.50", date(2025, 10, 1))
+    body = client.get(
+        ODATA + "v2/Refunds",
+        {"$filter": "DueDate eq datetime'2025-10-01T00:00:00'", "$inlinecount": "allpages"},
+    ).json()["d"]
+    assert body["__count"] == "1"
+    row = body["results"][0]
+    assert (row["RefundId"], row["Amount"], row["DueDate"]) == (
+        made.pk,
+        "125.50",
+        "/Date(1759276800000)/",
+    )
+    assert row["__metadata"] == {
+        "type": "FeeSync.Refund",
+        "uri": f"http://testserver/api/odata/v2/Refunds({made.pk})",
+    }
+    assert client.get(ODATA + "v2/Refunds", {"$expand": "Student"}).status_code == 400
+    assert client.get(ODATA + "v2/Refunds", {"$inlinecount": "some"}).status_code == 400
+    assert client.get(ODATA + "v2/").json() == {
+        "d": {
+            "EntitySets": [
+                "Refunds",
+                "BillingTransactionCodes",
+                "ScheduledDisbursements",
+                "StudentAwards",
+                "Students",
+            ]
+        }
+    }
+    metadata = client.get(ODATA + "v2/$metadata")
+    assert (
+        metadata["DataServiceVersion"] == "2.0"
+        and b'm:DataServiceVersion="2.0"' in metadata.content
+    )

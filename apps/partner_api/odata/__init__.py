@@ -6,9 +6,11 @@ Power Query opens them as they are).
   key, properties (OData name, EDM type, Django field path) and navigations;
 * `sets` declares the entity sets (Refunds, BillingTransactionCodes, ...), each with the
   rows its API user may see;
-* `query` turns `$filter` (parsed by the maintained `odata-query` package), `$select`,
-  `$orderby`, `$top`, `$skip`, `$expand` and `$count` into one queryset, refusing an unknown
-  property or a bad expression with a message that names it;
+* `names` maps OData names (`StudentAward/FundSourceId`) to Django paths, `filters` turns
+  `$filter` (parsed by the maintained `odata-query` package) into a `Q` after checking its
+  names and types, `query` reads the other options (`$select`, `$orderby`, `$top`,
+  `$skip`, `$expand`, `$count`), each refusing an unknown property or a bad expression with
+  a message that names it; `selectors` reads one page;
 * `render` writes the rows as OData JSON (v4, and the v2 dialect older clients speak),
   `metadata` the service's CSDL, and `views` serves them.
 """

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests import brokers
 from tests.factories import StaffFactory
 
 #: Fixtures that give a test the database (directly or through another fixture).
@@ -39,6 +40,32 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[Any]:
                 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = before
         assert report.ok, f"ledger_check after the test: {report.breaches}"
     return result
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`all_brokers`: the test runs once per supported broker (tests/brokers.py), ids
+    `[redis]` and `[rabbitmq]`. A test with the real worker that is not marked runs on the
+    default broker (CELERY_TEST_BROKER_URL) under the same session-wide parameter, so the
+    worker is not restarted between marked and unmarked tests."""
+    marked = metafunc.definition.get_closest_marker("all_brokers") is not None
+    if marked and "celery_broker" not in metafunc.fixturenames:
+        metafunc.fixturenames.append("celery_broker")  # a test whose worker is its own
+    if "celery_broker" in metafunc.fixturenames:
+        names = brokers.ALL_BROKERS if marked else brokers.ALL_BROKERS[:1]
+        metafunc.parametrize("celery_broker", names, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def celery_broker(request: pytest.FixtureRequest) -> Iterator[brokers.Broker]:
+    """The broker the real Celery worker and this process's producers use (one at a time,
+    for the whole session, per `[broker]` parameter). RabbitMQ that does not answer skips
+    its tests on a developer's machine and fails them in CI (CI_REQUIRE_BROKERS=1)."""
+    from config.celery import app
+
+    broker = brokers.broker_named(getattr(request, "param", brokers.ALL_BROKERS[0]))
+    brokers.require_broker(broker)
+    with brokers.producing_to(app, broker):
+        yield broker
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Real parts for the sync engine's scenario tests: a Celery worker (with its embedded beat
-running the outbox sweeper) on Redis, the vendor sandboxes over HTTP on loopback, and
+running the outbox sweeper) on the session's broker (Redis, or RabbitMQ for the tests marked
+`all_brokers`: tests/brokers.py), the vendor sandboxes over HTTP on loopback, and
 integrations wired to them. Tests here use committed data (`transactional_db`) because the
 worker is another process."""
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,6 +25,7 @@ from django.conf import settings
 
 from apps.vendors.models import Integration
 from apps.vendors.registry import load_sandbox
+from tests.brokers import Broker, purge
 
 ROOT = Path(__file__).resolve().parents[2]
 VENDORS = ["payschools", "communitypass"]
@@ -94,10 +97,23 @@ def wait_for(
 
 
 class Worker:
-    """A real `celery worker -B` process against the test database."""
+    """A real `celery worker` process (with its embedded beat unless `beat=False`) against
+    the test database and `broker`."""
 
-    def __init__(self, db_url: str) -> None:
+    def __init__(
+        self,
+        db_url: str,
+        broker: Broker,
+        *,
+        name: str = "test",
+        beat: bool = True,
+        concurrency: int = 2,
+    ) -> None:
         self.db_url = db_url
+        self.broker = broker
+        self.name = name
+        self.beat = beat
+        self.concurrency = concurrency
         self.proc: subprocess.Popen[bytes] | None = None
         self.tmp = tempfile.mkdtemp(prefix="feesync-worker-")
         self.log_path = Path(self.tmp) / "worker.log"
@@ -109,10 +125,10 @@ class Worker:
                 "DJANGO_SETTINGS_MODULE": "config.settings.test",
                 "DATABASE_URL": self.db_url,
                 "CELERY_TASK_ALWAYS_EAGER": "false",
-                "CELERY_TEST_BROKER_URL": settings.CELERY_BROKER_URL,
                 "FEESYNC_SWEEP_SECONDS": "1",
                 # The test database is flushed between tests; keep the schedule in a file.
                 "CELERY_BEAT_SCHEDULER": "celery.beat:PersistentScheduler",
+                **self.broker.worker_env(),
             }
         )
         return env
@@ -127,20 +143,18 @@ class Worker:
                 "-A",
                 "config",
                 "worker",
-                "-B",
-                "-s",
-                str(Path(self.tmp) / "beat-schedule"),
+                *(["-B", "-s", str(Path(self.tmp) / "beat-schedule")] if self.beat else []),
                 "--loglevel",
                 "INFO",
                 "-Q",
                 "celery,delivery",  # deliveries have a queue of their own
                 "--concurrency",
-                "2",
+                str(self.concurrency),
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
                 "-n",
-                f"test-{os.getpid()}@%h",
+                f"{self.name}-{os.getpid()}@%h",
             ],
             cwd=ROOT,
             env=self.env(),
@@ -172,30 +186,34 @@ class Worker:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:]
 
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size
 
-@pytest.fixture(scope="session")
-def _broker_url() -> str:
-    url = settings.CELERY_BROKER_URL
-    if not url.startswith(("redis://", "amqp://")):
-        pytest.fail("The sync tests need a real broker: set CELERY_TEST_BROKER_URL.")
-    return url
+    def tasks_received(self, since: int = 0) -> list[str]:
+        """The names of the tasks this worker received after byte `since` of its log."""
+        with open(self.log_path, "rb") as log:
+            log.seek(since)
+            text = log.read().decode(errors="replace")
+        return re.findall(r"Task (\S+?)\[[0-9a-f-]+\] received", text)
 
 
-@pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup, django_db_blocker, _broker_url) -> Iterator[Worker]:
-    from config.celery import app
-
+def database_url_for_workers() -> str:
+    """The test database, as a URL for another process."""
     db = settings.DATABASES["default"]
     if db["ENGINE"] != "django.db.backends.postgresql":
         pytest.fail("The sync tests run on PostgreSQL (set DATABASE_URL).")
-    db_url = (
-        f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    )
-    if _broker_url.startswith("redis://"):
-        import redis
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
-        redis.Redis.from_url(_broker_url).flushdb()  # tasks left by an earlier run
-    worker = Worker(db_url)
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker, celery_broker) -> Iterator[Worker]:
+    """The session's worker on `celery_broker` (one per broker: tests marked `all_brokers`
+    run on each, tests/conftest.py)."""
+    from config.celery import app
+
+    db_url = database_url_for_workers()
+    purge(celery_broker, app)
+    worker = Worker(db_url, celery_broker)
     worker.start()
     yield worker
     worker.stop()
@@ -213,6 +231,18 @@ def live_worker(celery_worker_process, transactional_db, settings) -> Iterator[W
     settings.CELERY_TASK_ALWAYS_EAGER = False
     yield celery_worker_process
     app.conf.task_always_eager = True
+
+
+@pytest.fixture
+def second_worker(live_worker) -> Iterator[Worker]:
+    """Another worker process beside the session's, on the same broker and queues (the
+    README's scale-out): concurrency 1 and no beat of its own."""
+    worker = Worker(
+        live_worker.db_url, live_worker.broker, name="second", beat=False, concurrency=1
+    )
+    worker.start()
+    yield worker
+    worker.stop()
 
 
 def integration_for(box: Sandbox, **overrides: Any) -> Integration:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import kombu.pools
 from celery import Celery
 from django.conf import settings
 from kombu import Connection
@@ -140,10 +141,11 @@ def producing_to(app: Celery, broker: Broker) -> Iterator[None]:
 
 def _use(app: Celery, url: str, options: dict[str, Any]) -> None:
     # The app keeps a pool of connections (and of producers on them) to the broker it first
-    # connected to: drop both, so the next publish connects to the new one.
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
+    # connected to, taken from kombu's process-wide pools, which are keyed by the broker's
+    # URL: close and forget them all (a closed pool left there would be handed back on the
+    # return to that broker), so that the next publish connects to the new one.
+    kombu.pools.reset()
+    app._pool = None
     app.amqp._producer_pool = None
     app.conf.broker_url = url
     app.conf.broker_transport_options = options

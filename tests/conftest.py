@@ -11,6 +11,9 @@ import pytest
 from tests import brokers
 from tests.factories import StaffFactory
 
+# The real Celery worker's fixtures, for every directory (one worker per broker per session).
+from tests.workers import celery_worker_process, live_worker, second_worker  # noqa: F401
+
 #: Fixtures that give a test the database (directly or through another fixture).
 _DB_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "live_server"}
 

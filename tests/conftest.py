@@ -58,17 +58,38 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("celery_broker", names, indirect=True, scope="session")
 
 
-@pytest.fixture(scope="session")
-def celery_broker(request: pytest.FixtureRequest) -> Iterator[brokers.Broker]:
-    """The broker the real Celery worker and this process's producers use (one at a time,
-    for the whole session, per `[broker]` parameter). RabbitMQ that does not answer skips
-    its tests on a developer's machine and fails them in CI (CI_REQUIRE_BROKERS=1)."""
-    from config.celery import app
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A marked test that names no worker fixture still publishes to its broker: pytest drops
+    # the name added above from the fixtures it sets up (keeping the parameter), so add the
+    # producer's fixture here, where it stays.
+    for item in items:
+        names = getattr(item, "fixturenames", None)
+        if (
+            names is not None
+            and item.get_closest_marker("all_brokers") is not None
+            and "celery_producer" not in names
+        ):
+            names.append("celery_producer")
 
+
+@pytest.fixture(scope="session")
+def celery_broker(request: pytest.FixtureRequest) -> brokers.Broker:
+    """The broker of the real Celery worker (one at a time, for the whole session, per
+    `[broker]` parameter). RabbitMQ that does not answer skips its tests on a developer's
+    machine and fails them in CI (CI_REQUIRE_BROKERS=1)."""
     broker = brokers.broker_named(getattr(request, "param", brokers.ALL_BROKERS[0]))
     brokers.require_broker(broker)
-    with brokers.producing_to(app, broker):
-        yield broker
+    return broker
+
+
+@pytest.fixture
+def celery_producer(celery_broker: brokers.Broker) -> Iterator[brokers.Broker]:
+    """This process's Celery app publishes to `celery_broker` for the test, so that producer
+    and worker agree; other tests keep the settings' broker."""
+    from config.celery import app
+
+    with brokers.producing_to(app, celery_broker):
+        yield celery_broker
 
 
 @pytest.fixture

@@ -176,7 +176,9 @@ def celery_worker_process(django_db_setup, django_db_blocker, celery_broker) -> 
 
 
 @pytest.fixture
-def live_worker(celery_worker_process, transactional_db, settings) -> Iterator[Worker]:
+def live_worker(
+    celery_worker_process, celery_producer, transactional_db, settings
+) -> Iterator[Worker]:
     """Tasks go to the real worker (not eager) for the duration of a test."""
     from config.celery import app
 

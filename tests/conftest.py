@@ -8,7 +8,11 @@ from typing import Any
 
 import pytest
 
+from tests import brokers
 from tests.factories import StaffFactory
+
+# The real Celery worker's fixtures, for every directory (one worker per broker per session).
+from tests.workers import celery_worker_process, live_worker, second_worker  # noqa: F401
 
 #: Fixtures that give a test the database (directly or through another fixture).
 _DB_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "live_server"}
@@ -39,6 +43,53 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[Any]:
                 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = before
         assert report.ok, f"ledger_check after the test: {report.breaches}"
     return result
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`all_brokers`: the test runs once per supported broker (tests/brokers.py), ids
+    `[redis]` and `[rabbitmq]`. A test with the real worker that is not marked runs on the
+    default broker (CELERY_TEST_BROKER_URL) under the same session-wide parameter, so the
+    worker is not restarted between marked and unmarked tests."""
+    marked = metafunc.definition.get_closest_marker("all_brokers") is not None
+    if marked and "celery_broker" not in metafunc.fixturenames:
+        metafunc.fixturenames.append("celery_broker")  # a test whose worker is its own
+    if "celery_broker" in metafunc.fixturenames:
+        names = brokers.ALL_BROKERS if marked else brokers.ALL_BROKERS[:1]
+        metafunc.parametrize("celery_broker", names, indirect=True, scope="session")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A marked test that names no worker fixture still publishes to its broker: pytest drops
+    # the name added above from the fixtures it sets up (keeping the parameter), so add the
+    # producer's fixture here, where it stays.
+    for item in items:
+        names = getattr(item, "fixturenames", None)
+        if (
+            names is not None
+            and item.get_closest_marker("all_brokers") is not None
+            and "celery_producer" not in names
+        ):
+            names.append("celery_producer")
+
+
+@pytest.fixture(scope="session")
+def celery_broker(request: pytest.FixtureRequest) -> brokers.Broker:
+    """The broker of the real Celery worker (one at a time, for the whole session, per
+    `[broker]` parameter). RabbitMQ that does not answer skips its tests on a developer's
+    machine and fails them in CI (CI_REQUIRE_BROKERS=1)."""
+    broker = brokers.broker_named(getattr(request, "param", brokers.ALL_BROKERS[0]))
+    brokers.require_broker(broker)
+    return broker
+
+
+@pytest.fixture
+def celery_producer(celery_broker: brokers.Broker) -> Iterator[brokers.Broker]:
+    """This process's Celery app publishes to `celery_broker` for the test, so that producer
+    and worker agree; other tests keep the settings' broker."""
+    from config.celery import app
+
+    with brokers.producing_to(app, celery_broker):
+        yield celery_broker
 
 
 @pytest.fixture

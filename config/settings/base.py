@@ -11,6 +11,8 @@ from pathlib import Path
 import django_stubs_ext
 import environ
 
+from config.brokers import broker_kind, make_filesystem_dirs, time_limits, transport_options
+
 # Lets classes subscript Django's generics at run time (`forms.ModelForm[Fee]`,
 # `admin.ModelAdmin[Student]`), as the type checker reads them (django-stubs).
 django_stubs_ext.monkeypatch()
@@ -160,24 +162,19 @@ LOGIN_URL = "admin:login"
 
 # --- Celery ---------------------------------------------------------------------------
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html
-# Default: kombu's filesystem transport, an "embedded" broker that needs no server.
+# Default: kombu's filesystem transport, an "embedded" broker that needs no server (`make
+# run`); on real servers Redis or RabbitMQ. Each has transport options of its own
+# (config/brokers.py, docs/brokers.md).
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
-if CELERY_BROKER_URL.startswith("filesystem://"):
-    _broker_dir = VAR_DIR / "broker"
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_broker_dir / "queue"),
-        "data_folder_out": str(_broker_dir / "queue"),
-        "processed_folder": str(_broker_dir / "processed"),
-        "control_folder": str(_broker_dir / "control"),
-        "store_processed": False,
-        "polling_interval": 0.2,  # seconds; the default (1 s) would delay every push
-    }
-    for _sub in ("queue", "processed", "control"):
-        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
-else:
-    # Must exceed every countdown/ETA and task time limit, or Redis re-delivers a task that
-    # is still running (https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#visibility-timeout).
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 4 * 3600}
+# Where the filesystem broker keeps its messages (producers and workers must agree).
+FEESYNC_FILESYSTEM_BROKER_DIR = env.path(
+    "FEESYNC_FILESYSTEM_BROKER_DIR", default=VAR_DIR / "broker"
+)
+CELERY_BROKER_TRANSPORT_OPTIONS = transport_options(
+    CELERY_BROKER_URL, Path(FEESYNC_FILESYSTEM_BROKER_DIR)
+)
+if broker_kind(CELERY_BROKER_URL) == "filesystem":
+    make_filesystem_dirs(Path(FEESYNC_FILESYSTEM_BROKER_DIR))
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 # A task is acknowledged only when it finishes, and re-queued if its worker dies, so a
@@ -185,8 +182,14 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_SOFT_TIME_LIMIT = 30 * 60
-CELERY_TASK_TIME_LIMIT = 35 * 60
+# RabbitMQ's `consumer_timeout` (rabbitmq.conf; 30 minutes unless the server says otherwise):
+# on RabbitMQ the time limits stay below it (config/brokers.py, docs/brokers.md).
+FEESYNC_RABBITMQ_CONSUMER_TIMEOUT_SECONDS = env.float(
+    "FEESYNC_RABBITMQ_CONSUMER_TIMEOUT_SECONDS", default=1800
+)
+CELERY_TASK_SOFT_TIME_LIMIT, CELERY_TASK_TIME_LIMIT = time_limits(
+    CELERY_BROKER_URL, FEESYNC_RABBITMQ_CONSUMER_TIMEOUT_SECONDS
+)
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = env(
     "CELERY_BEAT_SCHEDULER", default="django_celery_beat.schedulers:DatabaseScheduler"

@@ -1,30 +1,27 @@
-"""Real parts for the sync engine's scenario tests: a Celery worker (with its embedded beat
-running the outbox sweeper) on Redis, the vendor sandboxes over HTTP on loopback, and
-integrations wired to them. Tests here use committed data (`transactional_db`) because the
-worker is another process."""
+"""Real parts for the sync engine's scenario tests: the vendor sandboxes over HTTP on
+loopback and integrations wired to them, beside the suite's real Celery worker
+(`live_worker`, tests/workers.py) on the session's broker (Redis, or each broker in turn for
+the tests marked `all_brokers`: tests/brokers.py). Tests with the worker use committed data
+(`transactional_db`) because the worker is another process."""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import signal
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from django.conf import settings
 
 from apps.vendors.models import Integration
 from apps.vendors.registry import load_sandbox
 
-ROOT = Path(__file__).resolve().parents[2]
+# The worker's helpers, for the tests here (`from .conftest import wait_for`).
+from tests.workers import Worker as Worker
+from tests.workers import database_url_for_workers as database_url_for_workers
+from tests.workers import wait_for as wait_for
+
 VENDORS = ["payschools", "communitypass"]
 #: Where each vendor's API lives under its sandbox's root (the integration's service URL).
 SERVICE_PATHS = {"payschools": "/soap", "communitypass": "/v1"}
@@ -72,147 +69,6 @@ def sandbox(request) -> Iterator[Sandbox]:
     box = Sandbox(request.param)
     yield box
     box.stop()
-
-
-def wait_for(
-    check: Callable[[], Any],
-    *,
-    timeout: float = 90.0,
-    interval: float = 0.1,
-    what: str = "condition",
-) -> Any:
-    """Poll until `check()` is truthy. The bound is generous on purpose: speed is measured
-    by the benchmarks, not here."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
-class Worker:
-    """A real `celery worker -B` process against the test database."""
-
-    def __init__(self, db_url: str) -> None:
-        self.db_url = db_url
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.tmp = tempfile.mkdtemp(prefix="feesync-worker-")
-        self.log_path = Path(self.tmp) / "worker.log"
-
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-        env.update(
-            {
-                "DJANGO_SETTINGS_MODULE": "config.settings.test",
-                "DATABASE_URL": self.db_url,
-                "CELERY_TASK_ALWAYS_EAGER": "false",
-                "CELERY_TEST_BROKER_URL": settings.CELERY_BROKER_URL,
-                "FEESYNC_SWEEP_SECONDS": "1",
-                # The test database is flushed between tests; keep the schedule in a file.
-                "CELERY_BEAT_SCHEDULER": "celery.beat:PersistentScheduler",
-            }
-        )
-        return env
-
-    def start(self) -> None:
-        self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(  # noqa: S603 - our own worker, fixed arguments
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "-B",
-                "-s",
-                str(Path(self.tmp) / "beat-schedule"),
-                "--loglevel",
-                "INFO",
-                "-Q",
-                "celery,delivery",  # deliveries have a queue of their own
-                "--concurrency",
-                "2",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-n",
-                f"test-{os.getpid()}@%h",
-            ],
-            cwd=ROOT,
-            env=self.env(),
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        wait_for(
-            lambda: b"ready" in self.log_path.read_bytes(),
-            timeout=60,
-            what="the Celery worker to start",
-        )
-
-    def kill(self) -> None:
-        """SIGKILL the worker and its pool: a crash, not a shutdown."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.log.close()
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")[-5000:]
-
-
-@pytest.fixture(scope="session")
-def _broker_url() -> str:
-    url = settings.CELERY_BROKER_URL
-    if not url.startswith(("redis://", "amqp://")):
-        pytest.fail("The sync tests need a real broker: set CELERY_TEST_BROKER_URL.")
-    return url
-
-
-@pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup, django_db_blocker, _broker_url) -> Iterator[Worker]:
-    from config.celery import app
-
-    db = settings.DATABASES["default"]
-    if db["ENGINE"] != "django.db.backends.postgresql":
-        pytest.fail("The sync tests run on PostgreSQL (set DATABASE_URL).")
-    db_url = (
-        f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    )
-    if _broker_url.startswith("redis://"):
-        import redis
-
-        redis.Redis.from_url(_broker_url).flushdb()  # tasks left by an earlier run
-    worker = Worker(db_url)
-    worker.start()
-    yield worker
-    worker.stop()
-    app.conf.task_always_eager = True
-
-
-@pytest.fixture
-def live_worker(celery_worker_process, transactional_db, settings) -> Iterator[Worker]:
-    """Tasks go to the real worker (not eager) for the duration of a test."""
-    from config.celery import app
-
-    if celery_worker_process.proc and celery_worker_process.proc.poll() is not None:
-        celery_worker_process.start()  # a test killed it on purpose
-    app.conf.task_always_eager = False
-    settings.CELERY_TASK_ALWAYS_EAGER = False
-    yield celery_worker_process
-    app.conf.task_always_eager = True
 
 
 def integration_for(box: Sandbox, **overrides: Any) -> Integration:

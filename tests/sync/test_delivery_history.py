@@ -24,7 +24,7 @@ from .conftest import wait_for
 
 IN_SCOPE = dt.date(2026, 9, 1)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.all_brokers]
 
 
 def timeline(client, fee) -> tuple[str, list[str]]:

@@ -2,7 +2,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
-from . import views
+from . import views, views_commands
 
 urlpatterns = [
     path(
@@ -24,6 +24,11 @@ urlpatterns = [
         "student-accounting/student-payment-plan",
         views.StudentPaymentPlan.as_view(),
         name="api_student_payment_plan",
+    ),
+    path(
+        "commands/StudentAccounts/StudentAccountTransaction/PostAccountTransactionPayment",
+        views_commands.PostAccountTransactionPayment.as_view(),
+        name="api_post_account_transaction_payment",
     ),
     path(
         "schema/",

@@ -28,6 +28,7 @@ def test_seed_demo_wires_the_demo_partner_and_prints_its_key():
     assert set(api_user.user.groups.values_list("name", flat=True)) == {
         "API - Student Accounting",
         "API - Student Payment Plan",
+        "API - Student Accounts",  # issue 14: the commands and OData
     }
     assert api_user.keys.count() == 1
     student = Student.objects.first()

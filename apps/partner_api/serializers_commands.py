@@ -36,7 +36,7 @@ class PostAccountTransactionPaymentIn(_Strict):
         "student's first year, ...).",
     )
     AwardYear = serializers.CharField(
-        max_length=7,
+        max_length=20,  # longer is refused below, saying what an award year looks like
         help_text="The award year of the student award, ####-## (e.g. 2024-25); the award is "
         "created if the student has none for this enrollment period, fund source and year.",
     )

@@ -212,3 +212,39 @@ def test_the_permission_is_named_when_missing(api, body):
     response = api.post(COMMAND, body, format="json")
     assert response.status_code == 403
     assert response.json()["permission"] == "StudentAccounts.StudentAccountTransaction.New"
+
+
+def test_every_property_of_the_command_is_documented_in_the_openapi_schema(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    operation = schema["paths"][COMMAND]["post"]
+    assert "StudentAccounts.StudentAccountTransaction.New" in operation["description"]
+    components = schema["components"]["schemas"]
+    names = [
+        "PostAccountTransactionPaymentInRequest",
+        "AccountTransactionPaymentOut",
+        "PostAccountTransactionPaymentCommandRequest",
+        "AccountTransactionPaymentResult",
+    ]
+    for name in names:
+        properties = components[name]["properties"]
+        undocumented = [
+            p
+            for p, spec in properties.items()
+            if not (spec.get("description") or "$ref" in spec or spec.get("allOf"))
+        ]
+        assert not undocumented, (name, undocumented)
+    request = components["PostAccountTransactionPaymentInRequest"]
+    assert set(request["required"]) == {
+        "AcademicYearSequence",
+        "AwardYear",
+        "BankAccountId",
+        "Description",
+        "FundSourceId",
+        "PaymentMode",
+        "PaymentType",
+        "StudentAcademicYearId",
+        "StudentEnrollmentPeriodId",
+        "StudentId",
+        "TransactionAmount",
+        "TransactionDate",
+    }

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
-from apps.accounting.models import CashDrawer, CashDrawerSession, EntryBooking
+from apps.accounting.models import BankAccount, CashDrawer, CashDrawerSession, EntryBooking
 from apps.accounting.services.cashiering import (
     CashieringError,
     session_close,
@@ -239,15 +239,23 @@ def test_an_office_payment_needs_the_clerks_open_session(cashiering, student, dr
     assert (booking.cash_session, booking.payment_type) == (session, "C")
 
 
-def test_an_office_payment_outside_cashiering_is_booked_without_a_session(student, clerk):
+def test_an_office_payment_outside_cashiering_is_booked_without_a_session(
+    student, clerk, bank_account
+):
     fee = make_fee(student=student, amount="30.00")
+    # The fee's merchant account deposits into this school's bank account.
+    BankAccount.objects.filter(pk=bank_account.pk).update(merchant_account=fee.merchant_account)
     submit(
         csrf_client(clerk),
         _pay_url(fee),
         {"amount": "12.00", "method": "check", "check_number": "101"},
     )
     booking = LedgerEntry.objects.get(kind="payment").booking
-    assert (booking.cash_session, booking.payment_type) == (None, "H")
+    assert (booking.cash_session, booking.payment_type, booking.bank_account) == (
+        None,
+        "H",
+        bank_account,
+    )
 
 
 def test_a_closed_session_takes_no_office_payment(cashiering, student, drawer, clerk):

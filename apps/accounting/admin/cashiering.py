@@ -42,7 +42,8 @@ ZERO = Decimal("0.00")
 
 
 def _dollars(value: Any) -> str:
-    return f"${Decimal(str(value or 0)):,.2f}"
+    amount = Decimal(str(value or 0))
+    return f"−${-amount:,.2f}" if amount < 0 else f"${amount:,.2f}"
 
 
 def _total(totals: dict[str, Any]) -> Decimal:
@@ -133,7 +134,7 @@ class CashDrawerSessionAdmin(ActionPageMixin, NotFoundMixin, admin.ModelAdmin[Ca
     fields = (
         "drawer",
         "cashier",
-        "api_user",
+        "vendor",
         "status",
         "opened",
         "closed",
@@ -166,6 +167,10 @@ class CashDrawerSessionAdmin(ActionPageMixin, NotFoundMixin, admin.ModelAdmin[Ca
         ]
 
     # --- shown ---
+
+    @admin.display(description="vendor (API user)")
+    def vendor(self, obj: CashDrawerSession) -> str:
+        return str(obj.api_user) if obj.api_user_id else "None: an office session"
 
     @admin.display(description="opened", ordering="opened_at")
     def opened(self, obj: CashDrawerSession) -> str:

@@ -269,10 +269,23 @@ def office_payment_book(
     if EntryBooking.objects.filter(entry=entry).exists():  # a repeat of the same form
         return None
     locked = session_lock_open(session.pk, prop="") if session is not None else None
+    # The deposit lands where the fee's merchant account deposits at the student's school.
+    bank_account = (
+        BankAccount.objects.filter(
+            merchant_account_id=entry.fee.merchant_account_id,
+            bank__school_id=entry.student.school_id,
+            active=True,
+        )
+        .order_by("pk")
+        .first()
+        if entry.fee is not None
+        else None
+    )
     return booking_write(
         entry=entry,
         business_date=business_date or timezone.localdate(),
         payment_type=METHOD_TYPES.get(entry.method, PaymentType.OTHER),
+        bank_account=bank_account,
         cash_session=locked,
     )
 

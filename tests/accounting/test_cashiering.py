@@ -297,3 +297,33 @@ def test_clerk_opens_and_closes_and_only_a_supervisor_reconciles_in_the_admin(
     assert (session.status, session.difference) == ("reconciled", Decimal("12.00"))
     page = boss.get(reverse("admin:accounting_cashdrawersession_change", args=[session.pk]))
     assert "takes no more payments" in page.content.decode()
+
+
+def test_a_payment_reaching_a_session_closed_meanwhile_is_refused_whole(student, drawer, clerk):
+    from django.db import transaction
+
+    from apps.accounting.services.cashiering import office_payment_book
+    from apps.fees.services import Origin, payment_take
+
+    fee = make_fee(student=student, amount="30.00")
+    session = session_open(drawer=drawer, cashier=clerk)
+    session_close(session=session, counted={}, user=clerk)
+    with pytest.raises(CashieringError, match="closed"), transaction.atomic():
+        entry = payment_take(fee=fee, amount="30.00", method="cash", origin=Origin(user=clerk))
+        office_payment_book(entry=entry, session=session)
+    assert not LedgerEntry.objects.filter(kind="payment").exists()
+
+
+def test_only_the_district_admin_turns_cashiering_on_for_a_school(school, clerk, district_admin):
+    url = reverse("admin:students_school_change", args=[school.pk])
+    as_clerk = csrf_client(clerk).get(url).content.decode()
+    assert 'name="cashiering"' not in as_clerk
+    done = submit(
+        csrf_client(district_admin),
+        url,
+        {"code": school.code, "name": school.name, "cashiering": "on"},
+        follow=True,
+    )
+    assert done.status_code == 200
+    school.refresh_from_db()
+    assert school.cashiering

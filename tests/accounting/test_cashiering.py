@@ -327,3 +327,25 @@ def test_only_the_district_admin_turns_cashiering_on_for_a_school(school, clerk,
     assert done.status_code == 200
     school.refresh_from_db()
     assert school.cashiering
+
+
+def test_the_sessions_list_says_what_to_do_when_empty(clerk):
+    page = csrf_client(clerk).get(reverse("admin:accounting_cashdrawersession_changelist"))
+    text = page.content.decode()
+    assert "No cash drawer sessions yet" in text
+    assert "Open a session" in text
+
+
+def test_a_session_at_another_schools_drawer_is_refused(accounts_api, body, api_user, clerk):
+    from tests.factories import SchoolFactory
+
+    elsewhere = CashDrawer.objects.create(school=SchoolFactory(name="Lincoln"), name="Desk")
+    session = session_open(drawer=elsewhere, cashier=clerk)
+    response = accounts_api.post(
+        COMMAND,
+        {**body, "CashDrawerSessionId": session.pk, "CashierUserId": clerk.pk},
+        format="json",
+    )
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert error["property"] == "CashDrawerSessionId" and "Lincoln" in error["detail"]

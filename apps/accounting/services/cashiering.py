@@ -352,7 +352,9 @@ def api_cash_check(
             "CashDrawerId", f"{where} takes payments at cash drawers: CashDrawerId is required."
         )
     if session_id is not None:
-        out.session = CashDrawerSession.objects.filter(pk=session_id).first()
+        out.session = (
+            CashDrawerSession.objects.select_related("drawer__school").filter(pk=session_id).first()
+        )
         if out.session is None:
             out.refuse("CashDrawerSessionId", f"No cash drawer session has the id {session_id}.")
         elif out.session.status != CashDrawerSession.Status.OPEN:
@@ -365,6 +367,12 @@ def api_cash_check(
             out.refuse(
                 "CashDrawerSessionId",
                 f"Cash drawer session {session_id} is not at cash drawer {drawer_id}.",
+            )
+        elif school is not None and out.session.drawer.school_id != school.pk:
+            out.refuse(
+                "CashDrawerSessionId",
+                f"Cash drawer session {session_id} is at {out.session.drawer.school.name}, "
+                f"not at {school.name}.",
             )
     elif cashiering and session_required:
         out.refuse(

@@ -54,6 +54,7 @@ def test_clerk_takes_cash_in_a_session_and_the_supervisor_reconciles_it(
     page.get_by_role("link", name=fee.reference).first.click()
     page.get_by_role("link", name="Take a payment").click()
     assert f"your session {session.pk} at Front office" in page.inner_text("#content")
+    assert_no_sideways_scroll(page)
     page.get_by_label("Amount").fill("30.00")
     page.get_by_role("button", name="Record the payment").click()
     assert f"in cash drawer session {session.pk}" in page.locator(".messagelist").inner_text()
@@ -67,6 +68,7 @@ def test_clerk_takes_cash_in_a_session_and_the_supervisor_reconciles_it(
     page.get_by_role("link", name="Close this session").click()
     page.get_by_label("Cash counted").fill("28.00")
     assert axe_violations(page, "#content") == []
+    assert_no_sideways_scroll(page)
     page.get_by_role("button", name="Close the session").click()
     assert "closed with $28.00 counted" in page.locator(".messagelist").inner_text()
     context.close()
@@ -81,6 +83,8 @@ def test_clerk_takes_cash_in_a_session_and_the_supervisor_reconciles_it(
     assert re.search(r"Expected\s+\$30\.00", summary)
     assert re.search(r"Counted\s+\$28\.00", summary)
     assert re.search(r"Difference \(counted − expected\)\s+−\$2\.00", summary)
+    assert axe_violations(page, "#content") == []
+    assert_no_sideways_scroll(page)
     page.get_by_role("button", name="Reconcile").click()
     assert "say why in the note" in page.inner_text("#content")
     page.get_by_label("Note").fill("Change given wrongly to one parent")

@@ -151,9 +151,15 @@ def test_part1_payment_finds_the_api_users_open_session(api, cashiering, student
 
 
 def test_a_drawer_has_one_open_session(drawer, clerk, district_admin):
-    session_open(drawer=drawer, cashier=clerk)
+    session = session_open(drawer=drawer, cashier=clerk)
     with pytest.raises(CashieringError, match="already has an open session"):
         session_open(drawer=drawer, cashier=district_admin)
+    with pytest.raises(CashieringError, match="Counted C"):
+        session_close(session=session, counted={"C": "-5.00"}, user=clerk)
+    with pytest.raises(CashieringError, match="Unknown payment types: Z"):
+        session_close(session=session, counted={"Z": "5.00"}, user=clerk)
+    closed = session_close(session=session, counted={"C": "0.00", "H": "3"}, user=clerk)
+    assert closed.counted == {"H": "3.00"}
 
 
 def test_close_and_reconcile_record_expected_counted_and_difference(

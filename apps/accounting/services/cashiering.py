@@ -91,7 +91,9 @@ def clerk_open_session(*, user: Any, school: School) -> CashDrawerSession | None
 
 
 def _totals_text(totals: Mapping[str, Any]) -> dict[str, str]:
-    return {k: f"{to_money(v):.2f}" for k, v in sorted(totals.items()) if to_money(v) != 0}
+    """Totals as stored (JSON text to the cent); a zero count is the same as none."""
+    amounts = {k: to_money(v, label=f"Counted {k}", allow_zero=True) for k, v in totals.items()}
+    return {k: f"{v:.2f}" for k, v in sorted(amounts.items()) if v != 0}
 
 
 def _sum(totals: Mapping[str, Any]) -> Decimal:
@@ -152,6 +154,10 @@ def session_close(
     unknown = set(counted) - set(PaymentType.values)
     if unknown:
         raise CashieringError(f"Unknown payment types: {', '.join(sorted(unknown))}.")
+    try:
+        counted_text = _totals_text(counted)
+    except ValidationError as exc:  # a negative or malformed count
+        raise CashieringError("; ".join(exc.messages)) from None
     with transaction.atomic():
         locked = session_lock(session.pk)
         if locked.status != CashDrawerSession.Status.OPEN:
@@ -162,7 +168,7 @@ def session_close(
             raise CashieringError(
                 f"Only the session's cashier ({locked.cashier}) or a supervisor may close it."
             )
-        locked.counted = _totals_text(counted)
+        locked.counted = counted_text
         locked.expected = _totals_text(session_expected(session=locked))
         locked.status = CashDrawerSession.Status.CLOSED
         locked.closed_at = timezone.now()

@@ -239,7 +239,9 @@ def payment_command_post(*, api_user: ApiUser, data: dict[str, Any]) -> PaymentR
             "; ".join(e["detail"] for e in refs.errors),
             errors=refs.errors,
         )
-    assert refs.student and refs.period and refs.fund_source and refs.cash  # noqa: S101 - checked
+    if refs.student is None or refs.period is None or refs.fund_source is None or not refs.cash:
+        # Unreachable: each is required and was found, else refs.errors names it.
+        raise refused("StudentId", "The request names records FeeSync could not find.")
     external_id = (data.get("VendorTransactionId") or "").strip()
     with transaction.atomic(savepoint=False):
         if external_id and (done := _replay(api_user, external_id)) is not None:

@@ -176,6 +176,27 @@ def world(district_admin: Any, settings: Any, tmp_path: Any) -> dict[str, int]:
     api_key_issue(api_user=api_user, name="world")
     ApiCall.objects.create(integration=partner, api_user=api_user, operation="x", status_code=400)
     manual_apply_flag(entries=[LedgerEntry.objects.filter(kind="payment").first()])
+    # Cashiering and fund sources (issue 14): one of each record, a session in a drawer.
+    from apps.accounting import models as acc
+    from apps.accounting.services.cashiering import session_open
+
+    year = acc.AcademicYear.objects.create(
+        code="2026-27", start_date=dt.date(2026, 8, 1), end_date=dt.date(2027, 7, 31)
+    )
+    period = acc.EnrollmentPeriod.objects.create(
+        student=fee.student, school=fee.student.school, start_date=dt.date(2026, 8, 1)
+    )
+    acc.StudentAcademicYear.objects.create(
+        student=fee.student, enrollment_period=period, academic_year=year, sequence=1
+    )
+    fund = acc.FundSource.objects.create(code="FAMILY", name="Family payments")
+    acc.StudentAward.objects.create(
+        student=fee.student, enrollment_period=period, fund_source=fund, award_year="2026-27"
+    )
+    bank = acc.Bank.objects.create(school=fee.student.school, name="First Riverside Bank")
+    acc.BankAccount.objects.create(bank=bank, name="Deposits")
+    drawer = acc.CashDrawer.objects.create(school=fee.student.school, name="Front office")
+    session_open(drawer=drawer, cashier=district_admin)
     return {"integration": integration.pk, "discrepancy_id": finding.pk}
 
 

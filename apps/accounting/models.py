@@ -124,6 +124,14 @@ class StudentAward(models.Model):
     )
     fund_source = models.ForeignKey(FundSource, on_delete=models.PROTECT, related_name="awards")
     award_year = models.CharField(max_length=7, help_text="####-##, e.g. 2024-25.")
+    student_academic_year = models.ForeignKey(
+        StudentAcademicYear,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="awards",
+        help_text="The student academic year named by the payment that created it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -237,6 +245,9 @@ class CashDrawerSession(models.Model):
     class Meta:
         ordering = ["-opened_at", "-id"]
         verbose_name = "cash drawer session"
+        permissions = [
+            ("reconcile_cashdrawersession", "Reconcile cash drawer sessions (supervisor)")
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["drawer"], condition=Q(status="open"), name="one_open_session_per_drawer"

@@ -28,6 +28,12 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, json_script
 from django_stubs_ext import WithAnnotations
 
+from apps.accounting.services.cashiering import (
+    CashieringError,
+    clerk_open_session,
+    office_payment_book,
+    office_payment_session,
+)
 from apps.common.admin import (
     ActionPageMixin,
     FeeSyncMedia,
@@ -708,18 +714,42 @@ class FeeAdmin(NotFoundMixin, ActionPageMixin, admin.ModelAdmin[Fee]):
         )
 
     def payment_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        # Cashiering (issue 14): at a school that takes payments at cash drawers the
+        # payment goes through the clerk's open session, and is refused without one.
         def perform(fee: Fee, data: dict[str, Any]) -> str:
+            user = staff_user(request)
+            try:
+                session = office_payment_session(user=user, school=fee.student.school)
+            except CashieringError as exc:
+                raise LedgerError(exc.text) from None
             entry = payment_take(
                 fee=fee,
                 amount=data["amount"],
                 method=data["method"],
                 check_number=data["check_number"],
                 note=data["note"],
-                origin=staff_origin(staff_user(request), data["token"]),
+                origin=staff_origin(user, data["token"]),
             )
+            try:
+                office_payment_book(entry=entry, session=session)
+            except CashieringError as exc:  # the session was closed meanwhile
+                raise LedgerError(exc.text) from None
             fee.refresh_from_db()
-            return f"Payment of {dollars(entry.amount)} recorded; {owed_now(fee)}."
+            into = f" in cash drawer session {session.pk}" if session is not None else ""
+            return f"Payment of {dollars(entry.amount)} recorded{into}; {owed_now(fee)}."
 
+        intro = ""
+        fee = self.get_object(request, unquote(object_id))
+        if fee is not None and fee.student.school.cashiering:
+            session = clerk_open_session(user=request.user, school=fee.student.school)
+            intro = (
+                f"{fee.student.school.name} takes payments at cash drawers: this one goes "
+                f"into your session {session.pk} at {session.drawer.name}."
+                if session is not None
+                else f"{fee.student.school.name} takes payments at cash drawers and you have "
+                "no open cash drawer session there: open one (Business office › Cash drawer "
+                "sessions) before taking this payment."
+            )
         return self._money_page(
             request,
             object_id,
@@ -727,6 +757,7 @@ class FeeAdmin(NotFoundMixin, ActionPageMixin, admin.ModelAdmin[Fee]):
             perform=perform,
             title="Take a payment",
             submit_label="Record the payment",
+            intro=intro,
         )
 
     def waive_view(self, request: HttpRequest, object_id: str) -> HttpResponse:

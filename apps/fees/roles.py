@@ -47,6 +47,10 @@ ROLES: dict[str, list[tuple[str, str]]] = {
             for a in ("view", "add", "change")
         ]
         + [("portal", "view_documentdownload"), ("portal", "view_activitysignup")]
+        # Cashiering (issue 14): clerks open, take payments in and close their drawer
+        # sessions; reconciling is the supervisor's (the district admin's) alone.
+        + [("accounting", "view_cashdrawer")]
+        + [("accounting", f"{a}_cashdrawersession") for a in ("view", "add", "change")]
     ),
     SUPPORT_STAFF: (
         [("fees", f"view_{m}") for m in _LEDGER]

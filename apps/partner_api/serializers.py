@@ -19,6 +19,18 @@ PAYMENT_TYPES = {
     "Online": "online",
 }
 
+#: Part 1's payment types as the payment-type letters of the daily close's bookings
+#: (Anthology's C cash, E EFT, H check, I ACH, R credit card, O other).
+PAYMENT_TYPE_LETTERS = {
+    "Cash": "C",
+    "Check": "H",
+    "CreditCard": "R",
+    "DebitCard": "R",
+    "ACH": "I",
+    "EFT": "E",
+    "Online": "O",
+}
+
 STUDENT_ID_HELP = "The student's id (FeeSync's student number)."
 
 
@@ -80,14 +92,23 @@ class PaymentIn(_Strict):
         required=False,
         min_value=1,
         max_value=2**31 - 1,
-        help_text="Required when the student's school takes payments at cash drawers.",
+        help_text="The cash drawer (see the admin's Business office › Cash drawers); required "
+        "when the student's school takes payments at cash drawers.",
+    )
+    CashDrawerSessionId = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=2**62,
+        help_text="The open cash drawer session at CashDrawerId the payment goes into. "
+        "Without it: the drawer's open session tied to this API user, else the one whose "
+        "cashier is CashierUserId. A closed or reconciled session takes no payments.",
     )
     CashierUserId = serializers.IntegerField(
         required=False,
         min_value=1,
         max_value=2**62,
-        help_text="The cashier (a staff user id); required with CashDrawerId when the API user "
-        "has no open cash drawer session.",
+        help_text="The cashier (a staff user id): the cashier of an open session at "
+        "CashDrawerId; required with CashDrawerId when the API user has no open session there.",
     )
     TermId = serializers.CharField(
         max_length=40, required=False, allow_blank=True, help_text="The term, if any."

@@ -10,7 +10,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from apps.fees.models import LedgerEntry, PaymentPlan, ScheduledPayment
@@ -29,7 +29,7 @@ from apps.students.models import Student
 
 from .models import ApiPosting, ApiUser
 from .problems import Problem
-from .serializers import PAYMENT_TYPES
+from .serializers import PAYMENT_TYPE_LETTERS, PAYMENT_TYPES
 
 PAYMENT_OP = "StudentAccounting.LedgerPaymentTransactions.Create"
 
@@ -130,47 +130,59 @@ def _replay(api_user: ApiUser, external_id: str) -> PaymentResult | None:
     return PaymentResult(payment_body(entry, posting, replay=True), replay=True)
 
 
-def _cashiering(student: Student, data: dict[str, Any]) -> Any:
-    """When the school has cashiering on: CashDrawerId, and the cashier (no cash drawer
-    sessions exist before part 2, so CashierUserId). Returns the cashier user or None."""
-    errors = []
-    cashier = None
-    if cashier_id := data.get("CashierUserId"):
-        cashier = (
-            get_user_model().objects.filter(pk=cashier_id, is_staff=True, is_active=True).first()
-        )
-        if cashier is None:
-            errors.append(
-                {
-                    "property": "CashierUserId",
-                    "detail": f"No active staff user has the id {cashier_id}.",
-                }
-            )
-    if student.school.cashiering:
-        if not data.get("CashDrawerId"):
-            errors.append(
-                {
-                    "property": "CashDrawerId",
-                    "detail": f"{student.school.name} takes payments at cash drawers: "
-                    "CashDrawerId is required.",
-                }
-            )
-        if not data.get("CashierUserId"):
-            errors.append(
-                {
-                    "property": "CashierUserId",
-                    "detail": "This API user has no open cash drawer session: CashierUserId "
-                    "is required.",
-                }
-            )
-    if errors:
+def _cashiering(api_user: ApiUser, student: Student, data: dict[str, Any]) -> Any:
+    """CashDrawerId, CashDrawerSessionId and CashierUserId checked against the real drawers
+    and sessions (`api_cash_check`): when the school has cashiering on, the drawer is
+    required, and an open session there tied to the API user or whose cashier is
+    CashierUserId. Returns what was found (`ApiCash`: drawer, session, cashier)."""
+    from apps.accounting.services.cashiering import api_cash_check
+
+    cash = api_cash_check(
+        api_user=api_user,
+        school=student.school,
+        drawer_id=data.get("CashDrawerId"),
+        session_id=data.get("CashDrawerSessionId"),
+        cashier_id=data.get("CashierUserId"),
+        session_required=False,
+    )
+    if cash.errors:
         raise Problem(
             422,
             "Unprocessable content",
-            "; ".join(e["detail"] for e in errors),
-            errors=errors,
+            "; ".join(e["detail"] for e in cash.errors),
+            errors=cash.errors,
         )
-    return cashier
+    return cash
+
+
+def _book(api_user: ApiUser, entry: LedgerEntry, data: dict[str, Any], cash: Any) -> None:
+    """The payment's booking for the daily close, in its transaction: its business date and
+    payment type, the bank account its merchant account deposits into at the student's
+    school (when the district keeps one), and the cash drawer session it went into (locked:
+    one closed meanwhile refuses the payment)."""
+    from apps.accounting.models import BankAccount
+    from apps.accounting.services.cashiering import booking_write, session_lock_open
+
+    session = session_lock_open(cash.session.pk) if cash.session is not None else None
+    mapping = api_user.integration.account_mappings.order_by("pk").first()
+    bank_account = (
+        BankAccount.objects.filter(
+            merchant_account_id=mapping.merchant_account_id,
+            bank__school_id=entry.student.school_id,
+            active=True,
+        )
+        .order_by("pk")
+        .first()
+        if mapping is not None
+        else None
+    )
+    booking_write(
+        entry=entry,
+        business_date=data["TransactionDate"],
+        payment_type=PAYMENT_TYPE_LETTERS[data["PaymentType"]],
+        bank_account=bank_account,
+        cash_session=session,
+    )
 
 
 def _installment_for(
@@ -217,7 +229,7 @@ def payment_post(*, api_user: ApiUser, data: dict[str, Any]) -> PaymentResult:
     """Post a payment to the student's ledger card, for an installment when asked."""
     student = student_for(data["StudentId"])
     _in_window(data["TransactionDate"], "TransactionDate")
-    cashier = _cashiering(student, data)
+    cash = _cashiering(api_user, student, data)
     external_id = data["VendorTransactionId"].strip()
     # No savepoint of its own: the view's transaction (or this one, when outermost) is
     # what a refusal rolls back, and each savepoint costs two round trips.
@@ -258,8 +270,12 @@ def payment_post(*, api_user: ApiUser, data: dict[str, Any]) -> PaymentResult:
             description=data["Description"].strip(),
             term_id=(data.get("TermId") or "").strip(),
             cash_drawer_id=data.get("CashDrawerId"),
-            cashier_user=cashier,
+            cashier_user=cash.cashier,
         )
+        try:
+            _book(api_user, entry, data, cash)
+        except ValidationError as exc:  # the session was closed while this was posted
+            raise refused("CashDrawerSessionId", "; ".join(exc.messages)) from None
         if target is not None:
             plan, installment = target
             installment_pay(plan=plan, installment=installment, payment=entry, amount=amount)

@@ -2,7 +2,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
-from . import views
+from . import views, views_commands
 
 urlpatterns = [
     path(
@@ -27,6 +27,11 @@ urlpatterns = [
     ),
     # OData queries (issue 14): the service document, $metadata and the entity sets.
     path("odata/", include("apps.partner_api.odata.urls")),
+    path(
+        "commands/StudentAccounts/StudentAccountTransaction/PostAccountTransactionPayment",
+        views_commands.PostAccountTransactionPayment.as_view(),
+        name="api_post_account_transaction_payment",
+    ),
     path(
         "schema/",
         SpectacularAPIView.as_view(permission_classes=[AllowAny], authentication_classes=[]),

@@ -575,19 +575,26 @@ class GuardianAdmin(NotFoundMixin, admin.ModelAdmin[Guardian]):
 class SchoolForm(forms.ModelForm[School]):
     class Meta:
         model = School
-        fields = ["code", "name"]
+        fields = ["code", "name", "cashiering"]
         help_texts = {
             "code": "The school's code in the student information system.",
             "name": "The school's name as parents know it.",
+            "cashiering": "Payments at this school are taken at cash drawers: a clerk's office "
+            "payment goes into their open cash drawer session (Business office › Cash drawer "
+            "sessions), and a partner's payment must name the drawer and session.",
         }
 
 
 @admin.register(School)
 class SchoolAdmin(NotFoundMixin, admin.ModelAdmin[School]):
     form = SchoolForm
-    list_display = ["code", "name", "students"]
+    list_display = ["code", "name", "students", "cashiering"]
     search_fields = ["code", "name"]
     search_help_text = "Search by code or name."
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # Cashiering is the business office's setting (whoever keeps the cash drawers).
+        return [] if request.user.has_perm("accounting.change_cashdrawer") else ["cashiering"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[School]:
         return super().get_queryset(request).annotate(n_students=Count("students"))

@@ -150,18 +150,38 @@ def test_check_needs_its_number(api, student):
 
 
 def test_cashiering_school_requires_drawer_and_cashier(api, student):
+    from apps.accounting.models import CashDrawer
+    from apps.accounting.services.cashiering import session_open
+
     student.school.cashiering = True
     student.school.save()
     response = api.post(PAYMENTS, payment(student), format="json")
     assert response.status_code == 422
     assert {e["property"] for e in response.json()["errors"]} == {"CashDrawerId", "CashierUserId"}
     cashier = StaffFactory(username="cashier-1")
+    drawer = CashDrawer.objects.create(school=student.school, name="Front office")
+    # Part 2 (issue 14): the drawer and the cashier's session must be real.
+    unknown = api.post(
+        PAYMENTS,
+        payment(student, CashDrawerId=drawer.pk + 99, CashierUserId=cashier.pk),
+        format="json",
+    )
+    assert unknown.status_code == 422
+    assert unknown.json()["errors"][0]["property"] == "CashDrawerId"
+    no_session = api.post(
+        PAYMENTS, payment(student, CashDrawerId=drawer.pk, CashierUserId=cashier.pk), format="json"
+    )
+    assert no_session.status_code == 422
+    assert no_session.json()["errors"][0]["property"] == "CashierUserId"
+    session = session_open(drawer=drawer, cashier=cashier)
     ok = api.post(
-        PAYMENTS, payment(student, CashDrawerId=4, CashierUserId=cashier.pk), format="json"
+        PAYMENTS, payment(student, CashDrawerId=drawer.pk, CashierUserId=cashier.pk), format="json"
     )
     assert ok.status_code == 201, ok.json()
-    posting = LedgerEntry.objects.get(kind="payment").api_posting
-    assert (posting.cash_drawer_id, posting.cashier_user) == (4, cashier)
+    entry = LedgerEntry.objects.get(kind="payment")
+    posting = entry.api_posting
+    assert (posting.cash_drawer_id, posting.cashier_user) == (drawer.pk, cashier)
+    assert entry.booking.cash_session == session
 
 
 # --- authentication and permissions -------------------------------------------------------

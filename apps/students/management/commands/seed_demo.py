@@ -489,6 +489,7 @@ class Command(BaseCommand):
             clerk = staff["clerk"]
             self._integrations(categories, funds)
             self._partner_api(categories, funds)
+            self._business_office(schools, funds)  # issue 14: cashiering, fund sources
             self._list_fees(lists, categories, funds, clerk)
             self._sample_fees(plan, student_ids, categories, funds, clerk)
             self._portal(categories, funds)
@@ -903,6 +904,19 @@ class Command(BaseCommand):
             )
             api_key_issue(api_user=api_user, name="demo key", key=settings.PARTNER_DEMO_KEY)
         self._step("partner API")
+
+    # --- business office (issue 14: cashiering, payments to fund sources) ----------------------
+
+    def _business_office(
+        self, schools: dict[str, School], funds: dict[str, MerchantAccount]
+    ) -> None:
+        """Academic year, enrollment periods, fund sources, banks and bank accounts tied to
+        the merchant accounts, cash drawers, and partner-demo's drawers with open sessions
+        (apps.accounting.demo)."""
+        from apps.accounting.demo import seed_business_office
+
+        made = seed_business_office(year_start=self.year_start, schools=schools, funds=funds)
+        self._step(f"business office: {made}")
 
     # --- output ------------------------------------------------------------------------------
 

@@ -459,6 +459,35 @@ def integration_create(*, vendor_kind: str, name: str, slug: str, service_url: s
     return integration
 
 
+def connection_options_clean(
+    *, integration: Integration, options: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The kind's connection options as typed, each through its own form field, then the
+    kind's rules across them (`VendorAdapter.clean_options`, with the stored value of any
+    option not given): (cleaned options, {option: what is wrong}). Writes nothing; the
+    setup page's save and its live file preview both use it."""
+    declared = get_adapter_class(integration.vendor_kind).settings_for(
+        step="connection", secret=False
+    )
+    cleaned: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for key, value in options.items():
+        if key not in declared:
+            errors[key] = f"There is no setting “{key}” here."
+            continue
+        try:
+            cleaned[key] = _clean_declared(declared[key], value)
+        except ValidationError as exc:
+            errors[key] = " ".join(exc.messages)
+    whole = {k: integration.option(k) for k in declared} | {
+        k: option_json(v) for k, v in cleaned.items()
+    }
+    for key, problem in integration.kind.clean_options(whole).items():
+        # A field's own error says more than a rule across fields built on its bad value.
+        errors.setdefault(key, problem)
+    return cleaned, errors
+
+
 @transaction.atomic
 def integration_update_connection(
     *,
@@ -520,20 +549,18 @@ def integration_update_connection(
                         "This is not an OpenSSH public key line (expected something like "
                         "'ssh-ed25519 AAAA...')."
                     )
-    for key, value in options.items():
-        try:
-            options[key] = _clean_declared(declared[key], value)
-        except ValidationError as exc:
-            errors[key] = " ".join(exc.messages)
+    options, option_errors = connection_options_clean(integration=integration, options=options)
+    errors.update(option_errors)
     if errors:
         raise IntegrationError(errors)
 
     stored = {k: option_json(v) for k, v in options.items()}
-    # A connection option changes how FeeSync talks to the vendor: tests must be redone.
+    # A connection option changes how FeeSync talks to the vendor: tests must be redone
+    # (not for one that only shapes what FeeSync writes, such as a file's columns).
     retest = (
         merged_fields["service_url"] != integration.service_url
         or any(merged.get(k) != current.get(k) for k in adapter_cls.credential_labels())
-        or any(integration.option(k) != v for k, v in stored.items())
+        or any(integration.option(k) != v for k, v in stored.items() if declared[k].retest)
     )
     integration.options = {**integration.options, **stored}
     for field, value in merged_fields.items():

@@ -184,7 +184,7 @@ class Pages:
             # Keyed with underscores so that templates can look them up (…import_after).
             "section_urls": {
                 s.replace("-", "_"): _section_url(integration, s)
-                for s in [*SECTION_TITLES, "task-schedule", "task-run"]
+                for s in [*SECTION_TITLES, "task-schedule", "task-times", "task-run"]
             },
         }
 
@@ -393,6 +393,7 @@ class SetupPages(Pages):
             "import-after": (may_change, self._save_import_after),
             "parent-options": (may_change, self._save_parent_options),
             "task-schedule": (may_change, self._toggle_task),
+            "task-times": (may_change, self._set_task_schedule),
             "task-run": (may_run, self._run_task),
             "enable": (may_change, self._set_enabled),
             "file-preview": (may_change, self._file_preview),
@@ -596,6 +597,18 @@ class SetupPages(Pages):
             f"“{spec.label}” is switched {'on' if enabled else 'off'}"
             + ("." if enabled else "; it still runs when you press Run now."),
         )
+        return _back_to(integration, "tasks")
+
+    def _set_task_schedule(self, request: HttpRequest, integration: Integration) -> HttpResponse:
+        spec = self._task_name(request, integration)
+        try:
+            words = services.integration_task_set_schedule(
+                integration=integration, task=spec.name, text=request.POST.get("schedule", "")
+            )
+        except ValidationError as exc:
+            _say(request, "tasks", messages.ERROR, " ".join(exc.messages) + " Nothing changed.")
+            return _back_to(integration, "tasks")
+        _say(request, "tasks", messages.SUCCESS, f"“{spec.label}” now runs: {words}.")
         return _back_to(integration, "tasks")
 
     def _run_task(self, request: HttpRequest, integration: Integration) -> HttpResponse:

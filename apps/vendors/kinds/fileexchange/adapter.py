@@ -101,9 +101,23 @@ class ItemTypesField(forms.CharField):
     def validate(self, value: str) -> None:
         super().validate(value)
         try:
-            parse_item_types(value or "")
+            mapped = parse_item_types(value or "")
         except ValueError as exc:
             raise ValidationError(str(exc)) from None
+        if not mapped:
+            return
+        # Imported here, not at the top: the sandbox loads this package (for the layouts)
+        # in processes where no model needs to exist.
+        from apps.categories.models import FeeCategory
+
+        known = {code.upper() for code in FeeCategory.objects.values_list("code", flat=True)}
+        unknown = [code for code in mapped if code not in known]
+        if unknown:
+            raise ValidationError(
+                f"There is no fee category {' or '.join(unknown)} (a typing mistake would "
+                "send its fees under their own code). FeeSync's categories: "
+                f"{', '.join(sorted(known)) or 'none yet'}."
+            )
 
 
 class HostKeyField(forms.CharField):
@@ -344,6 +358,17 @@ SETTINGS: dict[str, Setting] = {
     "term": Setting(
         _text("Term", help_text="The term sent with each fee, e.g. 2270."), retest=False
     ),
+    "empty_export": Setting(
+        forms.BooleanField(
+            label="Write a file when nothing changed",
+            required=False,
+            initial=False,
+            help_text="For a loader that expects a file at every export: one with no fee "
+            "lines (its header, and a control file with rows=0). Off: no file is written "
+            "when nothing changed.",
+        ),
+        retest=False,
+    ),
     "completeness": Setting(
         forms.ChoiceField(
             label="A result file is complete when",
@@ -527,6 +552,7 @@ class FileExchangeAdapter(VendorAdapter):
         )
         self.quarantine = posixpath.join(self.inbound, "quarantine")
         self.completeness = str(o.get("completeness") or "marker")
+        self.write_empty = bool(o.get("empty_export"))
         delimiter = _delimiter(o)
         encoding = str(o.get("encoding") or "utf-8")
         if str(o.get("layout") or "peoplesoft") == "district":
@@ -665,7 +691,7 @@ class FileExchangeAdapter(VendorAdapter):
         with tempfile.TemporaryFile() as spool:
             for chunk in chunks:
                 spool.write(chunk)
-            if totals.rows == 0 and not allow_empty:
+            if totals.rows == 0 and not (allow_empty or self.write_empty):
                 return None
             size = spool.tell()
             control = control_text(name, totals)

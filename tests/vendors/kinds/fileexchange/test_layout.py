@@ -240,3 +240,46 @@ def test_the_preview_needs_the_csrf_token_and_a_district_admin(
 
     anonymous = Client().post(url, data)
     assert anonymous.status_code == 302 and "/login/" in anonymous["Location"]
+
+
+# --- the other settings of the file (items 1 and 2) ----------------------------------------------
+
+
+def test_an_item_type_for_a_category_that_does_not_exist_is_refused_by_name(
+    district_admin: Any, local_exchange: Integration
+) -> None:
+    before = dict(local_exchange.options)
+    response = submit_form(
+        csrf_client(district_admin),
+        setup_url(local_exchange),
+        "connection-form",
+        {"item_types": "LIBFINE = 800000000001\nLIBFNE = 800000000002"},
+    )
+    errors = _connection_errors(response)
+    assert "There is no fee category LIBFNE" in errors and "LIBFINE" in errors
+    local_exchange.refresh_from_db()
+    assert local_exchange.options == before
+
+
+def test_nothing_changed_writes_no_file_unless_staff_ask_for_an_empty_one(
+    district_admin: Any, local_exchange: Integration
+) -> None:
+    root = Path(local_exchange.options["local_path"])
+    assert files.fees_export(integration=local_exchange)["rows"] == 0
+    assert not (root / "outbound").exists() or not list((root / "outbound").glob("*.csv"))
+
+    response = submit_form(
+        csrf_client(district_admin),
+        setup_url(local_exchange),
+        "connection-form",
+        {"empty_export": "on"},
+    )
+    assert "Connection settings saved." in response.content.decode()
+    local_exchange.refresh_from_db()
+    outcome = files.fees_export(integration=local_exchange)
+    assert outcome["rows"] == 0 and outcome["file"]
+    written = root / "outbound" / str(outcome["file"])
+    assert written.read_text().startswith("EMPLID,ITEM_TYPE,ITEM_AMT")
+    assert len(written.read_text().splitlines()) == 1  # the header, no fee line
+    control = written.with_suffix(".ctl").read_text()
+    assert "rows=0" in control and "total=0.00" in control

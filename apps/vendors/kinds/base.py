@@ -175,6 +175,11 @@ class VendorPayment:
     closed: bool = False
     occurred_at: datetime | None = None
     refers_to: str | None = None
+    #: How the money was taken there, a `LedgerEntry.Method` value ("cash", "check",
+    #: "card", "online"); "" for a vendor's own online payment.
+    method: str = ""
+    #: The vendor's own words about it (a waiver's reason), kept on the ledger entry.
+    note: str = ""
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,21 @@ OPERATION_KINDS: dict[str, MovementKind] = {
     "dispute": MovementKind.DISPUTE,
     "restore": MovementKind.RESTORE,
 }
+#: A result line's method, in the financials office's words -> `LedgerEntry.Method`.
+METHODS: dict[str, str] = {
+    "cash": "cash",
+    "check": "check",
+    "cheque": "check",
+    "chk": "check",
+    "card": "card",
+    "credit card": "card",
+    "debit card": "card",
+    "cc": "card",
+    "online": "online",
+    "web": "online",
+    "ach": "online",
+    "eft": "online",
+}
 SKIPPED_SUFFIXES = (TEMP_SUFFIX, ".done", ".tmp", ".ctl", ".rejects.csv")
 
 
@@ -821,6 +836,13 @@ class FileExchangeAdapter(VendorAdapter):
             except MoneyError as exc:
                 line.error = str(exc.message)
                 return line
+        method_word = get("method")
+        method = METHODS.get(method_word.lower(), "online" if not method_word else "")
+        reason = get("reason")
+        if method_word and not method:
+            # An unknown method never refuses money already taken: the word is kept.
+            method = "online"
+            reason = f"{reason} (method at the financials office: {method_word})".strip()
         line.payment = VendorPayment(
             payment_id=transaction_id,
             fee_ref=reference,
@@ -828,6 +850,8 @@ class FileExchangeAdapter(VendorAdapter):
             amount=amount,
             kind=kind,
             refers_to=get("original_transaction_id") or None,
+            method=method,
+            note=reason[:300],
         )
         return line
 

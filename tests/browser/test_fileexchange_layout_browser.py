@@ -178,3 +178,35 @@ def test_the_layout_picker_fits_a_phone_and_has_no_serious_accessibility_violati
     )
     assert axe_violations(page, "#connection") == []
     page.context.close()
+
+
+def test_without_javascript_the_columns_are_typed_and_saved_the_same_way(
+    browser: Any, live_server: Any, financials: Any
+) -> None:
+    StaffFactory(username="district", groups=["District admin"])
+    libfine = CategoryFactory(code="LIBFINE", description="Library fines")
+    integration = _file_exchange(financials, libfine)
+
+    context = browser.new_context(viewport=DESKTOP, java_script_enabled=False)
+    page = context.new_page()
+    sign_in(page, live_server.url, "district")
+    page.goto(f"{live_server.url}/admin/vendors/integration/{integration.pk}/change/")
+    connection = section(page, "connection")
+    assert connection.locator(".feesync-layout-picker").is_hidden()
+    assert "student_name (student name)" in connection.locator(".feesync-layout-names").inner_text()
+    connection.get_by_label("Column layout").select_option("district")
+    columns = connection.get_by_label(re.compile(r"^Columns \(district layout\):?$"))
+    columns.fill("reference, amount, amount")
+    connection.get_by_role("button", name="Save connection settings").click()
+    # Refused by name, the typed value still there to correct.
+    assert "“Amount” (amount) is listed twice" in section(page, "connection").inner_text()
+    columns = section(page, "connection").get_by_label(
+        re.compile(r"^Columns \(district layout\):?$")
+    )
+    assert columns.input_value() == "reference, amount, amount"
+    columns.fill("reference, amount, student_name")
+    section(page, "connection").get_by_role("button", name="Save connection settings").click()
+    assert "Connection settings saved." in section(page, "connection").inner_text()
+    integration.refresh_from_db()
+    assert integration.options["columns"] == "reference,amount,student_name"
+    context.close()

@@ -111,6 +111,11 @@ class ColumnsField(forms.CharField):
             except ValueError as exc:
                 raise ValidationError(str(exc)) from None
 
+    def clean(self, value: Any) -> str:
+        # Stored as the picker writes it ("reference,amount"), however it was typed.
+        cleaned = super().clean(value)
+        return ",".join(parse_columns(cleaned)) if cleaned else ""
+
 
 class ItemTypesField(forms.CharField):
     def validate(self, value: str) -> None:

@@ -256,6 +256,19 @@ class ConnectionForm(forms.Form):
             self.fields[key] = field
             self.credential_names.append(key)
 
+    def ask_secrets_again(self) -> None:
+        """On a form shown again with errors: a secret typed is never sent back to the page,
+        so each one typed says so at its field, or a second save would silently keep the
+        old one (a blank secret keeps what is stored)."""
+        for key in self.credential_names:
+            if (self.data.get(key) or "").strip() and key not in self.errors:
+                label = str(self.fields[key].label).lower()
+                self.add_error(
+                    key,
+                    f"Type the {label} again: nothing was saved, and a secret is never "
+                    "shown back on the page.",
+                )
+
     def clean_transfer_directory(self) -> str:
         return (self.cleaned_data.get("transfer_directory") or "").strip() or "."
 

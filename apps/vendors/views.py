@@ -434,6 +434,7 @@ class SetupPages(Pages):
                     )
                 _say(request, "connection", messages.SUCCESS, text)
                 return _back_to(integration, "connection")
+        form.ask_secrets_again()
         return self._invalid(request, integration, "connection", form)
 
     def _file_preview(self, request: HttpRequest, integration: Integration) -> HttpResponse:

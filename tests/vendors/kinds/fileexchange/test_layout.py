@@ -283,3 +283,20 @@ def test_nothing_changed_writes_no_file_unless_staff_ask_for_an_empty_one(
     assert len(written.read_text().splitlines()) == 1  # the header, no fee line
     control = written.with_suffix(".ctl").read_text()
     assert "rows=0" in control and "total=0.00" in control
+
+
+def test_a_password_typed_with_a_bad_layout_is_asked_for_again_not_silently_dropped(
+    district_admin: Any, local_exchange: Integration
+) -> None:
+    response = submit_form(
+        csrf_client(district_admin),
+        setup_url(local_exchange),
+        "connection-form",
+        {"layout": "district", "columns": "amout", "password": "new-secret-9"},
+    )
+    doc = lxml.html.fromstring(response.content.decode())
+    row = doc.xpath("//*[@id='id_password']/ancestor::div[contains(@class,'form-row')][1]")
+    assert "Type the password again: nothing was saved" in " ".join(row[0].text_content().split())
+    assert "new-secret-9" not in response.content.decode()
+    local_exchange.refresh_from_db()
+    assert local_exchange.credentials.get("password", "") != "new-secret-9"

@@ -47,7 +47,7 @@
 
     function parse(value) {
       var seen = {};
-      return value.split(/[\s,]+/).map(function (k) { return k.trim().toLowerCase(); })
+      return value.split(/[\s,;]+/).map(function (k) { return k.trim().toLowerCase(); })
         .filter(function (k) {
           if (!k || seen[k]) return false;
           seen[k] = true;

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -120,10 +121,10 @@ class Layout:
 
 
 def parse_columns(text: str) -> tuple[str, ...]:
-    """A district layout's columns, names separated by commas in file order (what the
+    """A district layout's columns, names separated by commas (or spaces) in file order (what the
     setup page's column picker writes, or staff type without JavaScript), or ValueError
     naming what is wrong."""
-    keys = tuple(k.strip().lower() for k in text.replace("\n", ",").split(",") if k.strip())
+    keys = tuple(k.lower() for k in re.split(r"[\s,;]+", text) if k)
     unknown = [k for k in keys if k not in COLUMNS]
     if unknown:
         raise ValueError(

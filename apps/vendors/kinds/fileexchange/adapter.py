@@ -867,6 +867,10 @@ class FileExchangeAdapter(VendorAdapter):
         financials system reports nothing there (files do not move through it)."""
         if not self.config.base_url:
             return None
+        if not self.layout.header:
+            # Without a header line the other side cannot tell which column is which, so
+            # what it reports holding says nothing: every fee would look missing there.
+            return None
         url = self.config.base_url.rstrip("/") + "/_sandbox/state"
         try:
             answer = requests.get(url, timeout=self.config.timeout)

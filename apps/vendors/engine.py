@@ -712,6 +712,10 @@ def payments_record(
                 refers_to=p.refers_to,
                 occurred_at=p.occurred_at,
                 student_number=p.student_id,
+                method=p.method
+                if p.method in LedgerEntry.Method.values
+                else LedgerEntry.Method.ONLINE,
+                note=p.note,
             )
         )
     may_settle, why = _settle_rule(integration)

@@ -16,6 +16,7 @@ FILE_EXPORT` / `FILE_IMPORT`; today the file exchange): the database side of the
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from .kinds.base import (
     VendorError,
     VendorPayment,
 )
-from .models import Discrepancy, Integration, OutboxItem, SyncedFee, TaskRun
+from .models import Discrepancy, Integration, OutboxItem, SyncedFee, TaskRun, option_json
 from .scope import Scope
 
 #: Lines handed to the one door at once: big enough that its per-batch queries are
@@ -427,17 +428,34 @@ def _round_trip(integration: Integration) -> dict[str, int]:
     return {"round_trip_checked": len(held), "round_trip_disagreements": disagreements}
 
 
-def fee_file_preview(*, integration: Integration, limit: int = 5) -> str:
+def fee_file_preview(
+    *, integration: Integration, limit: int = 5, options: dict[str, Any] | None = None
+) -> str:
     """The first lines of the fee file as the integration's saved layout writes them, from
-    fees in its scope (the setup page's preview); "" when the settings cannot be read."""
+    fees in its scope (the setup page's preview); "" when the settings cannot be read.
+    `options`: unsaved option values (already cleaned) to draw it with instead."""
+    return fee_file_sample(integration=integration, limit=limit, options=options)[0]
+
+
+def fee_file_sample(
+    *, integration: Integration, limit: int = 5, options: dict[str, Any] | None = None
+) -> tuple[str, int]:
+    """(the first lines of the fee file, how many of them are fees): what
+    `fee_file_preview` shows, with the count the live preview says in words."""
+    if options:
+        # A copy that is never saved: the unsaved values over the stored ones.
+        integration = copy.copy(integration)
+        integration.options = {
+            **integration.options,
+            **{k: option_json(v) for k, v in options.items()},
+        }
     try:
         adapter = engine.adapter_for(integration)
     except (VendorError, ValueError):
-        return ""
-    ids: list[int] = []
+        return "", 0
     records: list[FeeRecord] = []
-    for record in _records(integration, full=True, ids=ids, versions=[]):
+    for record in _records(integration, full=True, ids=[], versions=[]):
         records.append(record)
         if len(records) >= limit:
             break
-    return adapter.file_preview(records)
+    return adapter.file_preview(records), len(records)

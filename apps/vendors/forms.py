@@ -15,6 +15,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Count, Q
+from django.urls import reverse
 from django.utils.text import capfirst, slugify
 
 from apps.accounts.models import MerchantAccount
@@ -170,6 +171,11 @@ class ConnectionForm(forms.Form):
         self.option_names: list[str] = []
         for key, setting in adapter.settings_for(step="connection", secret=False).items():
             self.fields[key] = setting.form_field()
+            if getattr(self.fields[key].widget, "wants_preview_url", False):
+                # A widget that redraws the file preview live posts the unsaved values here.
+                self.fields[key].widget.attrs["data-preview-url"] = reverse(
+                    "admin:vendors_integration_section", args=[integration.pk, "file-preview"]
+                )
             self.initial.setdefault(key, integration.option(key))
             self.option_names.append(key)
         self.has_demographics = "demographics" in adapter.capabilities
@@ -249,6 +255,19 @@ class ConnectionForm(forms.Form):
             )
             self.fields[key] = field
             self.credential_names.append(key)
+
+    def ask_secrets_again(self) -> None:
+        """On a form shown again with errors: a secret typed is never sent back to the page,
+        so each one typed says so at its field, or a second save would silently keep the
+        old one (a blank secret keeps what is stored)."""
+        for key in self.credential_names:
+            if (self.data.get(key) or "").strip() and key not in self.errors:
+                label = str(self.fields[key].label).lower()
+                self.add_error(
+                    key,
+                    f"Type the {label} again: nothing was saved, and a secret is never "
+                    "shown back on the page.",
+                )
 
     def clean_transfer_directory(self) -> str:
         return (self.cleaned_data.get("transfer_directory") or "").strip() or "."

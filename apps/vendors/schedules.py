@@ -5,6 +5,7 @@ admin (a task switched off, another time) survives a deploy."""
 from __future__ import annotations
 
 import json
+import re
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -106,3 +107,68 @@ def periodic_tasks_of(integration: Integration) -> list[PeriodicTask]:
     return list(
         PeriodicTask.objects.filter(name__startswith=prefix).select_related("interval", "crontab")
     )
+
+
+#: The longest gap staff may set between two runs of an interval task: a day.
+MAX_EVERY_MINUTES = 1440
+
+
+def schedule_form_value(periodic: PeriodicTask | None) -> tuple[str, str]:
+    """(kind, value) of a schedule as the setup page lets staff change it: ("interval",
+    "30") for every 30 minutes, ("times", "08:00, 20:00") for runs at set district times
+    each day (or on a weekday), ("", "") for a schedule made by hand in the admin (the
+    setup page shows it but leaves changing it there)."""
+    if periodic is None:
+        return "", ""
+    if periodic.interval_id:
+        interval = periodic.interval
+        if interval.period == IntervalSchedule.MINUTES:
+            return "interval", str(interval.every)
+        return "", ""
+    if periodic.crontab_id:
+        c = periodic.crontab
+        hours = c.hour.split(",")
+        if (
+            c.minute.isdigit()
+            and all(h.isdigit() for h in hours)
+            and c.day_of_month == "*"
+            and c.month_of_year == "*"
+        ):
+            return "times", ", ".join(f"{int(h):02d}:{int(c.minute):02d}" for h in hours)
+    return "", ""
+
+
+def parse_every(text: str) -> int:
+    """Minutes between runs, typed; ValueError in words."""
+    value = text.strip().lower().removeprefix("every").removesuffix("minutes").strip()
+    if not value.isdigit() or not 1 <= int(value) <= MAX_EVERY_MINUTES:
+        raise ValueError(
+            f"“{text.strip()}” is not a number of minutes from 1 to {MAX_EVERY_MINUTES} (e.g. 30)."
+        )
+    return int(value)
+
+
+def parse_times(text: str) -> tuple[int, list[int]]:
+    """(minute, hours) of daily run times typed as "08:00, 20:00"; ValueError in words. One
+    beat crontab holds them, so the times share their minutes."""
+    parts = [p for p in re.split(r"[,;\s]+|\band\b", text.strip()) if p]
+    if not parts:
+        raise ValueError("Type at least one time, e.g. 08:00, 20:00.")
+    minutes: set[int] = set()
+    hours: list[int] = []
+    for part in parts:
+        m = re.fullmatch(r"(\d{1,2})(?::(\d{2}))?", part)
+        if not m or int(m.group(1)) > 23 or int(m.group(2) or 0) > 59:
+            raise ValueError(
+                f"“{part}” is not a time of day: use 24-hour times such as 08:00 or 20:30."
+            )
+        minutes.add(int(m.group(2) or 0))
+        hours.append(int(m.group(1)))
+    if len(minutes) > 1:
+        raise ValueError(
+            "The times must share their minutes (08:00 and 20:00, or 07:30 and 19:30): "
+            f"{', '.join(parts)} do not."
+        )
+    if len(set(hours)) != len(hours):
+        raise ValueError("A time is listed twice.")
+    return minutes.pop(), sorted(hours)

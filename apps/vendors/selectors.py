@@ -41,7 +41,7 @@ from .models import (
     TaskRun,
 )
 from .registry import get_adapter_class
-from .schedules import periodic_tasks_of, schedule_name
+from .schedules import periodic_tasks_of, schedule_form_value, schedule_name
 from .scope import Scope
 
 
@@ -158,6 +158,10 @@ class TaskRow:
     #: The same work done since the last run without a run of its own (a delivery on
     #: change, a pull for a student page or a parent's sign-in), in words, or "".
     between_runs: str = ""
+    #: How the setup page lets staff change the schedule: "interval" (minutes between
+    #: runs), "times" (times of day), "" (not there); and its current value.
+    schedule_kind: str = ""
+    schedule_value: str = ""
 
 
 def _between_runs(integration: Integration, task: str, last: TaskRun | None) -> str:
@@ -188,6 +192,7 @@ def task_rows(integration: Integration, *, runs: int = 1) -> list[TaskRow]:
             ]
         )
         off_reason = prerequisite_missing(integration, spec.name)
+        schedule_kind, schedule_value = schedule_form_value(p)
         rows.append(
             TaskRow(
                 name=spec.name,
@@ -200,6 +205,8 @@ def task_rows(integration: Integration, *, runs: int = 1) -> list[TaskRow]:
                 runs=[run_shown(r) for r in recent[:runs]],
                 off_reason=off_reason,
                 between_runs=_between_runs(integration, spec.name, recent[0] if recent else None),
+                schedule_kind=schedule_kind,
+                schedule_value=schedule_value,
                 changelist_url=base
                 + "?"
                 + urlencode({"integration__id__exact": integration.pk, "task": spec.name}),

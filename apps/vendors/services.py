@@ -459,6 +459,35 @@ def integration_create(*, vendor_kind: str, name: str, slug: str, service_url: s
     return integration
 
 
+def connection_options_clean(
+    *, integration: Integration, options: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The kind's connection options as typed, each through its own form field, then the
+    kind's rules across them (`VendorAdapter.clean_options`, with the stored value of any
+    option not given): (cleaned options, {option: what is wrong}). Writes nothing; the
+    setup page's save and its live file preview both use it."""
+    declared = get_adapter_class(integration.vendor_kind).settings_for(
+        step="connection", secret=False
+    )
+    cleaned: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for key, value in options.items():
+        if key not in declared:
+            errors[key] = f"There is no setting “{key}” here."
+            continue
+        try:
+            cleaned[key] = _clean_declared(declared[key], value)
+        except ValidationError as exc:
+            errors[key] = " ".join(exc.messages)
+    whole = {k: integration.option(k) for k in declared} | {
+        k: option_json(v) for k, v in cleaned.items()
+    }
+    for key, problem in integration.kind.clean_options(whole).items():
+        # A field's own error says more than a rule across fields built on its bad value.
+        errors.setdefault(key, problem)
+    return cleaned, errors
+
+
 @transaction.atomic
 def integration_update_connection(
     *,
@@ -520,20 +549,18 @@ def integration_update_connection(
                         "This is not an OpenSSH public key line (expected something like "
                         "'ssh-ed25519 AAAA...')."
                     )
-    for key, value in options.items():
-        try:
-            options[key] = _clean_declared(declared[key], value)
-        except ValidationError as exc:
-            errors[key] = " ".join(exc.messages)
+    options, option_errors = connection_options_clean(integration=integration, options=options)
+    errors.update(option_errors)
     if errors:
         raise IntegrationError(errors)
 
     stored = {k: option_json(v) for k, v in options.items()}
-    # A connection option changes how FeeSync talks to the vendor: tests must be redone.
+    # A connection option changes how FeeSync talks to the vendor: tests must be redone
+    # (not for one that only shapes what FeeSync writes, such as a file's columns).
     retest = (
         merged_fields["service_url"] != integration.service_url
         or any(merged.get(k) != current.get(k) for k in adapter_cls.credential_labels())
-        or any(integration.option(k) != v for k, v in stored.items())
+        or any(integration.option(k) != v for k, v in stored.items() if declared[k].retest)
     )
     integration.options = {**integration.options, **stored}
     for field, value in merged_fields.items():
@@ -640,6 +667,69 @@ def integration_run_check(*, integration: Integration, check: str) -> CheckResul
     for field, value in values.items():
         setattr(integration, field, value)
     return result
+
+
+@transaction.atomic
+def integration_task_set_schedule(*, integration: Integration, task: str, text: str) -> str:
+    """Change when one task runs (its django-celery-beat row): minutes between runs for a
+    task that runs every so often, district times of day for one that runs at set times
+    (the file exchange's export at 08:00 and 20:00). Returns the schedule in words. Like
+    on/off, a change made here survives deploys and is audited on the integration."""
+    from auditlog.models import LogEntry as AuditEntry
+    from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+
+    from .display import schedule_text
+    from .schedules import (
+        district_timezone,
+        parse_every,
+        parse_times,
+        schedule_form_value,
+        schedule_name,
+        schedules_sync,
+    )
+
+    spec = TASKS.get(task)
+    if spec is None or spec not in tasks_for(integration):
+        raise IntegrationError(f"{integration.vendor_name} has no task “{task}”.")
+    name = schedule_name(integration, spec.label)
+    if not PeriodicTask.objects.filter(name=name).exists():
+        schedules_sync(integration=integration)
+    periodic = PeriodicTask.objects.select_for_update().filter(name=name).first()
+    kind, _value = schedule_form_value(periodic)
+    if periodic is None or not kind:
+        raise IntegrationError(
+            f"“{spec.label}” has no schedule that can be changed here: change it under "
+            "System → Periodic tasks."
+        )
+    before = schedule_text(periodic)
+    try:
+        if kind == "interval":
+            every = parse_every(text)
+            periodic.interval, _ = IntervalSchedule.objects.get_or_create(
+                every=every, period=IntervalSchedule.MINUTES
+            )
+        else:
+            minute, hours = parse_times(text)
+            old = periodic.crontab
+            periodic.crontab, _ = CrontabSchedule.objects.get_or_create(
+                minute=str(minute),
+                hour=",".join(str(h) for h in hours),
+                day_of_month=old.day_of_month if old else "*",
+                month_of_year=old.month_of_year if old else "*",
+                day_of_week=old.day_of_week if old else "*",
+                timezone=district_timezone(),
+            )
+    except ValueError as exc:
+        raise IntegrationError({"schedule": f"{spec.label}: {exc}"}) from None
+    periodic.save()  # save(), not update(): beat notices changes through it
+    after = schedule_text(periodic)
+    if after != before:
+        AuditEntry.objects.log_create(
+            integration,
+            action=AuditEntry.Action.UPDATE,
+            changes={f"schedule of “{spec.label}”": [before, after]},
+        )
+    return after
 
 
 @transaction.atomic

@@ -24,7 +24,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
@@ -184,7 +184,7 @@ class Pages:
             # Keyed with underscores so that templates can look them up (…import_after).
             "section_urls": {
                 s.replace("-", "_"): _section_url(integration, s)
-                for s in [*SECTION_TITLES, "task-schedule", "task-run"]
+                for s in [*SECTION_TITLES, "task-schedule", "task-times", "task-run"]
             },
         }
 
@@ -393,8 +393,10 @@ class SetupPages(Pages):
             "import-after": (may_change, self._save_import_after),
             "parent-options": (may_change, self._save_parent_options),
             "task-schedule": (may_change, self._toggle_task),
+            "task-times": (may_change, self._set_task_schedule),
             "task-run": (may_run, self._run_task),
             "enable": (may_change, self._set_enabled),
+            "file-preview": (may_change, self._file_preview),
         }
         if section not in handlers:
             raise Http404("No such section.")
@@ -432,7 +434,44 @@ class SetupPages(Pages):
                     )
                 _say(request, "connection", messages.SUCCESS, text)
                 return _back_to(integration, "connection")
+        form.ask_secrets_again()
         return self._invalid(request, integration, "connection", form)
+
+    def _file_preview(self, request: HttpRequest, integration: Integration) -> HttpResponse:
+        """The fee file's first lines from the connection form's unsaved layout values
+        (posted by static/feesync/layout.js as staff change them); saves nothing. JSON:
+        `ok`, `text`, `fees` (lines of fees shown), `byte_order_mark`, or `errors`
+        ({setting: {"label", "message"}}, status 400)."""
+        kind = integration.kind
+        if not kind.can(Capability.FILE_EXPORT):
+            raise Http404("This integration writes no files.")
+        # A setting absent from the post is an unticked box or an emptied field.
+        typed = {name: request.POST.get(name) for name in kind.file_preview_options}
+        options, errors = services.connection_options_clean(integration=integration, options=typed)
+        if errors:
+            declared = kind.settings_for(step="connection", secret=False)
+            return JsonResponse(
+                {
+                    "ok": False,
+                    "errors": {
+                        name: {
+                            "label": str(declared[name].field.label) if name in declared else name,
+                            "message": message,
+                        }
+                        for name, message in errors.items()
+                    },
+                },
+                status=400,
+            )
+        text, fees = files.fee_file_sample(integration=integration, options=options)
+        return JsonResponse(
+            {
+                "ok": True,
+                "text": text,
+                "fees": fees,
+                "byte_order_mark": options.get("encoding") == "utf-8-sig",
+            }
+        )
 
     def _save_accounts(self, request: HttpRequest, integration: Integration) -> HttpResponse:
         form = AccountMappingForm(request.POST, integration=integration)
@@ -559,6 +598,18 @@ class SetupPages(Pages):
             f"“{spec.label}” is switched {'on' if enabled else 'off'}"
             + ("." if enabled else "; it still runs when you press Run now."),
         )
+        return _back_to(integration, "tasks")
+
+    def _set_task_schedule(self, request: HttpRequest, integration: Integration) -> HttpResponse:
+        spec = self._task_name(request, integration)
+        try:
+            words = services.integration_task_set_schedule(
+                integration=integration, task=spec.name, text=request.POST.get("schedule", "")
+            )
+        except ValidationError as exc:
+            _say(request, "tasks", messages.ERROR, " ".join(exc.messages) + " Nothing changed.")
+            return _back_to(integration, "tasks")
+        _say(request, "tasks", messages.SUCCESS, f"“{spec.label}” now runs: {words}.")
         return _back_to(integration, "tasks")
 
     def _run_task(self, request: HttpRequest, integration: Integration) -> HttpResponse:

@@ -82,3 +82,15 @@ def payschools_sandbox() -> Iterator[Sandbox]:
         yield box
     finally:
         box.stop()
+
+
+@pytest.fixture
+def financials(tmp_path: Path) -> Iterator[Any]:
+    """The file-exchange sandbox (the financials side: SFTP on loopback, demo host key)
+    over a directory of this test's own."""
+    from apps.vendors.kinds.fileexchange import sandbox
+
+    server = sandbox.make_server(0, None, root=str(tmp_path / "financials"))
+    sandbox.start(server)
+    yield server
+    server.shutdown()

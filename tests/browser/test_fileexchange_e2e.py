@@ -5,7 +5,6 @@ reaches the financials side. Screenshots go to tests/artifacts/."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,14 +23,6 @@ from tests.browser.test_setup_e2e import (
 from tests.factories import CategoryFactory, MerchantAccountFactory, StaffFactory, make_fee
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def financials(tmp_path: Path) -> Iterator[sandbox.FileExchangeServer]:
-    server = sandbox.make_server(0, None, root=str(tmp_path / "financials"))
-    sandbox.start(server)
-    yield server
-    server.shutdown()
 
 
 def test_district_admin_sets_up_a_file_exchange_and_the_first_export_arrives(

@@ -325,7 +325,11 @@ def _record_new(
     posted, refused = _payments_post_bulk(
         payments=[
             _ExternalPayment(
-                fee_ids[movements[i].fee_ref], movements[i].amount, movements[i].external_id
+                fee_ids[movements[i].fee_ref],
+                movements[i].amount,
+                movements[i].external_id,
+                method=movements[i].method,
+                note=movements[i].note,
             )
             for i in plain
         ],
@@ -453,13 +457,15 @@ def _record_one(source: MovementSource, m: Movement, fee: Fee | None) -> LedgerE
             return _payment_take(
                 fee=fee,
                 amount=m.amount,
-                method=LedgerEntry.Method.ONLINE,
+                method=m.method,
                 origin=origin,
                 closed=m.closed,
-                note=f"Paid at {name}",
+                note=m.note or f"Paid at {name}",
             )
         case MovementKind.WAIVER:
-            return _fee_waive(fee=fee, amount=m.amount, reason=f"Waived at {name}", origin=origin)
+            return _fee_waive(
+                fee=fee, amount=m.amount, reason=m.note or f"Waived at {name}", origin=origin
+            )
         case MovementKind.REFUND:
             return _payment_refund(
                 payment=_original(source, m, "payment"),
@@ -535,6 +541,10 @@ class _ExternalPayment:
     fee_id: int
     amount: Decimal
     external_id: str
+    #: How the money was taken at the source (a file line's cash or check at the office)
+    #: and its own note; the batch's note when empty.
+    method: str = LedgerEntry.Method.ONLINE
+    note: str = ""
 
 
 #: The fees `_payments_post_bulk` changed, in one statement (PostgreSQL): the same four columns
@@ -645,19 +655,24 @@ _ENTRIES_INSERT_SQL = """
 INSERT INTO fees_ledgerentry
     (student_id, fee_id, kind, amount, method, check_number, reason, source,
      external_source, external_id, created_by_id, reverses_id, created_at)
-SELECT v.student_id, v.fee_id, %(kind)s, v.amount, %(method)s, '', %(reason)s, %(source)s,
+SELECT v.student_id, v.fee_id, %(kind)s, v.amount, v.method, '', v.reason, %(source)s,
        %(external_source)s, v.external_id, %(created_by)s, NULL, %(now)s
 FROM unnest(%(students)s::bigint[], %(fees)s::bigint[], %(amounts)s::numeric[],
-            %(ext)s::varchar[]) AS v(student_id, fee_id, amount, external_id)
+            %(ext)s::varchar[], %(methods)s::varchar[], %(reasons)s::text[])
+     AS v(student_id, fee_id, amount, external_id, method, reason)
 RETURNING id, external_id
 """
 
 
+#: LedgerEntry.reason's length: a longer note from outside is cut, never a failed batch.
+REASON_MAX = 300
+
+
 def _entries_insert(
-    rows: list[tuple[int, int, Decimal, str]], *, fields: dict[str, Any], note: str
+    rows: list[tuple[int, int, Decimal, str, str, str]], *, fields: dict[str, Any]
 ) -> list[int]:
-    """Insert plain online payment entries (student, fee, amount, external id); their ids
-    in the order of `rows`."""
+    """Insert plain payment entries (student, fee, amount, external id, method, note);
+    their ids in the order of `rows`."""
     if connection.vendor != "postgresql":
         created = LedgerEntry.objects.bulk_create(
             [
@@ -666,11 +681,11 @@ def _entries_insert(
                     fee_id=fee_id,
                     kind=Kind.PAYMENT,
                     amount=amount,
-                    method=LedgerEntry.Method.ONLINE,
-                    reason=note,
+                    method=method,
+                    reason=reason,
                     **{**fields, "external_id": ext},
                 )
-                for student_id, fee_id, amount, ext in rows
+                for student_id, fee_id, amount, ext, method, reason in rows
             ],
             batch_size=BATCH,
         )
@@ -681,8 +696,6 @@ def _entries_insert(
             _ENTRIES_INSERT_SQL,
             {
                 "kind": Kind.PAYMENT,
-                "method": LedgerEntry.Method.ONLINE,
-                "reason": note,
                 "source": fields["source"],
                 "external_source": fields["external_source"],
                 "created_by": created_by.pk if created_by is not None else None,
@@ -691,6 +704,8 @@ def _entries_insert(
                 "fees": [r[1] for r in rows],
                 "amounts": [r[2] for r in rows],
                 "ext": [r[3] for r in rows],
+                "methods": [r[4] for r in rows],
+                "reasons": [r[5] for r in rows],
             },
         )
         # Each external id is unique in the batch (the caller checked), so it keys the ids.
@@ -772,12 +787,24 @@ def _payments_post_bulk(
             owed_of[p.external_id] = owed
             if amount > owed:
                 spare[fee.student_id] = spare.get(fee.student_id, ZERO) + amount - owed
-            accepted.append(_ExternalPayment(p.fee_id, amount, p.external_id))
+            accepted.append(
+                _ExternalPayment(p.fee_id, amount, p.external_id, method=p.method, note=p.note)
+            )
         if not accepted:
             return {}, refused
         fields = origin.entry_fields()
-        rows = [(fees[p.fee_id].student_id, p.fee_id, p.amount, p.external_id) for p in accepted]
-        entry_ids = _entries_insert(rows, fields=fields, note=note)
+        rows = [
+            (
+                fees[p.fee_id].student_id,
+                p.fee_id,
+                p.amount,
+                p.external_id,
+                p.method,
+                (p.note or note)[:REASON_MAX],
+            )
+            for p in accepted
+        ]
+        entry_ids = _entries_insert(rows, fields=fields)
         allocations: list[tuple[int, int, Decimal]] = []  # (credit, debit, amount)
         for p, entry_id in zip(accepted, entry_ids, strict=True):
             left = owed_of[p.external_id]

@@ -106,6 +106,9 @@ class Setting:
     #: A secret the kind can do without (one of two ways to sign in, or a transport that
     #: needs none): the setup page does not insist on it.
     optional: bool = False
+    #: False for an option that changes only what FeeSync writes (a file's columns), not
+    #: how it reaches the vendor: changing it keeps the Test Pull / Test Push results.
+    retest: bool = True
 
     def form_field(self) -> forms.Field:
         return copy.deepcopy(self.field)
@@ -172,6 +175,11 @@ class VendorPayment:
     closed: bool = False
     occurred_at: datetime | None = None
     refers_to: str | None = None
+    #: How the money was taken there, a `LedgerEntry.Method` value ("cash", "check",
+    #: "card", "online"); "" for a vendor's own online payment.
+    method: str = ""
+    #: The vendor's own words about it (a waiver's reason), kept on the ledger entry.
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -298,6 +306,18 @@ class VendorAdapter(ABC):
     #: A section of the kind's own on the integration's dashboard (a template included there
     #: with `dashboard_context`'s keys), for what only this kind knows; "" for none.
     dashboard_template: ClassVar[str] = ""
+
+    #: ("file_export") The options `file_preview` depends on: the setup page sends their
+    #: unsaved values to redraw the preview of the file while staff change them.
+    file_preview_options: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def clean_options(cls, options: dict[str, Any]) -> dict[str, str]:
+        """Rules across the kind's options, checked after each field's own: gets every
+        option as it would be stored (cleaned values, the stored ones for options not being
+        changed); returns {setting name: what is wrong, in words}, empty when all is well.
+        Never raises."""
+        return {}
 
     @classmethod
     def dashboard_context(cls, integration: Any) -> dict[str, Any]:

@@ -58,18 +58,20 @@ from ..base import (
     VendorPayment,
 )
 from .layouts import (
-    COLUMNS,
     DATE_FORMATS,
     DELIMITERS,
+    OTHER_DELIMITER,
     Layout,
     Totals,
     control_text,
+    delimiter_problem,
     fee_file_chunks,
     parse_columns,
     parse_item_types,
     read_rows,
     result_header,
 )
+from .widgets import LayoutColumnsWidget
 
 OPERATION_KINDS: dict[str, MovementKind] = {
     "pay": MovementKind.PAYMENT,
@@ -78,6 +80,21 @@ OPERATION_KINDS: dict[str, MovementKind] = {
     "waiver": MovementKind.WAIVER,
     "dispute": MovementKind.DISPUTE,
     "restore": MovementKind.RESTORE,
+}
+#: A result line's method, in the financials office's words -> `LedgerEntry.Method`.
+METHODS: dict[str, str] = {
+    "cash": "cash",
+    "check": "check",
+    "cheque": "check",
+    "chk": "check",
+    "card": "card",
+    "credit card": "card",
+    "debit card": "card",
+    "cc": "card",
+    "online": "online",
+    "web": "online",
+    "ach": "online",
+    "eft": "online",
 }
 SKIPPED_SUFFIXES = (TEMP_SUFFIX, ".done", ".tmp", ".ctl", ".rejects.csv")
 
@@ -94,14 +111,33 @@ class ColumnsField(forms.CharField):
             except ValueError as exc:
                 raise ValidationError(str(exc)) from None
 
+    def clean(self, value: Any) -> str:
+        # Stored as the picker writes it ("reference,amount"), however it was typed.
+        cleaned = super().clean(value)
+        return ",".join(parse_columns(cleaned)) if cleaned else ""
+
 
 class ItemTypesField(forms.CharField):
     def validate(self, value: str) -> None:
         super().validate(value)
         try:
-            parse_item_types(value or "")
+            mapped = parse_item_types(value or "")
         except ValueError as exc:
             raise ValidationError(str(exc)) from None
+        if not mapped:
+            return
+        # Imported here, not at the top: the sandbox loads this package (for the layouts)
+        # in processes where no model needs to exist.
+        from apps.categories.models import FeeCategory
+
+        known = {code.upper() for code in FeeCategory.objects.values_list("code", flat=True)}
+        unknown = [code for code in mapped if code not in known]
+        if unknown:
+            raise ValidationError(
+                f"There is no fee category {' or '.join(unknown)} (a typing mistake would "
+                "send its fees under their own code). FeeSync's categories: "
+                f"{', '.join(sorted(known)) or 'none yet'}."
+            )
 
 
 class HostKeyField(forms.CharField):
@@ -130,6 +166,21 @@ def _text(label: str, initial: str = "", help_text: str = "", **kw: Any) -> form
         **kw,
     )
 
+
+#: The options the fee file's look depends on: the setup page sends their unsaved values to
+#: redraw the file's preview as staff change them (`file_preview_options`).
+LAYOUT_OPTIONS: tuple[str, ...] = (
+    "layout",
+    "header",
+    "delimiter",
+    "delimiter_other",
+    "date_format",
+    "encoding",
+    "columns",
+    "item_types",
+    "merchant_account",
+    "term",
+)
 
 #: The longest private key the setup page takes: an RSA 4096 key in PEM is about 3,300
 #: characters (the shared 500-character limit of secrets fits only Ed25519).
@@ -232,6 +283,9 @@ SETTINGS: dict[str, Setting] = {
     "rejects_dir": Setting(
         _text("Rejects directory", help_text="Empty: a “rejects” folder under the inbound one.")
     ),
+    # The column layout, in the order staff decide it: which layout, then the district
+    # layout's header, delimiter, date format and encoding, then its columns, whose picker
+    # ends with the live preview of the file (so every layout choice sits just above it).
     "layout": Setting(
         forms.ChoiceField(
             label="Column layout",
@@ -240,27 +294,38 @@ SETTINGS: dict[str, Setting] = {
                 ("district", "District-defined (the columns below)"),
             ],
             initial="peoplesoft",
-        )
-    ),
-    "columns": Setting(
-        ColumnsField(
-            label="Columns (district layout)",
-            required=False,
-            initial="student_id,item_type,amount,effective_date,due_date,reference,term,"
-            "description",
-            help_text="Names separated by commas, in file order. Available: "
-            + ", ".join(f"{k} ({c.label.lower()})" for k, c in COLUMNS.items())
-            + ".",
-            widget=forms.Textarea(attrs={"rows": 2, "spellcheck": "false"}),
-        )
+        ),
+        retest=False,
     ),
     "header": Setting(
         forms.BooleanField(
-            label="Header line", required=False, initial=True, help_text="District layout only."
-        )
+            label="Header line",
+            required=False,
+            initial=True,
+            help_text="District layout only: a first line naming the columns.",
+        ),
+        retest=False,
     ),
     "delimiter": Setting(
-        forms.ChoiceField(label="Delimiter", choices=list(DELIMITERS.items()), initial=",")
+        forms.ChoiceField(
+            label="Delimiter",
+            choices=[*DELIMITERS.items(), (OTHER_DELIMITER, "Another character (type it below)")],
+            initial=",",
+            help_text="What separates the fields of a line, in fee files and result files.",
+        ),
+        retest=False,
+    ),
+    "delimiter_other": Setting(
+        forms.CharField(
+            label="Other delimiter",
+            required=False,
+            initial="",
+            max_length=1,
+            strip=False,  # a tab is a character too
+            widget=forms.TextInput(attrs={"spellcheck": "false", "size": 3}),
+            help_text="Only with “Another character” above: the one character, e.g. ~ or ^.",
+        ),
+        retest=False,
     ),
     "date_format": Setting(
         forms.ChoiceField(
@@ -268,14 +333,28 @@ SETTINGS: dict[str, Setting] = {
             choices=[(k, v) for k, v in DATE_FORMATS.items()],
             initial="%Y-%m-%d",
             help_text="District layout only; the built-in one uses 2026-12-01.",
-        )
+        ),
+        retest=False,
     ),
     "encoding": Setting(
         forms.ChoiceField(
             label="Encoding",
             choices=[("utf-8", "UTF-8"), ("utf-8-sig", "UTF-8 with byte-order mark")],
             initial="utf-8",
-        )
+            help_text="Some Windows loaders need the byte-order mark to read accents right.",
+        ),
+        retest=False,
+    ),
+    "columns": Setting(
+        ColumnsField(
+            label="Columns (district layout)",
+            required=False,
+            initial="student_id,item_type,amount,effective_date,due_date,reference,term,"
+            "description",
+            help_text="The district layout's columns, in file order.",
+            widget=LayoutColumnsWidget(preview_options=LAYOUT_OPTIONS),
+        ),
+        retest=False,
     ),
     "item_types": Setting(
         ItemTypesField(
@@ -285,16 +364,31 @@ SETTINGS: dict[str, Setting] = {
             widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
             help_text="One line per FeeSync fee category: CATEGORY = ITEM TYPE (e.g. "
             "LIBFINE = 800000000001). A category not listed is sent under its own code.",
-        )
+        ),
+        retest=False,
     ),
     "merchant_account": Setting(
         _text(
             "Merchant account",
             help_text="The financials system's business unit for these fees; empty: each "
             "fee's merchant account id.",
-        )
+        ),
+        retest=False,
     ),
-    "term": Setting(_text("Term", help_text="The term sent with each fee, e.g. 2270.")),
+    "term": Setting(
+        _text("Term", help_text="The term sent with each fee, e.g. 2270."), retest=False
+    ),
+    "empty_export": Setting(
+        forms.BooleanField(
+            label="Write a file when nothing changed",
+            required=False,
+            initial=False,
+            help_text="For a loader that expects a file at every export: one with no fee "
+            "lines (its header, and a control file with rows=0). Off: no file is written "
+            "when nothing changed.",
+        ),
+        retest=False,
+    ),
     "completeness": Setting(
         forms.ChoiceField(
             label="A result file is complete when",
@@ -442,6 +536,28 @@ class FileExchangeAdapter(VendorAdapter):
         "through it); for the demo, the sandbox's address."
     )
 
+    file_preview_options = LAYOUT_OPTIONS
+
+    @classmethod
+    def clean_options(cls, options: dict[str, Any]) -> dict[str, str]:
+        """The layout's rules across fields: a district layout has columns, and the
+        delimiter is one character that no date or amount of the file contains."""
+        errors: dict[str, str] = {}
+        district = str(options.get("layout") or "peoplesoft") == "district"
+        if district and not str(options.get("columns") or "").strip():
+            errors["columns"] = "Pick at least one column for the district-defined layout."
+        choice = str(options.get("delimiter") or ",")
+        if choice == OTHER_DELIMITER and not str(options.get("delimiter_other") or ""):
+            errors["delimiter_other"] = (
+                "Type the delimiter character here, or choose one from the list above."
+            )
+            return errors
+        date_format = str(options.get("date_format") or "%Y-%m-%d") if district else "%Y-%m-%d"
+        problem = delimiter_problem(_delimiter(options), date_format=date_format)
+        if problem:
+            errors["delimiter_other" if choice == OTHER_DELIMITER else "delimiter"] = problem
+        return errors
+
     def __init__(self, config: AdapterConfig) -> None:
         super().__init__(config)
         o = config.options
@@ -456,7 +572,8 @@ class FileExchangeAdapter(VendorAdapter):
         )
         self.quarantine = posixpath.join(self.inbound, "quarantine")
         self.completeness = str(o.get("completeness") or "marker")
-        delimiter = str(o.get("delimiter") or ",")
+        self.write_empty = bool(o.get("empty_export"))
+        delimiter = _delimiter(o)
         encoding = str(o.get("encoding") or "utf-8")
         if str(o.get("layout") or "peoplesoft") == "district":
             self.layout = Layout(
@@ -594,7 +711,7 @@ class FileExchangeAdapter(VendorAdapter):
         with tempfile.TemporaryFile() as spool:
             for chunk in chunks:
                 spool.write(chunk)
-            if totals.rows == 0 and not allow_empty:
+            if totals.rows == 0 and not (allow_empty or self.write_empty):
                 return None
             size = spool.tell()
             control = control_text(name, totals)
@@ -724,6 +841,13 @@ class FileExchangeAdapter(VendorAdapter):
             except MoneyError as exc:
                 line.error = str(exc.message)
                 return line
+        method_word = get("method")
+        method = METHODS.get(method_word.lower(), "online" if not method_word else "")
+        reason = get("reason")
+        if method_word and not method:
+            # An unknown method never refuses money already taken: the word is kept.
+            method = "online"
+            reason = f"{reason} (method at the financials office: {method_word})".strip()
         line.payment = VendorPayment(
             payment_id=transaction_id,
             fee_ref=reference,
@@ -731,6 +855,8 @@ class FileExchangeAdapter(VendorAdapter):
             amount=amount,
             kind=kind,
             refers_to=get("original_transaction_id") or None,
+            method=method,
+            note=reason[:300],
         )
         return line
 
@@ -740,6 +866,10 @@ class FileExchangeAdapter(VendorAdapter):
         as its state and reports them on its control API at the service address; a real
         financials system reports nothing there (files do not move through it)."""
         if not self.config.base_url:
+            return None
+        if not self.layout.header:
+            # Without a header line the other side cannot tell which column is which, so
+            # what it reports holding says nothing: every fee would look missing there.
             return None
         url = self.config.base_url.rstrip("/") + "/_sandbox/state"
         try:
@@ -787,6 +917,13 @@ class FileExchangeAdapter(VendorAdapter):
         for marker in (f"{name}.done", f"{posixpath.splitext(name)[0]}.done"):
             with contextlib.suppress(Exception):
                 store.remove(posixpath.join(self.inbound, marker))
+
+
+def _delimiter(options: dict[str, Any]) -> str:
+    choice = str(options.get("delimiter") or ",")
+    if choice == OTHER_DELIMITER:
+        return str(options.get("delimiter_other") or ",")
+    return choice
 
 
 def _with_merchant(fee: FeeRecord, merchant: str) -> FeeRecord:

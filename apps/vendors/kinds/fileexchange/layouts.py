@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -95,8 +96,13 @@ DATE_FORMATS: dict[str, str] = {
     "%m/%d/%Y": "12/01/2026",
     "%d/%m/%Y": "01/12/2026",
     "%Y%m%d": "20261201",
+    "%d-%b-%Y": "01-Dec-2026",
 }
 DELIMITERS: dict[str, str] = {",": "Comma", "|": "Pipe |", "\t": "Tab", ";": "Semicolon"}
+#: The delimiter choice that means "the character typed in `delimiter_other`".
+OTHER_DELIMITER = "other"
+#: A day whose every part differs (01, 12, 2026, Dec), to show and check date formats.
+SAMPLE_DAY = date(2026, 12, 1)
 
 
 @dataclass(frozen=True)
@@ -115,19 +121,49 @@ class Layout:
 
 
 def parse_columns(text: str) -> tuple[str, ...]:
-    """A district layout's columns, typed as names separated by commas, or ValueError."""
-    keys = tuple(k.strip().lower() for k in text.replace("\n", ",").split(",") if k.strip())
+    """A district layout's columns, names separated by commas (or spaces) in file order (what the
+    setup page's column picker writes, or staff type without JavaScript), or ValueError
+    naming what is wrong."""
+    keys = tuple(k.lower() for k in re.split(r"[\s,;]+", text) if k)
     unknown = [k for k in keys if k not in COLUMNS]
     if unknown:
         raise ValueError(
-            f"Unknown column{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
-            f"use any of: {', '.join(COLUMNS)}."
+            f"Unknown column{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(f'“{k}”' for k in unknown)}; use any of: {', '.join(COLUMNS)}."
         )
     if not keys:
-        raise ValueError("Pick at least one column.")
-    if len(set(keys)) != len(keys):
-        raise ValueError("A column is listed twice.")
+        raise ValueError("Pick at least one column for the district-defined layout.")
+    twice = sorted({k for k in keys if keys.count(k) > 1}, key=keys.index)
+    if twice:
+        names = " and ".join(f"“{COLUMNS[k].label}” ({k})" for k in twice)
+        raise ValueError(
+            f"The column{'s' if len(twice) > 1 else ''} {names} "
+            f"{'are' if len(twice) > 1 else 'is'} listed twice: a column can appear once."
+        )
     return keys
+
+
+def delimiter_problem(delimiter: str, *, date_format: str) -> str:
+    """Why `delimiter` cannot separate this layout's fields ("" when it can): a loader that
+    splits on it would cut a date or an amount in two, or CSV itself cannot use it."""
+    if len(delimiter) != 1:
+        return "The delimiter is one character, e.g. ~ or ^."
+    if delimiter in '\r\n"':
+        return "A line break or a double quote cannot be the delimiter."
+    if delimiter.isalnum() or delimiter == " ":
+        return (
+            f"“{delimiter}” cannot be the delimiter: letters, digits and spaces appear in "
+            "student ids, names and descriptions."
+        )
+    if delimiter == ".":
+        return "“.” cannot be the delimiter: it appears in every amount (4.50)."
+    sample = SAMPLE_DAY.strftime(date_format)
+    if delimiter in sample:
+        return (
+            f"The delimiter “{delimiter}” also appears in the dates ({sample}): choose "
+            "another delimiter or another date format."
+        )
+    return ""
 
 
 def parse_item_types(text: str) -> dict[str, str]:

@@ -324,12 +324,29 @@ def _file_sequence(path: Path) -> int:
     return int(tail) if tail.isdigit() else 1
 
 
+def _delimiter_of(header: str) -> str:
+    """The delimiter of a fee file, from its header line: of the characters in it that are
+    not part of a column name, the one that splits it into the most known column names (a
+    district layout may use any; the loader is told which, the sandbox works it out)."""
+    known = set(HEADER_KEYS) | set(COLUMNS)
+    best, best_count = ",", 0
+    for candidate in sorted({c for c in header.rstrip("\r\n") if not (c.isalnum() or c == "_")}):
+        count = sum(1 for name in header.rstrip("\r\n").split(candidate) if name.strip() in known)
+        if count > best_count:
+            best, best_count = candidate, count
+    return best
+
+
 def _fee_lines(path: Path) -> list[FeeInput]:
     # The built-in layout carries no version: a later file's line is the newer one, so the
     # file's sequence stands in for it (else a changed fee sent again would be "stale").
     sequence = _file_sequence(path)
     with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f)
+        first = f.readline()
+        f.seek(0)
+        if first.startswith("\ufeff"):
+            first = first[1:]
+        reader = csv.reader(f, delimiter=_delimiter_of(first))
         header = next(reader, [])
         keys = [HEADER_KEYS.get(h.strip(), h.strip().lower()) for h in header]
         out = []

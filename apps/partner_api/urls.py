@@ -2,7 +2,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
-from . import views
+from . import views, views_refunds
 
 urlpatterns = [
     path(
@@ -24,6 +24,27 @@ urlpatterns = [
         "student-accounting/student-payment-plan",
         views.StudentPaymentPlan.as_view(),
         name="api_student_payment_plan",
+    ),
+    # Part 2: refunds and miscellaneous cash receipts (views_refunds).
+    path(
+        "student-accounting/scheduled-refunds-status",
+        views_refunds.ScheduledRefundsStatus.as_view(),
+        name="api_scheduled_refunds_status",
+    ),
+    path(
+        "student-accounting/ledger-scheduled-refund-transactions",
+        views_refunds.LedgerScheduledRefundTransactions.as_view(),
+        name="api_ledger_scheduled_refund_transactions",
+    ),
+    path(
+        "student-accounting/ledger-refund-transactions",
+        views_refunds.LedgerRefundTransactions.as_view(),
+        name="api_ledger_refund_transactions",
+    ),
+    path(
+        "student-accounting/misc-cash-receipts",
+        views_refunds.MiscCashReceipts.as_view(),
+        name="api_misc_cash_receipts",
     ),
     path(
         "schema/",

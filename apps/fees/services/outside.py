@@ -35,7 +35,7 @@ from django.utils import timezone
 
 from ..models import ZERO, Allocation, Fee, LedgerEntry
 from ..movements import MovementKind
-from .credit import _payment_to_credit, credit_auto_apply
+from .credit import _credit_refund, _payment_to_credit, credit_auto_apply
 from .dispute import (
     DisputeAlreadyRecorded,
     dispute_reports_recorded,
@@ -134,6 +134,8 @@ class Movement:
     method: str = LedgerEntry.Method.ONLINE
     note: str = ""
     charge: NewCharge | None = None
+    #: The check a refund to the student's account was paid by (method "check").
+    check_number: str = ""
 
 
 @dataclass(frozen=True)
@@ -442,6 +444,17 @@ def _record_one(source: MovementSource, m: Movement, fee: Fee | None) -> LedgerE
             origin=source.origin(m.external_id),
             note=m.note or f"Paid at {name}",
         )
+    if fee is None and m.student_id is not None and m.kind == MovementKind.REFUND:
+        # A refund the sender paid out of the student's credit (the partner API's
+        # scheduled and unscheduled refunds): on no fee, drawn from the oldest credit.
+        return _credit_refund(
+            student_id=m.student_id,
+            amount=m.amount,
+            reason=m.note or f"Refunded at {name}",
+            origin=source.origin(m.external_id),
+            method=m.method,
+            check_number=m.check_number,
+        )[0]
     if fee is None:
         raise LedgerError(
             f"{name} sent {m.kind} {m.external_id} for fee {m.fee_ref}, "

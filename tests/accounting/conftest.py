@@ -1,0 +1,21 @@
+"""The business office's tests (issue 14) run against the partner API's fixtures: an enabled
+partner-API integration, its API user in every group, an application key and a client
+signed in with it (tests/partner_api/conftest.py, reused rather than copied)."""
+
+import pytest
+
+from tests.factories import StaffFactory
+from tests.partner_api.conftest import (  # noqa: F401  (pytest fixtures)
+    api,
+    api_key,
+    api_user,
+    basic_client,
+    integration,
+    student,
+)
+
+
+@pytest.fixture
+def clerk(db: object) -> object:
+    """The business office's clerk (a superuser: the cashier groups are cashier14's)."""
+    return StaffFactory(username="office-clerk", is_superuser=True)

@@ -9,3 +9,8 @@ class AccountingConfig(AppConfig):
     label = "accounting"
     verbose_name = "Business office"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from .checks import register_ledger_checks
+
+        register_ledger_checks()

@@ -19,3 +19,10 @@ from tests.partner_api.conftest import (  # noqa: F401  (pytest fixtures)
 def clerk(db: object) -> object:
     """The business office's clerk (a superuser: the cashier groups are cashier14's)."""
     return StaffFactory(username="office-clerk", is_superuser=True)
+
+
+@pytest.fixture(autouse=True)
+def gl_export_dir(settings: object, tmp_path: object) -> object:
+    """Each test's GL export files in a directory of its own."""
+    settings.FEESYNC_GL_EXPORT_DIR = tmp_path / "gl"  # type: ignore[attr-defined,operator]
+    return settings.FEESYNC_GL_EXPORT_DIR  # type: ignore[attr-defined]

@@ -112,8 +112,18 @@ def deposits_report(*, start: date, end: date) -> Report:
             {"tz": timezone.get_current_timezone_name(), "start": start, "end": end},
         )
         raw = cursor.fetchall()
+    cent = Decimal("0.01")
     rows = [
-        [day, bank or "(no bank account)", PAYMENT_TYPE_NAMES.get(pt, pt), i, o, n, c, r]
+        [
+            day,
+            bank or "(no bank account)",
+            PAYMENT_TYPE_NAMES.get(pt, pt),
+            Decimal(i).quantize(cent),
+            Decimal(o).quantize(cent),
+            Decimal(n).quantize(cent),
+            c,
+            r,
+        ]
         for day, bank, pt, i, o, n, c, r in raw
     ]
     totals = None

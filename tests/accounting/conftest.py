@@ -26,3 +26,7 @@ def gl_export_dir(settings: object, tmp_path: object) -> object:
     """Each test's GL export files in a directory of its own."""
     settings.FEESYNC_GL_EXPORT_DIR = tmp_path / "gl"  # type: ignore[attr-defined,operator]
     return settings.FEESYNC_GL_EXPORT_DIR  # type: ignore[attr-defined]
+
+
+# The browser tests' Chromium and screenshot folder (tests/browser/conftest.py).
+from tests.browser.conftest import artifacts, browser  # noqa: E402, F401

@@ -216,3 +216,46 @@ def test_an_unscheduled_refund_is_paid_out_of_the_credit_once(api: Any, student:
     assert too_much.json()["errors"][0]["property"] == "TransactionAmount"
     assert "credit" in too_much.json()["detail"]
     assert ledger_report().ok
+
+
+def test_each_operation_needs_its_permission(
+    student: Any, clerk: Any, integration: Any, basic_client: Any
+) -> None:
+    from apps.partner_api.services import api_user_create
+    from tests.factories import StaffFactory
+
+    user = StaffFactory(username="no-groups")
+    user.set_password("pw-for-tests-1")
+    user.save()
+    api_user_create(user=user, integration=integration)
+    client = basic_client("no-groups")
+    answer = client.patch(STATUS, {"RefundIds": [1], "Status": "S"}, format="json")
+    assert answer.status_code == 403
+    assert answer.json()["permission"] == "StudentAccounting.ScheduledRefundsStatus.Update"
+    answer = client.post(SCHEDULED, [{"RefundId": 1}], format="json")
+    assert answer.json()["permission"] == (
+        "StudentAccounting.LedgerScheduledRefundTransactions.Create"
+    )
+
+
+def test_a_batch_retried_with_its_idempotency_key_is_replayed(
+    api: Any, student: Any, clerk: Any
+) -> None:
+    give_credit(api, student, "50.00")
+    refund = schedule(student, "30.00", clerk)
+    select(api, refund.pk)
+    body = [{"RefundId": refund.pk}]
+    first = api.post(SCHEDULED, body, format="json", HTTP_IDEMPOTENCY_KEY="batch-1")
+    again = api.post(SCHEDULED, body, format="json", HTTP_IDEMPOTENCY_KEY="batch-1")
+    assert again.json() == first.json()
+    assert again["Idempotent-Replayed"] == "true"
+    other = api.post(SCHEDULED, [{"RefundId": 5}], format="json", HTTP_IDEMPOTENCY_KEY="batch-1")
+    assert other.status_code == 422
+    assert LedgerEntry.objects.filter(kind="refund").count() == 1
+
+
+def test_an_empty_or_non_array_batch_is_a_400(api: Any) -> None:
+    for body in ([], {"RefundId": 1}):
+        answer = api.post(SCHEDULED, body, format="json")
+        assert answer.status_code == 400
+        assert answer.json()["errors"][0]["property"] == "(body)"

@@ -289,8 +289,8 @@ def credit_refund_void(
                 fee=None,
                 kind=Kind.PAYMENT,
                 amount=refund.amount,
-                method=refund.method,
-                check_number=refund.check_number,
+                # Not a payment the family made: no method, so no check lookup finds it.
+                method="",
                 reason=reason,
                 reverses=refund,
                 **Origin(user=origin.user, source=origin.source).entry_fields(),

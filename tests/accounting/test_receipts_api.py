@@ -82,6 +82,11 @@ def test_a_patch_changes_a_receipt_until_its_date_is_released(
     )
     assert changed.status_code == 200, changed.json()
     assert changed.json()["TransactionAmount"] == "275.00"
+    # Audited: before and after.
+    from auditlog.models import LogEntry
+
+    change = LogEntry.objects.get_for_object(MiscCashReceipt.objects.get(pk=pk)).first()
+    assert change is not None and change.changes_dict["amount"] == ["250.00", "275.00"]
     # A PATCH to a charges-only code is refused like a POST.
     assert (
         api.patch(

@@ -22,7 +22,7 @@ from apps.accounting.models import (
 )
 from apps.accounting.services import receipts as receipt_services
 from apps.accounting.services import refunds as refund_services
-from apps.fees.services import LedgerError, student_credit
+from apps.fees.services import LedgerError, date_in_window, student_credit
 
 from .problems import Problem, _printable, flatten
 from .serializers_refunds import (
@@ -37,7 +37,7 @@ from .serializers_refunds import (
     ScheduledRefundsIn,
     ScheduledRefundsOut,
 )
-from .services import _category_for, refused, student_for
+from .services import _category_for, _in_window, refused, student_for
 from .views import IDEMPOTENCY, PROBLEMS, _Operation
 
 TAG = ["Student accounting"]
@@ -152,6 +152,14 @@ def _element(
     except Problem as exc:
         failure["Errors"] = [{"property": f"[{index}].BankAccountId", "detail": str(exc.detail)}]
         return None, failure
+    if (day := data.get("TransactionDate")) is not None:
+        try:
+            date_in_window(day, label="TransactionDate")
+        except LedgerError as exc:
+            failure["Errors"] = [
+                {"property": f"[{index}].TransactionDate", "detail": "; ".join(exc.messages)}
+            ]
+            return None, failure
     return (
         refund_services.RefundPaid(
             refund_id=data["RefundId"],
@@ -245,6 +253,7 @@ class LedgerRefundTransactions(_Operation):
         def work(api_user: Any, serializer: RefundIn) -> Response:
             data = serializer.validated_data
             student = student_for(data["StudentId"])
+            _in_window(data["TransactionDate"], "TransactionDate")
             bank = _bank_account(data.get("BankAccountId"))
             try:
                 done = refund_services.refund_post_unscheduled(

@@ -144,15 +144,17 @@ def test_a_batch_with_one_bad_element_posts_the_others(api: Any, student: Any, c
         {"RefundId": 999999},
         {"RefundId": good[2].pk, "BankAccountId": 424242},
         {"RefundId": good[1].pk, "PaymentType": "E"},
+        {"RefundId": good[2].pk, "TransactionDate": "1926-01-01"},
     ]
     answer = api.post(SCHEDULED, body, format="json")
     assert answer.status_code == 200, answer.json()
     results = answer.json()["Results"]
-    assert [r["IsSuccessful"] for r in results] == [True, False, False, False, False, True]
+    assert [r["IsSuccessful"] for r in results] == [True, False, False, False, False, True, False]
+    assert results[6]["Errors"][0]["property"] == "[6].TransactionDate"
     assert results[2]["Errors"][0]["property"] == "[2].PaymentType"
     assert "No refund has the id 999999" in results[3]["Errors"][0]["detail"]
     assert results[4]["Errors"][0]["property"] == "[4].BankAccountId"
-    assert answer.json()["SucceededCount"] == 2 and answer.json()["FailedCount"] == 4
+    assert answer.json()["SucceededCount"] == 2 and answer.json()["FailedCount"] == 5
     statuses = dict(Refund.objects.values_list("pk", "status"))
     assert [statuses[r.pk] for r in good] == ["P", "P", "S"]
     assert statuses[unselected.pk] == "N"

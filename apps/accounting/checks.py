@@ -1,7 +1,8 @@
 """What `ledger_check` verifies about the business office's records (issue 14).
 
-Each check is one set-based query returning its offending rows, registered with the
-ledger's own (`apps.fees.selectors.register_check`); an area adds its list here.
+Each check is one set-based query returning its offending rows (plain SQL that PostgreSQL
+and the demo's SQLite both run), registered with the ledger's own
+(`apps.fees.selectors.register_check`); an area adds its list here.
 
 Refunds: a paid (P) or voided (V) refund's refund entries exist, are refunds of that
 student's credit (on no fee) and add up to its amount, and `Refund.entry` is one of them; a
@@ -30,7 +31,7 @@ REFUND_CHECKS: list[tuple[str, str, str]] = [
         WHERE r.status IN ('P', 'V')
         GROUP BY r.id, r.status, r.amount, r.entry_id
         HAVING COALESCE(SUM(e.amount), 0) <> r.amount
-            OR NOT bool_or(e.id IS NOT NULL AND e.id = r.entry_id)
+            OR MAX(CASE WHEN e.id = r.entry_id THEN 1 ELSE 0 END) = 0
         ORDER BY r.id LIMIT 50
         """,
     ),
@@ -46,7 +47,7 @@ REFUND_CHECKS: list[tuple[str, str, str]] = [
         WHERE r.status = 'V'
         GROUP BY r.id, r.amount, r.void_entry_id
         HAVING COALESCE(SUM(v.amount), 0) <> r.amount
-            OR NOT bool_or(v.id IS NOT NULL AND v.id = r.void_entry_id)
+            OR MAX(CASE WHEN v.id = r.void_entry_id THEN 1 ELSE 0 END) = 0
         ORDER BY r.id LIMIT 50
         """,
     ),
@@ -76,7 +77,7 @@ RECEIPT_CHECKS: list[tuple[str, str, str]] = [
         """
         SELECT r.id, r.receipt_date FROM accounting_misccashreceipt r
         JOIN accounting_glrelease g ON g.business_date = r.receipt_date
-        WHERE r.release_id IS DISTINCT FROM g.id ORDER BY r.id LIMIT 50
+        WHERE r.release_id IS NULL OR r.release_id <> g.id ORDER BY r.id LIMIT 50
         """,
     ),
     (

@@ -211,3 +211,11 @@ def test_the_release_page_and_the_reports_with_csv(setup: Any, clerk: Any) -> No
         reverse("admin:accounting_deposit_report"), {"start": "2026-02-01", "end": "2026-01-01"}
     )
     assert "cannot be before its start" in bad.content.decode()
+
+
+def test_the_gl_export_treats_the_ledgers_debit_kinds_as_debits() -> None:
+    from apps.accounting.services.close import _GL_SQL
+
+    spelt = "IN ('charge', 'debit_adjustment', 'refund', 'reversal')"
+    assert spelt in _GL_SQL
+    assert sorted(LedgerEntry.DEBIT_KINDS) == ["charge", "debit_adjustment", "refund", "reversal"]

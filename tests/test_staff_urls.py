@@ -197,6 +197,19 @@ def world(district_admin: Any, settings: Any, tmp_path: Any) -> dict[str, int]:
     acc.BankAccount.objects.create(bank=bank, name="Deposits")
     drawer = acc.CashDrawer.objects.create(school=fee.student.school, name="Front office")
     session_open(drawer=drawer, cashier=district_admin)
+    # The business office's rows (issue 14, refunds14): a refund, a receipt, a release.
+    from apps.accounting.models import GLRelease, MiscCashReceipt, Refund
+
+    Refund.objects.create(
+        student=fee.student, amount=Decimal("1.00"), due_date=dt.date(2026, 9, 30)
+    )
+    MiscCashReceipt.objects.create(
+        billing_code=CategoryFactory(usage="M"),
+        amount=Decimal("20.00"),
+        receipt_date=dt.date(2026, 9, 15),
+        payment_type="C",
+    )
+    GLRelease.objects.create(business_date=dt.date(2026, 9, 1), file_name="gl-2026-09-01.csv")
     return {"integration": integration.pk, "discrepancy_id": finding.pk}
 
 

@@ -11,6 +11,13 @@ class AccountingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from auditlog.registry import auditlog
+
         from .checks import register_ledger_checks
+        from .models import MiscCashReceipt
 
         register_ledger_checks()
+        # A receipt is money that is on no ledger card: its changes are audited (who, when,
+        # before, after) like a fee's. Refunds keep their own history (RefundChange).
+        if not auditlog.contains(MiscCashReceipt):
+            auditlog.register(MiscCashReceipt, exclude_fields=["updated_at"])

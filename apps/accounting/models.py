@@ -282,6 +282,16 @@ class EntryBooking(models.Model):
     student_award = models.ForeignKey(
         StudentAward, on_delete=models.PROTECT, null=True, blank=True, related_name="bookings"
     )
+    # A refund paid out of the student's credit may be drawn from several payments, so it is
+    # several refund entries (and its void as many reversing ones): this ties each to it.
+    refund = models.ForeignKey(
+        "Refund",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="bookings",
+        help_text="The scheduled refund this entry pays (or voids).",
+    )
 
     class Meta:
         verbose_name = "entry booking"

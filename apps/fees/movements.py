@@ -15,7 +15,8 @@ class MovementKind(StrEnum):
 
     PAYMENT = "payment"
     WAIVER = "waiver"
-    REFUND = "refund"  # gives back (part of) the payment it `refers_to`
+    REFUND = "refund"  # gives back (part of) the payment it `refers_to`; with no fee but a
+    # `student_id` (the partner API), pays back (part of) the student's credit
     VOID = "void"  # undoes the payment it `refers_to`, entered in error
     DISPUTE = "dispute"  # marks the fee disputed (no money moves; see services.dispute)
     # Ends the fee's dispute; or reverses (part of) the waiver it `refers_to` (none named:

@@ -258,15 +258,20 @@ CHECKS: list[tuple[str, str, str]] = [
     ),
     # A payment on no fee is money taken outside that staff kept whole as the student's
     # credit (a held vendor payment): it always carries its sender's key, so it is recorded
-    # once and a later pull of it finds it; a clerk's payment is always on a fee.
+    # once and a later pull of it finds it; a clerk's payment is always on a fee. The one
+    # exception is the void of a refund of credit (`credit_refund_void`): it reverses that
+    # refund entry for no more than it paid out (`given_back_too_much`).
     (
         "payment_on_no_fee",
         "entry {0}: a payment of {1} on no fee without its sender's id (source {2})",
         f"""
-        SELECT id, amount, source FROM fees_ledgerentry
-        WHERE kind = 'payment' AND fee_id IS NULL
-          AND (external_id = '' OR source NOT IN {_IN(_OUTSIDE)})
-        ORDER BY id LIMIT {LIMIT}
+        SELECT p.id, p.amount, p.source FROM fees_ledgerentry p
+        LEFT JOIN fees_ledgerentry r ON r.id = p.reverses_id
+        WHERE p.kind = 'payment' AND p.fee_id IS NULL
+          AND (p.external_id = '' OR p.source NOT IN {_IN(_OUTSIDE)})
+          AND NOT (r.kind IS NOT NULL AND r.kind = 'refund' AND r.fee_id IS NULL
+                   AND r.student_id = p.student_id)
+        ORDER BY p.id LIMIT {LIMIT}
         """,
     ),
     (

@@ -2,7 +2,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
-from . import views, views_commands
+from . import views, views_commands, views_refunds
 
 urlpatterns = [
     path(
@@ -31,6 +31,27 @@ urlpatterns = [
         "commands/StudentAccounts/StudentAccountTransaction/PostAccountTransactionPayment",
         views_commands.PostAccountTransactionPayment.as_view(),
         name="api_post_account_transaction_payment",
+    ),
+    # Part 2: refunds and miscellaneous cash receipts (views_refunds).
+    path(
+        "student-accounting/scheduled-refunds-status",
+        views_refunds.ScheduledRefundsStatus.as_view(),
+        name="api_scheduled_refunds_status",
+    ),
+    path(
+        "student-accounting/ledger-scheduled-refund-transactions",
+        views_refunds.LedgerScheduledRefundTransactions.as_view(),
+        name="api_ledger_scheduled_refund_transactions",
+    ),
+    path(
+        "student-accounting/ledger-refund-transactions",
+        views_refunds.LedgerRefundTransactions.as_view(),
+        name="api_ledger_refund_transactions",
+    ),
+    path(
+        "student-accounting/misc-cash-receipts",
+        views_refunds.MiscCashReceipts.as_view(),
+        name="api_misc_cash_receipts",
     ),
     path(
         "schema/",

@@ -325,6 +325,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Part 2's one-letter payment types (C, E, H, I, R, O) beside part 1's words.
+    "ENUM_NAME_OVERRIDES": {"PaymentTypeLetterEnum": "apps.accounting.models.PaymentType"},
 }
 # Responses kept for Idempotency-Key replays at least this long (never less than 24 hours,
 # whatever this says); purged hourly by apps.partner_api.tasks.purge_idempotency_keys.
@@ -365,3 +367,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
+
+# The daily close (apps.accounting.services.close): where each released business date's
+# general-ledger export file is written (atomically: a temporary file renamed into place)
+# and kept, and the GL account of money on no billing code and no fund source (payments to
+# and refunds from the student's credit).
+FEESYNC_GL_EXPORT_DIR = env.path("FEESYNC_GL_EXPORT_DIR", default=str(VAR_DIR / "gl-exports"))
+FEESYNC_GL_UNAPPLIED_ACCOUNT = env("FEESYNC_GL_UNAPPLIED_ACCOUNT", default="UNAPPLIED-CREDIT")

@@ -19,7 +19,8 @@ from apps.accounting.models import (
     FundSource,
     StudentAcademicYear,
 )
-from tests.factories import SchoolFactory, StudentFactory
+from tests.browser.conftest import artifacts, browser  # noqa: F401  (Chromium, screenshots)
+from tests.factories import SchoolFactory, StaffFactory, StudentFactory
 from tests.partner_api.conftest import (  # noqa: F401  (fixtures reused, not duplicated)
     api,
     api_key,
@@ -105,3 +106,16 @@ def command(
         "IsNewPaymentSuccessful": 1,
         **more,
     }
+
+
+@pytest.fixture
+def clerk(db: object) -> object:
+    """The business office's clerk (a superuser: the cashier groups are cashier14's)."""
+    return StaffFactory(username="office-clerk", is_superuser=True)
+
+
+@pytest.fixture(autouse=True)
+def gl_export_dir(settings: object, tmp_path: object) -> object:
+    """Each test's GL export files in a directory of its own."""
+    settings.FEESYNC_GL_EXPORT_DIR = tmp_path / "gl"  # type: ignore[attr-defined,operator]
+    return settings.FEESYNC_GL_EXPORT_DIR  # type: ignore[attr-defined]

@@ -84,6 +84,12 @@ def test_the_api_never_fails_and_keeps_to_its_schema(
         in paths
     )
     assert {"/api/odata/", "/api/odata/$metadata", "/api/odata/Refunds"} <= paths
+    assert {
+        "/api/student-accounting/scheduled-refunds-status",
+        "/api/student-accounting/ledger-scheduled-refund-transactions",
+        "/api/student-accounting/ledger-refund-transactions",
+        "/api/student-accounting/misc-cash-receipts",
+    } <= paths
     calls: list[int] = []
     for operation in operations:
 

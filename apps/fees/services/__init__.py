@@ -28,6 +28,7 @@ from .credit import (
     credit_apply,
     credit_auto_apply,
     credit_refund,
+    credit_refund_void,
     student_credit,
 )
 from .ledger import (
@@ -73,6 +74,7 @@ __all__ = [
     "credit_entries",
     "credit_kind_totals",
     "credit_refund",
+    "credit_refund_void",
     "credit_reverse",
     "date_in_window",
     "fee_change",

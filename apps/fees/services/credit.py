@@ -192,6 +192,32 @@ def credit_refund(
     it is drawn from (oldest first), on no fee, each settled out of that payment's credit.
     No fee changes, so no vendor is told. Idempotent by `origin.external_id` (checked under
     the credit row's lock): a repeat returns the first refund entry."""
+    try:
+        return _credit_refund(
+            student_id=student.pk,
+            amount=amount,
+            reason=reason,
+            origin=origin,
+            method=method,
+            check_number=check_number,
+            name=student.full_name,
+        )
+    except _AlreadyRecorded as done:
+        return [done.entry]
+
+
+def _credit_refund(
+    *,
+    student_id: int,
+    amount: Any,
+    reason: str,
+    origin: Origin,
+    method: str = "",
+    check_number: str = "",
+    name: str = "The student",
+) -> list[LedgerEntry]:
+    """`credit_refund` inside the caller's transaction (the one door's refunds from the
+    student's credit); a repeat of the sender's id raises `_AlreadyRecorded`."""
     reason = _require(reason, "A reason for the refund")
     amount = to_money(amount)
     if method and method not in LedgerEntry.Method.values:
@@ -199,23 +225,22 @@ def credit_refund(
     check_number = (check_number or "").strip()
     if method == LedgerEntry.Method.CHECK and not check_number:
         raise LedgerError("A refund by check needs the check number.")
-    account = _credit_account(student.pk)
+    account = _credit_account(student_id)
     # A sender's repeat (the same external id) is answered with what it recorded first.
     if origin.external_id and (first := _existing_external(origin)) is not None:
-        return [first]
+        raise _AlreadyRecorded(first)
     if amount > account.amount:
         raise LedgerError(
-            f"{_dollars(amount)} is more than {student.full_name}'s credit "
-            f"({_dollars(account.amount)})."
+            f"{_dollars(amount)} is more than {name}'s credit ({_dollars(account.amount)})."
             if account.amount
-            else f"{student.full_name} has no credit on account to refund."
+            else f"{name} has no credit on account to refund."
         )
     refunds: list[LedgerEntry] = []
-    for i, (entry, take) in enumerate(_drawn(student.pk, amount, None)):
+    for i, (entry, take) in enumerate(_drawn(student_id, amount, None)):
         # A sender's own id can name one entry only; the rest of a split refund carry none.
         part_origin = origin if i == 0 else Origin(user=origin.user, source=origin.source)
         refund = LedgerEntry.objects.create(
-            student_id=student.pk,
+            student_id=student_id,
             fee=None,
             kind=Kind.REFUND,
             amount=take,
@@ -229,6 +254,50 @@ def credit_refund(
         refunds.append(refund)
     _credit_change(account, -amount)
     return refunds
+
+
+@transaction.atomic
+def credit_refund_void(
+    *, refunds: list[LedgerEntry], reason: str, origin: Origin
+) -> list[LedgerEntry]:
+    """Void refunds of the student's credit that were paid (a refund check never cashed,
+    sent in error): for each refund entry a reversing entry, a payment on no fee that
+    `reverses` it, for as much. Nothing of it is allocated, so the money is the student's
+    credit again, exactly as before the refund. Refused for anything but a refund of credit
+    (on no fee) and for a refund already voided."""
+    reason = _require(reason, "A reason for the void")
+    if not refunds:
+        raise LedgerError("There is no refund entry to void.")
+    student_ids = {e.student_id for e in refunds}
+    if len(student_ids) != 1:
+        raise LedgerError("Refund entries of several students cannot be voided together.")
+    account = _credit_account(student_ids.pop())  # locked: a concurrent void waits here
+    reversed_already = set(
+        LedgerEntry.objects.filter(
+            reverses__in=refunds, kind=Kind.PAYMENT, fee__isnull=True
+        ).values_list("reverses_id", flat=True)
+    )
+    voids: list[LedgerEntry] = []
+    for refund in refunds:
+        if refund.kind != Kind.REFUND or refund.fee_id is not None:
+            raise LedgerError(f"Entry {refund.pk} is not a refund of the student's credit.")
+        if refund.pk in reversed_already:
+            raise LedgerError(f"Refund entry {refund.pk} is already voided.")
+        voids.append(
+            LedgerEntry.objects.create(
+                student_id=refund.student_id,
+                fee=None,
+                kind=Kind.PAYMENT,
+                amount=refund.amount,
+                # Not a payment the family made: no method, so no check lookup finds it.
+                method="",
+                reason=reason,
+                reverses=refund,
+                **Origin(user=origin.user, source=origin.source).entry_fields(),
+            )
+        )
+    _credit_change(account, sum((v.amount for v in voids), ZERO))
+    return voids
 
 
 def credit_auto_apply(*, student_id: int, origin: Origin | None = None) -> Decimal:
@@ -273,6 +342,7 @@ __all__ = [
     "credit_auto_apply",
     "credit_entries",
     "credit_refund",
+    "credit_refund_void",
     "student_credit",
 ]
 

@@ -493,9 +493,30 @@ class Command(BaseCommand):
             self._list_fees(lists, categories, funds, clerk)
             self._sample_fees(plan, student_ids, categories, funds, clerk)
             self._portal(categories, funds)
+            self._business_office_billing_codes(categories)  # issue 14, refunds14
         self._report(plan)
 
     # --- helpers -------------------------------------------------------------------------------
+
+    # --- issue 14 (refunds14): billing codes for misc receipts and the GL export -------------
+
+    def _business_office_billing_codes(self, categories: dict[str, FeeCategory]) -> None:
+        """Every demo billing code gets a general-ledger account (kept if staff set one),
+        and two codes for miscellaneous cash receipts (usage M) exist: a facility rental and
+        a donation, so the misc-receipts API and the daily close have something to post."""
+        for i, category in enumerate(sorted(categories.values(), key=lambda c: c.code)):
+            if not category.gl_account:
+                category.gl_account = f"4{100 + i * 10:03d}"
+                category.save(update_fields=["gl_account"])
+        for code, description, gl in [
+            ("RENT", "Facility rental", "4900"),
+            ("DONATION", "Donation", "4910"),
+        ]:
+            FeeCategory.objects.get_or_create(
+                code=code,
+                defaults={"description": description, "usage": "M", "gl_account": gl},
+            )
+        self._step("billing codes for misc receipts and the GL")
 
     def _step(self, what: str) -> None:
         if self.verbosity >= 2:

@@ -109,8 +109,9 @@ def command(
 
 
 @pytest.fixture
-def clerk(db: object) -> object:
-    """The business office's clerk (a superuser: the cashier groups are cashier14's)."""
+def office_clerk(db: object) -> object:
+    """A business-office user who may do everything (the refund, receipt and close tests;
+    the cashiering tests use the role-based `clerk` and `district_admin`)."""
     return StaffFactory(username="office-clerk", is_superuser=True)
 
 

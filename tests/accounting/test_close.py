@@ -21,8 +21,6 @@ from django.utils import timezone
 from apps.accounting.models import (
     Bank,
     BankAccount,
-    EntryBooking,
-    FundSource,
     GLRelease,
     MiscCashReceipt,
     Refund,
@@ -40,7 +38,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def setup(student: Any, clerk: Any) -> dict[str, Any]:
+def setup(student: Any, office_clerk: Any) -> dict[str, Any]:
     """A fee of billing code ATH (GL 4010) paid by cash at the office, its merchant account
     banked at First Bank; a receipt of code RENT (GL 4900)."""
     merchant = MerchantAccountFactory(name="Athletics fund")
@@ -49,7 +47,7 @@ def setup(student: Any, clerk: Any) -> dict[str, Any]:
     ath = CategoryFactory(code="ATH", gl_account="4010")
     rent = CategoryFactory(code="RENT", usage="M", gl_account="4900")
     fee = make_fee(student=student, amount="80.00", category=ath, merchant_account=merchant)
-    payment_take(fee=fee, amount="80.00", method="cash", origin=Origin(user=clerk))
+    payment_take(fee=fee, amount="80.00", method="cash", origin=Origin(user=office_clerk))
     receipt_create(
         data=ReceiptData(
             billing_code=rent,
@@ -59,7 +57,7 @@ def setup(student: Any, clerk: Any) -> dict[str, Any]:
             payer="League",
             bank_account=account,
         ),
-        user=clerk,
+        user=office_clerk,
     )
     return {"account": account, "fee": fee, "rent": rent}
 
@@ -70,10 +68,10 @@ def rows_of(path: Path) -> list[dict[str, str]]:
 
 
 def test_releasing_a_date_writes_its_gl_file_and_locks_its_receipts(
-    setup: Any, clerk: Any, gl_export_dir: Path
+    setup: Any, office_clerk: Any, gl_export_dir: Path
 ) -> None:
     today = timezone.localdate()
-    release = gl_release(business_date=today, user=clerk)
+    release = gl_release(business_date=today, user=office_clerk)
     path = gl_export_dir / release.file_name
     assert path.exists()
     # Written whole: no temporary file left beside it, and its hash is the one kept.
@@ -101,47 +99,59 @@ def test_releasing_a_date_writes_its_gl_file_and_locks_its_receipts(
     assert release.credit_total == Decimal("230.00")
     assert MiscCashReceipt.objects.get().release == release
     with pytest.raises(LedgerError, match="already been released"):
-        gl_release(business_date=today, user=clerk)
+        gl_release(business_date=today, user=office_clerk)
     with pytest.raises(LedgerError, match="future"):
-        gl_release(business_date=today + timedelta(days=1), user=clerk)
+        gl_release(business_date=today + timedelta(days=1), user=office_clerk)
     assert ledger_report().ok
 
 
 def test_award_payments_go_to_the_fund_source_gl_account(
-    api: Any, student: Any, clerk: Any, gl_export_dir: Path
+    accounts_api: Any,
+    period: Any,
+    academic_year: Any,
+    fund: Any,
+    bank_account: Any,
+    office_clerk: Any,
+    gl_export_dir: Path,
 ) -> None:
-    from apps.accounting.models import EnrollmentPeriod, StudentAward
+    from tests.accounting.conftest import COMMAND, command
 
-    give_credit(api, student, "500.00")
-    fund = FundSource.objects.create(code="PELL", name="Pell grant", gl_account="2300")
-    period = EnrollmentPeriod.objects.create(
-        student=student, school=student.school, start_date=timezone.localdate()
+    fund.code, fund.name, fund.gl_account = "PELL", "Pell grant", "2300"
+    fund.save()
+    # A payment to the fund source, as a vendor posts it (PostAccountTransactionPayment).
+    posted = accounts_api.post(
+        COMMAND,
+        command(
+            period,
+            academic_year,
+            fund,
+            bank_account,
+            PaymentType="E",
+            TransactionAmount="500.00",
+            TransactionDate=f"{timezone.localdate()}T00:00:00",
+        ),
+        format="json",
     )
-    award = StudentAward.objects.create(
-        student=student, enrollment_period=period, fund_source=fund, award_year="2026-27"
-    )
-    entry = LedgerEntry.objects.get(kind="payment")
-    # What PostAccountTransactionPayment writes with its payment (cashier14's service).
-    EntryBooking.objects.create(
-        entry=entry, business_date=timezone.localdate(), payment_type="E", student_award=award
-    )
-    release = gl_release(business_date=timezone.localdate(), user=clerk)
+    assert posted.status_code in (200, 201), posted.json()
+    release = gl_release(business_date=timezone.localdate(), user=office_clerk)
     rows = rows_of(gl_export_dir / release.file_name)
     assert [(r["gl_account"], r["payment_type"], r["credit"]) for r in rows] == [
         ("2300", "E", "500.00")
     ]
     report = Client()
-    report.force_login(clerk)
+    report.force_login(office_clerk)
     page = report.get(reverse("admin:accounting_fund_source_report"))
     assert page.status_code == 200
     assert ["PELL", "Pell grant", "2026-27", 1, Decimal("500.00")] in page.context["report"].rows
 
 
-def test_a_refund_cannot_be_posted_on_a_released_date(api: Any, student: Any, clerk: Any) -> None:
+def test_a_refund_cannot_be_posted_on_a_released_date(
+    api: Any, student: Any, office_clerk: Any
+) -> None:
     give_credit(api, student, "50.00")
-    refund = schedule(student, "20.00", clerk)
+    refund = schedule(student, "20.00", office_clerk)
     api.patch(STATUS, {"RefundIds": [refund.pk], "Status": "S"}, format="json")
-    gl_release(business_date=timezone.localdate(), user=clerk)
+    gl_release(business_date=timezone.localdate(), user=office_clerk)
     result = api.post(SCHEDULED, [{"RefundId": refund.pk}], format="json").json()["Results"][0]
     assert result["IsSuccessful"] is False
     assert "released to the general ledger" in result["Errors"][0]["detail"]
@@ -151,10 +161,10 @@ def test_a_refund_cannot_be_posted_on_a_released_date(api: Any, student: Any, cl
 
 @pytest.mark.ledger_breach
 def test_ledger_check_finds_a_paid_refund_without_its_entries(
-    api: Any, student: Any, clerk: Any
+    api: Any, student: Any, office_clerk: Any
 ) -> None:
     give_credit(api, student, "50.00")
-    refund = schedule(student, "20.00", clerk)
+    refund = schedule(student, "20.00", office_clerk)
     assert ledger_report().ok
     # A refund marked paid behind the services' back, pointing at the payment.
     payment = LedgerEntry.objects.get(kind="payment")
@@ -166,17 +176,19 @@ def test_ledger_check_finds_a_paid_refund_without_its_entries(
 
 
 @pytest.mark.ledger_breach
-def test_ledger_check_finds_a_receipt_left_out_of_its_release(setup: Any, clerk: Any) -> None:
-    gl_release(business_date=timezone.localdate(), user=clerk)
+def test_ledger_check_finds_a_receipt_left_out_of_its_release(
+    setup: Any, office_clerk: Any
+) -> None:
+    gl_release(business_date=timezone.localdate(), user=office_clerk)
     with connection.cursor() as cursor:
         cursor.execute("UPDATE accounting_misccashreceipt SET release_id = NULL")
     names = {b.check for b in ledger_report().breaches}
     assert {"receipt_released", "release_receipt_count"} <= names
 
 
-def test_the_release_page_and_the_reports_with_csv(setup: Any, clerk: Any) -> None:
+def test_the_release_page_and_the_reports_with_csv(setup: Any, office_clerk: Any) -> None:
     client = Client()
-    client.force_login(clerk)
+    client.force_login(office_clerk)
     today = timezone.localdate()
     page = client.get(reverse("admin:accounting_glrelease_add"))
     assert page.status_code == 200

@@ -20,9 +20,9 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def office(clerk: Any) -> Client:
+def office(office_clerk: Any) -> Client:
     client = Client()
-    client.force_login(clerk)
+    client.force_login(office_clerk)
     return client
 
 
@@ -39,7 +39,9 @@ def form(code: FeeCategory, amount: str = "80.00") -> dict[str, Any]:
     }
 
 
-def test_staff_enter_a_receipt_and_a_charges_code_is_refused(office: Client, clerk: Any) -> None:
+def test_staff_enter_a_receipt_and_a_charges_code_is_refused(
+    office: Client, office_clerk: Any
+) -> None:
     charges = CategoryFactory(code="LUNCH", usage="C")
     misc = CategoryFactory(code="BAKE", usage="A", gl_account="4920")
     add = reverse("admin:accounting_misccashreceipt_add")
@@ -51,14 +53,14 @@ def test_staff_enter_a_receipt_and_a_charges_code_is_refused(office: Client, cle
     done = office.post(add, form(misc), follow=True)
     assert done.status_code == 200
     receipt = MiscCashReceipt.objects.get()
-    assert receipt.created_by == clerk and str(receipt.amount) == "80.00"
+    assert receipt.created_by == office_clerk and str(receipt.amount) == "80.00"
 
     change = reverse("admin:accounting_misccashreceipt_change", args=[receipt.pk])
     office.post(change, form(misc, "85.00"), follow=True)
     receipt.refresh_from_db()
     assert str(receipt.amount) == "85.00"
 
-    gl_release(business_date=timezone.localdate(), user=clerk)
+    gl_release(business_date=timezone.localdate(), user=office_clerk)
     # Released: the page shows it read-only, and a posted change is not saved.
     page = office.get(change)
     assert page.status_code == 200

@@ -74,7 +74,7 @@ def test_bad_properties_are_named(api: Any, codes: Any) -> None:
 
 
 def test_a_patch_changes_a_receipt_until_its_date_is_released(
-    api: Any, codes: Any, clerk: Any
+    api: Any, codes: Any, office_clerk: Any
 ) -> None:
     pk = api.post(RECEIPTS, receipt(), format="json").json()["MiscCashReceiptId"]
     changed = api.patch(
@@ -95,7 +95,7 @@ def test_a_patch_changes_a_receipt_until_its_date_is_released(
         == 422
     )
 
-    gl_release(business_date=timezone.localdate(), user=clerk)
+    gl_release(business_date=timezone.localdate(), user=office_clerk)
 
     refused = api.patch(
         RECEIPTS, {"MiscCashReceiptId": pk, "TransactionAmount": "300.00"}, format="json"

@@ -1,4 +1,4 @@
-"""The refund cycle end to end, as a district and a vendor run it: a clerk schedules refunds
+"""The refund cycle end to end, as a district and a vendor run it: a office_clerk schedules refunds
 in the admin, the vendor finds the ones due, selects them, posts them as paid; the refund
 queue, the student's ledger card and the deposit report agree. Then the office pays one
 itself and voids one, through the same pages."""
@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -24,10 +25,12 @@ from .refunds_support import SCHEDULED, STATUS, give_credit
 pytestmark = pytest.mark.django_db
 
 
-def test_the_vendor_refund_cycle_and_the_office_agree(api: Any, clerk: Any) -> None:
+def test_the_vendor_refund_cycle_and_the_office_agree(
+    api: Any, api_user: Any, office_clerk: Any
+) -> None:
     today = timezone.localdate()
     office = Client()
-    office.force_login(clerk)
+    office.force_login(office_clerk)
     pell = FundSource.objects.create(code="PELL", name="Pell grant")
     families = [StudentFactory() for _ in range(3)]
     bank = Bank.objects.create(school=families[0].school, name="First Bank")
@@ -35,7 +38,7 @@ def test_the_vendor_refund_cycle_and_the_office_agree(api: Any, clerk: Any) -> N
     for i, student in enumerate(families):
         give_credit(api, student, "120.00", prefix=f"F{i}")
 
-    # The clerk schedules three refunds in the admin: two due, one next month.
+    # The office_clerk schedules three refunds in the admin: two due, one next month.
     add = reverse("admin:accounting_refund_add")
     assert office.get(add).status_code == 200
     for student, amount, due in [
@@ -68,15 +71,18 @@ def test_the_vendor_refund_cycle_and_the_office_agree(api: Any, clerk: Any) -> N
     assert "more than" in too_much.content.decode()
     assert Refund.objects.count() == 3
 
-    # The vendor queries the refunds due for its fund source.
-    # ODATA (odata14): GET /api/odata/Refunds?$filter=Status eq 'N' and DueDate le <today>
-    #   and StudentAward/FundSourceId eq 'PELL' (or FundSourceId) — replace this ORM read
-    #   with that request once the OData feed is merged.
-    due = list(
-        Refund.objects.filter(status="N", due_date__lte=today, fund_source__code="PELL")
-        .order_by("pk")
-        .values_list("pk", flat=True)
+    # The vendor queries the refunds due for its fund source, over OData.
+    api_user.user.groups.add(Group.objects.get(name="API - Student Accounts"))
+    feed = api.get(
+        "/api/odata/Refunds",
+        {
+            "$filter": f"Status eq 'N' and DueDate le {today.isoformat()} "
+            f"and FundSourceId eq {pell.pk}",
+            "$orderby": "RefundId",
+        },
     )
+    assert feed.status_code == 200, feed.content
+    due = [row["RefundId"] for row in feed.json()["value"]]
     assert len(due) == 2
 
     selected = api.patch(STATUS, {"RefundIds": due, "Status": "S"}, format="json")

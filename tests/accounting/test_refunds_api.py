@@ -24,10 +24,10 @@ def select(api: Any, *ids: int, status: str = "S") -> Any:
 
 
 def test_a_refund_goes_n_to_s_to_p_and_is_paid_out_of_the_credit(
-    api: Any, student: Any, clerk: Any
+    api: Any, student: Any, office_clerk: Any
 ) -> None:
     give_credit(api, student, "60.00", "40.00")
-    refund = schedule(student, "80.00", clerk)
+    refund = schedule(student, "80.00", office_clerk)
     assert refund.status == "N"
 
     answer = select(api, refund.pk)
@@ -59,9 +59,9 @@ def test_a_refund_goes_n_to_s_to_p_and_is_paid_out_of_the_credit(
     assert LedgerEntry.objects.filter(kind="refund").count() == 2
 
 
-def test_only_n_to_s_and_s_to_n_by_patch(api: Any, student: Any, clerk: Any) -> None:
+def test_only_n_to_s_and_s_to_n_by_patch(api: Any, student: Any, office_clerk: Any) -> None:
     give_credit(api, student, "50.00")
-    refund = schedule(student, "30.00", clerk)
+    refund = schedule(student, "30.00", office_clerk)
     # S → N before it is selected: refused.
     refused = select(api, refund.pk, status="N")
     assert refused.status_code == 422
@@ -84,9 +84,11 @@ def test_only_n_to_s_and_s_to_n_by_patch(api: Any, student: Any, clerk: Any) -> 
     assert refund.status == "P"
 
 
-def test_a_refund_not_selected_cannot_be_posted_as_paid(api: Any, student: Any, clerk: Any) -> None:
+def test_a_refund_not_selected_cannot_be_posted_as_paid(
+    api: Any, student: Any, office_clerk: Any
+) -> None:
     give_credit(api, student, "50.00")
-    refund = schedule(student, "30.00", clerk)
+    refund = schedule(student, "30.00", office_clerk)
     result = api.post(SCHEDULED, [{"RefundId": refund.pk}], format="json").json()["Results"][0]
     assert result["IsSuccessful"] is False
     assert "select it" in result["Errors"][0]["detail"]
@@ -96,30 +98,30 @@ def test_a_refund_not_selected_cannot_be_posted_as_paid(api: Any, student: Any, 
 
 
 def test_a_selected_refund_cannot_be_paid_from_the_staff_side(
-    api: Any, student: Any, clerk: Any
+    api: Any, student: Any, office_clerk: Any
 ) -> None:
     give_credit(api, student, "50.00")
-    refund = schedule(student, "30.00", clerk)
+    refund = schedule(student, "30.00", office_clerk)
     select(api, refund.pk)
     with pytest.raises(LedgerError, match="cannot be paid from the staff side"):
-        refund_pay(refund=refund, user=clerk)
+        refund_pay(refund=refund, user=office_clerk)
     refund.refresh_from_db()
     assert refund.status == "S"
 
 
 def test_staff_void_a_paid_refund_and_the_credit_comes_back(
-    api: Any, student: Any, clerk: Any
+    api: Any, student: Any, office_clerk: Any
 ) -> None:
     give_credit(api, student, "60.00", "40.00")
-    refund = schedule(student, "80.00", clerk)
+    refund = schedule(student, "80.00", office_clerk)
     # Not yet paid: cannot be voided.
     with pytest.raises(LedgerError, match="only a paid refund"):
-        refund_void(refund=refund, user=clerk, reason="Check lost")
+        refund_void(refund=refund, user=office_clerk, reason="Check lost")
     select(api, refund.pk)
     api.post(SCHEDULED, [{"RefundId": refund.pk}], format="json")
     assert student_credit(student=student) == Decimal("20.00")
 
-    refund_void(refund=refund, user=clerk, reason="Check never cashed")
+    refund_void(refund=refund, user=office_clerk, reason="Check never cashed")
     refund.refresh_from_db()
     assert refund.status == "V" and refund.void_entry_id is not None
     voids = LedgerEntry.objects.filter(reverses__kind="refund")
@@ -128,14 +130,16 @@ def test_staff_void_a_paid_refund_and_the_credit_comes_back(
     assert ledger_report().ok, ledger_report().breaches
     # V is final.
     with pytest.raises(LedgerError):
-        refund_void(refund=refund, user=clerk, reason="again")
+        refund_void(refund=refund, user=office_clerk, reason="again")
     assert select(api, refund.pk).status_code == 422
 
 
-def test_a_batch_with_one_bad_element_posts_the_others(api: Any, student: Any, clerk: Any) -> None:
+def test_a_batch_with_one_bad_element_posts_the_others(
+    api: Any, student: Any, office_clerk: Any
+) -> None:
     give_credit(api, student, "100.00")
-    good = [schedule(student, "10.00", clerk) for _ in range(3)]
-    unselected = schedule(student, "10.00", clerk)
+    good = [schedule(student, "10.00", office_clerk) for _ in range(3)]
+    unselected = schedule(student, "10.00", office_clerk)
     select(api, *[r.pk for r in good])
     body = [
         {"RefundId": good[0].pk},
@@ -163,11 +167,11 @@ def test_a_batch_with_one_bad_element_posts_the_others(api: Any, student: Any, c
 
 
 def test_a_batch_element_the_credit_cannot_pay_fails_alone(
-    api: Any, student: Any, clerk: Any
+    api: Any, student: Any, office_clerk: Any
 ) -> None:
     give_credit(api, student, "50.00")
-    first = schedule(student, "30.00", clerk)
-    second = schedule(student, "20.00", clerk)
+    first = schedule(student, "30.00", office_clerk)
+    second = schedule(student, "20.00", office_clerk)
     select(api, first.pk, second.pk)
     # The family's credit was refunded elsewhere meanwhile.
     api.post(
@@ -221,7 +225,7 @@ def test_an_unscheduled_refund_is_paid_out_of_the_credit_once(api: Any, student:
 
 
 def test_each_operation_needs_its_permission(
-    student: Any, clerk: Any, integration: Any, basic_client: Any
+    student: Any, office_clerk: Any, integration: Any, basic_client: Any
 ) -> None:
     from apps.partner_api.services import api_user_create
     from tests.factories import StaffFactory
@@ -241,10 +245,10 @@ def test_each_operation_needs_its_permission(
 
 
 def test_a_batch_retried_with_its_idempotency_key_is_replayed(
-    api: Any, student: Any, clerk: Any
+    api: Any, student: Any, office_clerk: Any
 ) -> None:
     give_credit(api, student, "50.00")
-    refund = schedule(student, "30.00", clerk)
+    refund = schedule(student, "30.00", office_clerk)
     select(api, refund.pk)
     body = [{"RefundId": refund.pk}]
     first = api.post(SCHEDULED, body, format="json", HTTP_IDEMPOTENCY_KEY="batch-1")

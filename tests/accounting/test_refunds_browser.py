@@ -1,5 +1,5 @@
 """The refund queue and the deposit report in the browser (Chromium at 1366 and 390 px,
-axe-core): a business-office clerk schedules a refund, finds it in the queue by status,
+axe-core): a business-office office_clerk schedules a refund, finds it in the queue by status,
 pays it from the office, voids it, and the deposit report shows the check out and back."""
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_the_office_schedules_pays_and_voids_a_refund_in_the_browser(
-    browser: Any, live_server: Any, artifacts: Path, api: Any, clerk: Any
+    browser: Any, live_server: Any, artifacts: Path, api: Any, office_clerk: Any
 ) -> None:
     base = live_server.url
-    for page, name in pages(browser, base, clerk.username):
+    for page, name in pages(browser, base, office_clerk.username):
         student = StudentFactory(first_name="Grace", last_name=f"Hopper{name}")
         give_credit(api, student, "90.00", prefix=f"B{name}")
         page.goto(f"{base}/admin/accounting/refund/add/")

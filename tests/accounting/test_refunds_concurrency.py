@@ -22,11 +22,11 @@ from .refunds_support import SCHEDULED, STATUS, give_credit, schedule
 
 @pytest.mark.django_db(transaction=True)
 def test_eight_simultaneous_batches_of_the_same_refunds_pay_each_once(
-    api: Any, api_key: str, student: Any, clerk: Any
+    api: Any, api_key: str, student: Any, office_clerk: Any
 ) -> None:
     assert connection.vendor == "postgresql"
     give_credit(api, student, "40.00", "35.00")
-    refunds = [schedule(student, amount, clerk) for amount in ("30.00", "25.00", "15.00")]
+    refunds = [schedule(student, amount, office_clerk) for amount in ("30.00", "25.00", "15.00")]
     api.patch(STATUS, {"RefundIds": [r.pk for r in refunds], "Status": "S"}, format="json")
     body = [{"RefundId": r.pk} for r in refunds]
 

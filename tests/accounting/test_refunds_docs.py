@@ -30,13 +30,13 @@ EXAMPLE = re.compile(r"<!-- refunds-expect: (\d{3}) -->\s*```sh\n(.*?)```", re.S
 
 @pytest.mark.django_db(transaction=True)
 def test_the_refund_docs_curl_examples_answer_as_documented(
-    api: Any, api_key: str, api_user: Any, clerk: Any, live_server: Any
+    api: Any, api_key: str, api_user: Any, office_clerk: Any, live_server: Any
 ) -> None:
     examples = EXAMPLE.findall(DOC.read_text())
     assert len(examples) >= 6
     student = StudentFactory()
     give_credit(api, student, "50.00")
-    refund = schedule(student, "15.00", clerk, days=-1)
+    refund = schedule(student, "15.00", office_clerk, days=-1)
     CategoryFactory(code="TUIT", usage="C")
     rent = CategoryFactory(code="RENT", usage="M", gl_account="4900")
     today = timezone.localdate()

@@ -4,11 +4,13 @@ clients over real HTTP to gunicorn, and retries of them replayed.
 Stage: 2,000 students of the bench database (`data.ensure_students`), an enabled
 Partner API integration with one API user in both groups and an application key.
 
-Serve: gunicorn as the portal benchmark's (`config.wsgi`, DEBUG off) on a free loopback
-port, but with `--worker-class gthread`, BENCH_PARTNER_WORKERS (2) processes of
-BENCH_PARTNER_THREADS (4) threads and keep-alive, as docs/partner-api.md recommends for
-serving the API; the clients reuse their connections (one `requests.Session` each) and
-sign in with an application key (the documented fast path).
+Serve: gunicorn (`bench.servers.gunicorn`: `config.wsgi`, DEBUG off) on a free loopback
+port with `--worker-class gthread` (BENCH_PARTNER_WORKER_CLASS), BENCH_PARTNER_WORKERS (2)
+processes of BENCH_PARTNER_THREADS (4) threads and keep-alive, as docs/partner-api.md
+recommends for serving the API. The clients keep their connections and sign in with an
+application key (the documented fast path); each sends prepared HTTP/1.1 requests on a
+plain socket (`Connection`), so that the load generator's own CPU, on the same two cores,
+stays small next to the server's.
 
 * `partner_api.post_payment_p99_ms` (target 50): the 99th percentile latency of
   `POST /api/student-accounting/ledger-payment-transactions` with 8 clients posting back to
@@ -22,6 +24,8 @@ sign in with an application key (the documented fast path).
   the ledger must hold exactly as many entries afterwards (0 new).
 * `partner_api.server_cpu_ms_per_post` / `_per_replay`: gunicorn's workers' CPU (user + system,
   from /proc, `Server.cpu_seconds`) per call in those runs: load-independent, unlike the latencies.
+* `partner_api.db_cpu_ms_per_post` / `_per_replay`: likewise PostgreSQL's, the CPU of the
+  server processes of the bench database's sessions (`db_cpu_seconds`).
 Afterwards `ledger_report()` must find no breach (`manage.py ledger_check`).
 """
 
@@ -34,6 +38,7 @@ import socket
 import statistics
 import threading
 import time
+from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.db import connection
@@ -213,6 +218,27 @@ def started_gunicorn(database_url: str) -> contextlib.AbstractContextManager[Ser
     )
 
 
+def db_cpu_seconds() -> float:
+    """CPU time (user + system) used so far by the PostgreSQL server processes of the bench
+    database's sessions, from /proc (PostgreSQL runs on this machine: loopback)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )
+        pids = [row[0] for row in cursor.fetchall()]
+    connection.close()
+    hz = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / hz
+
+
 def p99(values: list[float]) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[98]
 
@@ -241,9 +267,10 @@ def run() -> list[Result]:
     with started_gunicorn(database_url) as server:
         clients(server.port, batch("warm", WARMUP_PER_CLIENT), 201, False)
         posted = batch("pay", POSTS_PER_CLIENT)
-        cpu_before = server.cpu_seconds()
+        cpu_before, db_before = server.cpu_seconds(), db_cpu_seconds()
         latencies, wall = clients(server.port, posted, 201, False)
         post_cpu = server.cpu_seconds() - cpu_before
+        post_db_cpu = db_cpu_seconds() - db_before
         floor_ms = floor(server.port)
         entries = LedgerEntry.objects.count()
         connection.close()
@@ -252,9 +279,10 @@ def run() -> list[Result]:
             [every[(c * (REPLAYS // CLIENTS) + k) % len(every)] for k in range(REPLAYS // CLIENTS)]
             for c in range(CLIENTS)
         ]
-        cpu_before = server.cpu_seconds()
+        cpu_before, db_before = server.cpu_seconds(), db_cpu_seconds()
         _, replay_wall = clients(server.port, retries, 201, True)
         replay_cpu = server.cpu_seconds() - cpu_before
+        replay_db_cpu = db_cpu_seconds() - db_before
     new = LedgerEntry.objects.count() - entries
     if new:
         raise AssertionError(f"{new} entries were posted by retries")
@@ -278,4 +306,6 @@ def run() -> list[Result]:
         result(
             "partner_api.server_cpu_ms_per_replay", replay_cpu * 1000 / REPLAYS, "ms", n=REPLAYS
         ),
+        result("partner_api.db_cpu_ms_per_post", post_db_cpu * 1000 / n, "ms", n=n),
+        result("partner_api.db_cpu_ms_per_replay", replay_db_cpu * 1000 / REPLAYS, "ms", n=REPLAYS),
     ]

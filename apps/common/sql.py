@@ -1,11 +1,55 @@
-"""One INSERT of a model instance in plain SQL, for the few hot paths where the ORM's own
-`save()` costs more CPU than the statement (the partner API posts hundreds of payments a
-second: building the query is most of the work, not running it)."""
+"""Plain SQL for the few hot paths where the ORM costs more CPU than the statement (the
+partner API posts hundreds of payments a second: building the query was most of the work,
+not running it): a cursor whose statements PostgreSQL prepares once per connection, and one
+INSERT of a model instance."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import psycopg
+from django.conf import settings
 from django.db import connection
+from django.db.backends.utils import CursorWrapper
 from django.db.models import Model
+
+
+class _PreparingCursor(psycopg.Cursor[Any]):
+    """Server-side binding, every statement prepared: PostgreSQL parses and plans each of
+    these few fixed statements once per connection instead of on every call."""
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        kwargs.setdefault("prepare", True)
+        return super().execute(query, params, **kwargs)
+
+
+def prepared_cursor() -> CursorWrapper:
+    """Like `connection.cursor()` (the same connection and transaction, Django's checks and
+    query logging), but its statements are prepared. Django keeps prepared statements off
+    for the sake of connection poolers in transaction mode; FeeSync talks to PostgreSQL
+    directly (FEESYNC_DB_PREPARE off: Django's cursor). Only for fixed SQL with `%s`
+    parameters (bound by the server)."""
+    if (
+        connection.vendor != "postgresql"
+        or connection.queries_logged
+        or not getattr(settings, "FEESYNC_DB_PREPARE", True)
+    ):
+        # Where queries are logged (DEBUG, a test counting them), Django's own cursor, whose
+        # log shows each statement with its values.
+        return connection.cursor()
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw.prepare_threshold is None:
+        # psycopg prepares nothing while it is None, even when asked. Django's own cursors
+        # bind on the client and never prepare, so this changes nothing for them; ours ask
+        # each time (`prepare=True`), so the threshold itself is never reached.
+        raw.prepare_threshold = 1 << 30
+    with connection.wrap_database_errors:
+        wrapped: CursorWrapper = connection._prepare_cursor(  # type: ignore[attr-defined]
+            _PreparingCursor(raw)
+        )
+    return wrapped
 
 
 def insert(instance: Model, *, conflict: str = "") -> bool:
@@ -27,7 +71,7 @@ def insert(instance: Model, *, conflict: str = "") -> bool:
         f"INSERT INTO {quote(meta.db_table)} ({columns}) "  # noqa: S608 - the model's own table and columns; values bound
         f"VALUES ({', '.join(['%s'] * len(fields))}){conflict} RETURNING {quote(str(pk.column))}"
     )
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, values)
         row = cursor.fetchone()
     if row is None:

@@ -18,6 +18,8 @@ from django.utils import timezone
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.common.sql import prepared_cursor
+
 from .models import ApiUser, IdempotencyRecord
 from .problems import problem_response
 
@@ -47,7 +49,7 @@ def _claim(api_user: ApiUser, key: str, operation: str, digest: str) -> Idempote
     the first request's (then one SELECT). A conflicting insert waits until the first
     request's transaction ends, so the row read after it holds that request's response,
     and no lock is needed to read it; a new row stays locked by our insert until commit."""
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {TABLE} (api_user_id, key, operation, request_hash, created_at) "  # noqa: S608 - our table name, parameters bound
             "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (api_user_id, key) DO NOTHING "
@@ -93,7 +95,7 @@ def replayed(request: Request, api_user: ApiUser) -> Response | None:
     key, _ = _key_of(request)
     if not key or len(key) > 255:
         return None
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             f"SELECT request_hash, status_code, response FROM {TABLE} "  # noqa: S608 - our table, values bound
             "WHERE api_user_id = %s AND key = %s AND status_code IS NOT NULL",
@@ -128,7 +130,7 @@ def idempotent(
             return _replay(record)
         response = handler()
         data: Any = response.data
-        with connection.cursor() as cursor:
+        with prepared_cursor() as cursor:
             cursor.execute(
                 f"UPDATE {TABLE} SET status_code = %s, response = %s WHERE id = %s",  # noqa: S608 - our table, values bound
                 [response.status_code, RESPONSE.get_db_prep_save(data, connection), record.pk],

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 
-from apps.common.sql import insert
+from apps.common.sql import insert, prepared_cursor
 from apps.fees.models import LedgerEntry, PaymentPlan, ScheduledPayment
 from apps.fees.movements import MovementKind
 from apps.fees.services.ledger import date_in_window, to_money, unallocated
@@ -67,7 +67,7 @@ def _student_with_school(number: str) -> Student | None:
     students = [f.column for f in Student._meta.concrete_fields]
     schools = [f.column for f in School._meta.concrete_fields]
     select = ", ".join([f"s.{c}" for c in students] + [f"c.{c}" for c in schools])
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             f"SELECT {select} FROM {Student._meta.db_table} s "  # noqa: S608 - our tables and columns; value bound
             f"JOIN {School._meta.db_table} c ON c.id = s.school_id "

@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from apps.accounts.models import MerchantAccount
 from apps.categories.models import FeeCategory
-from apps.common.sql import insert
+from apps.common.sql import insert, prepared_cursor
 from apps.students.models import Student
 
 from ..models import (
@@ -889,11 +889,10 @@ def _credit_add(student_id: int, delta: Decimal) -> None:
     updates the row (`INSERT ... ON CONFLICT DO UPDATE`), and audit it as saving the row
     would: a new row is its creation with the amount, an existing one an update of `amount`
     (and of `since` when it had no credit)."""
-    from django.db import connection
 
     now = timezone.now()
     table = StudentCredit._meta.db_table
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table} AS c (student_id, amount, since, updated_at) "  # noqa: S608 - our table, values bound
             "VALUES (%s, %s, %s, %s) ON CONFLICT (student_id) DO UPDATE SET "

@@ -34,6 +34,8 @@ from django.db.models import Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from apps.common.sql import prepared_cursor
+
 from ..models import ZERO, Allocation, Fee, FeeDispute, LedgerEntry
 from ..movements import MovementKind
 from .credit import _payment_to_credit, credit_auto_apply
@@ -264,7 +266,7 @@ def _recorded(
     ids = list(external_ids)
     entries = LedgerEntry._meta.db_table
     disputes = FeeDispute._meta.db_table
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             # The unique index `external_transaction_once` is partial on `external_id <> ''`:
             # said here, the planner may use it for both columns.

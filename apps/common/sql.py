@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.utils import CursorWrapper
 from django.db.models import Model
 
@@ -29,26 +29,25 @@ def prepared_cursor() -> CursorWrapper:
     for the sake of connection poolers in transaction mode; FeeSync talks to PostgreSQL
     directly (FEESYNC_DB_PREPARE off: Django's cursor). Only for fixed SQL with `%s`
     parameters (bound by the server)."""
+    db = connections[DEFAULT_DB_ALIAS]  # once: each `connection.x` is a context lookup
     if (
-        connection.vendor != "postgresql"
-        or connection.queries_logged
+        db.vendor != "postgresql"
+        or db.queries_logged
         or not getattr(settings, "FEESYNC_DB_PREPARE", True)
     ):
         # Where queries are logged (DEBUG, a test counting them), Django's own cursor, whose
         # log shows each statement with its values.
-        return connection.cursor()
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    raw = connection.connection
+        return db.cursor()
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    raw = db.connection
     if raw.prepare_threshold is None:
         # psycopg prepares nothing while it is None, even when asked. Django's own cursors
         # bind on the client and never prepare, so this changes nothing for them; ours ask
         # each time (`prepare=True`), so the threshold itself is never reached.
         raw.prepare_threshold = 1 << 30
-    with connection.wrap_database_errors:
-        wrapped: CursorWrapper = connection._prepare_cursor(  # type: ignore[attr-defined]
-            _PreparingCursor(raw)
-        )
+    with db.wrap_database_errors:
+        wrapped: CursorWrapper = db._prepare_cursor(_PreparingCursor(raw))  # type: ignore[attr-defined]
     return wrapped
 
 

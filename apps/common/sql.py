@@ -5,6 +5,7 @@ INSERT of a model instance."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import psycopg
@@ -57,19 +58,9 @@ def insert(instance: Model, *, conflict: str = "") -> bool:
     `ON CONFLICT ... DO NOTHING` clause), and its pk set from RETURNING. True when a row
     was inserted; False when `conflict` skipped it. No `pre_save`/`post_save` signal is
     sent: callers use it only for models nothing listens to (or audit themselves)."""
-    meta = instance._meta
-    pk = meta.pk
-    if pk is None:
-        raise TypeError(f"{meta.label} has no primary key")
-    # The pk too when it is set already (a one-to-one primary key), else it is generated.
-    fields = [f for f in meta.concrete_fields if f is not pk or instance.pk is not None]
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(str(f.column)) for f in fields)
-    values = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({columns}) "  # noqa: S608 - the model's own table and columns; values bound
-        f"VALUES ({', '.join(['%s'] * len(fields))}){conflict} RETURNING {quote(str(pk.column))}"
-    )
+    db = connections[DEFAULT_DB_ALIAS]
+    fields, sql = _insert_sql(type(instance), instance.pk is not None, conflict, db.vendor)
+    values = [f.get_db_prep_save(f.pre_save(instance, True), db) for f in fields]
     with prepared_cursor() as cursor:
         cursor.execute(sql, values)
         row = cursor.fetchone()
@@ -77,5 +68,25 @@ def insert(instance: Model, *, conflict: str = "") -> bool:
         return False
     instance.pk = row[0]
     instance._state.adding = False
-    instance._state.db = connection.alias
+    instance._state.db = db.alias
     return True
+
+
+@functools.cache
+def _insert_sql(
+    model: type[Model], with_pk: bool, conflict: str, vendor: str
+) -> tuple[list[Any], str]:
+    """The fields and the INSERT statement of a model (built once per process)."""
+    meta = model._meta
+    pk = meta.pk
+    if pk is None:
+        raise TypeError(f"{meta.label} has no primary key")
+    # The pk too when it is set already (a one-to-one primary key), else it is generated.
+    fields = [f for f in meta.concrete_fields if f is not pk or with_pk]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(str(f.column)) for f in fields)
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) "  # noqa: S608 - the model's own table and columns; values bound
+        f"VALUES ({', '.join(['%s'] * len(fields))}){conflict} RETURNING {quote(str(pk.column))}"
+    )
+    return fields, sql

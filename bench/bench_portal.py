@@ -40,18 +40,13 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import requests
 from django.contrib.auth import get_user_model
@@ -63,9 +58,9 @@ from apps.fees.models import Fee
 from apps.portal.models import PortalLockout
 from apps.students.models import Guardian, Student
 from apps.vendors.models import Integration, LunchBalance, StudentVendorBalance
-from bench import Result, data, ratio, result
+from bench import Result, data, ratio, result, servers
+from bench.servers import STATIC_PATH, Server
 
-ROOT = Path(__file__).resolve().parent.parent
 STUDENTS = 50_000
 FEES = 150_000
 PARENTS = 20
@@ -77,7 +72,6 @@ PACED_REQUESTS = 30
 TARGET_P95_MS = 100.0
 WORKERS = int(os.environ.get("GUNICORN_WORKERS", "4"))
 PASSWORD = "bench-parent-pw-1"  # noqa: S105 - a bench-only account in the bench database
-STATIC_PATH = "/static/portal/portal.css"
 SLUG = "bench-portal"
 
 
@@ -171,74 +165,16 @@ def stage() -> tuple[Integration, list[Parent]]:
 # --- the server -----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass(frozen=True)
-class Server:
-    base: str
-    pid: int
-
-    def cpu_seconds(self) -> float:
-        """CPU time (user + system) used so far by gunicorn's workers (the children of its
-        master process), from /proc."""
-        hz = os.sysconf("SC_CLK_TCK")
-        total = 0
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == self.pid:  # ppid
-                total += int(fields[11]) + int(fields[12])  # utime + stime
-        return total / hz
-
-
-@contextlib.contextmanager
-def gunicorn(database_url: str) -> Iterator[Server]:
-    """gunicorn serving the project on a free loopback port; stopped (by its pid) at the end."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.local",
-        "DJANGO_DEBUG": "false",
-        "DATABASE_URL": database_url,
-        "CELERY_BROKER_URL": "memory://",
-        "CELERY_TASK_ALWAYS_EAGER": "false",
-        # As in production: a shared cache, so sessions are read without a query.
-        "CACHE_URL": os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/13"),
-        "LOG_LEVEL": "WARNING",
-    }
-    log = Path(tempfile.mkdtemp(prefix="feesync-bench-portal-")) / "gunicorn.log"
-    command = [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}"]
-    command += ["--workers", str(WORKERS), "--worker-class", "sync", "--keep-alive", "5"]
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(  # noqa: S603 - our own server, fixed arguments
-            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited ({proc.returncode}); see {log}")
-            with contextlib.suppress(requests.ConnectionError, requests.Timeout):
-                if requests.get(base + STATIC_PATH, timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"gunicorn did not answer within 30 s; see {log}")
-            time.sleep(0.2)
-        yield Server(base=base, pid=proc.pid)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+def gunicorn(database_url: str) -> contextlib.AbstractContextManager[Server]:
+    """gunicorn with WORKERS sync processes and the shared cache of production (so sessions
+    are read without a query)."""
+    return servers.gunicorn(
+        database_url,
+        name="portal",
+        workers=WORKERS,
+        worker_class="sync",
+        env={"CACHE_URL": os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/13")},
+    )
 
 
 # --- the load -------------------------------------------------------------------------------

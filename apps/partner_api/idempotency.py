@@ -18,10 +18,14 @@ from django.utils import timezone
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.common.sql import prepared_cursor
+
 from .models import ApiUser, IdempotencyRecord
 from .problems import problem_response
 
 HEADER = "Idempotency-Key"
+TABLE = IdempotencyRecord._meta.db_table
+RESPONSE = IdempotencyRecord._meta.get_field("response")
 
 
 def request_hash(request: Request) -> str:
@@ -45,10 +49,9 @@ def _claim(api_user: ApiUser, key: str, operation: str, digest: str) -> Idempote
     the first request's (then one SELECT). A conflicting insert waits until the first
     request's transaction ends, so the row read after it holds that request's response,
     and no lock is needed to read it; a new row stays locked by our insert until commit."""
-    table = IdempotencyRecord._meta.db_table
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (api_user_id, key, operation, request_hash, created_at) "  # noqa: S608 - our table name, parameters bound
+            f"INSERT INTO {TABLE} (api_user_id, key, operation, request_hash, created_at) "  # noqa: S608 - our table name, parameters bound
             "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (api_user_id, key) DO NOTHING "
             "RETURNING id",
             [api_user.pk, key, operation, digest, timezone.now()],
@@ -61,37 +64,75 @@ def _claim(api_user: ApiUser, key: str, operation: str, digest: str) -> Idempote
     return IdempotencyRecord.objects.get(api_user=api_user, key=key)
 
 
-def idempotent(
-    request: Request, api_user: ApiUser, operation: str, handler: Callable[[], Response]
-) -> Response:
-    """Run `handler` (which answers errors as problem responses, never raises for them)
-    at most once per key."""
+def _key_of(request: Request) -> tuple[str, Response | None]:
+    """The request's key ("" for none), or a problem answer when it is too long."""
     key = request.headers.get(HEADER, "").strip()
-    if not key:
-        return handler()
     if len(key) > 255:
-        return problem_response(
+        return key, problem_response(
             400,
             "Invalid request",
             f"The {HEADER} header is longer than 255 characters.",
             errors=[{"property": HEADER, "detail": "At most 255 characters."}],
         )
+    return key, None
+
+
+def _reused(key: str) -> Response:
+    return problem_response(
+        422,
+        "Idempotency key reused",
+        f"The {HEADER} “{key}” was used for another request; use a new key for a new request.",
+        errors=[{"property": HEADER, "detail": "Already used with another body."}],
+    )
+
+
+def replayed(request: Request, api_user: ApiUser) -> Response | None:
+    """The answer to a retry whose first request has been answered (its replay, or the 422
+    for another body), read with one indexed SELECT outside any transaction, before the body
+    is parsed; None for everything else (no key, a new key, a first request still in
+    flight), which `idempotent` handles. Call it only once the caller is authenticated and
+    authorized: keys are the API user's own, so a retry never sees another user's answer."""
+    key, _ = _key_of(request)
+    if not key or len(key) > 255:
+        return None
+    with prepared_cursor() as cursor:
+        cursor.execute(
+            f"SELECT request_hash, status_code, response FROM {TABLE} "  # noqa: S608 - our table, values bound
+            "WHERE api_user_id = %s AND key = %s AND status_code IS NOT NULL",
+            [api_user.pk, key],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    if row[0] != request_hash(request):
+        return _reused(key)
+    response = RESPONSE.from_db_value(row[2], None, connection)  # type: ignore[arg-type]
+    return _replay(IdempotencyRecord(request_hash=row[0], status_code=row[1], response=response))
+
+
+def idempotent(
+    request: Request, api_user: ApiUser, operation: str, handler: Callable[[], Response]
+) -> Response:
+    """Run `handler` (which answers errors as problem responses, never raises for them)
+    at most once per key, in the caller's transaction (the key's row is held until it
+    commits)."""
+    key, refusal = _key_of(request)
+    if refusal is not None:
+        return refusal
+    if not key:
+        return handler()
     digest = request_hash(request)
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         record = _claim(api_user, key, operation, digest)
         if record.request_hash != digest:
-            return problem_response(
-                422,
-                "Idempotency key reused",
-                f"The {HEADER} “{key}” was used for another request; use a new key for a "
-                "new request.",
-                errors=[{"property": HEADER, "detail": "Already used with another body."}],
-            )
+            return _reused(key)
         if record.status_code is not None:
             return _replay(record)
         response = handler()
         data: Any = response.data
-        record.status_code = response.status_code
-        record.response = data
-        record.save(update_fields=["status_code", "response"])
+        with prepared_cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {TABLE} SET status_code = %s, response = %s WHERE id = %s",  # noqa: S608 - our table, values bound
+                [response.status_code, RESPONSE.get_db_prep_save(data, connection), record.pk],
+            )
         return response

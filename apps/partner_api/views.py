@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from . import services
 from .calls import call_log
-from .idempotency import HEADER, idempotent
+from .idempotency import HEADER, idempotent, replayed
 from .permissions import api_user_of
 from .problems import problem_handler
 from .serializers import (
@@ -91,7 +91,15 @@ class _Operation(APIView):
                     raise
                 return response
 
-        response = idempotent(request, api_user, self.operation, handle)
+        # A retry of an answered request is answered at once, before the body is parsed;
+        # its call is logged on its own (one INSERT, no transaction around it).
+        if (response := replayed(request, api_user)) is None:
+            # The posting, the key's stored answer and the call's log row commit together:
+            # one transaction, one commit.
+            with transaction.atomic():
+                response = idempotent(request, api_user, self.operation, handle)
+                call_log(api_user=api_user, operation=self.operation, response=response)
+            return response
         call_log(api_user=api_user, operation=self.operation, response=response)
         return response
 

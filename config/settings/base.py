@@ -119,6 +119,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+# The partner API's hot statements (apps/common/sql.prepared_cursor) are prepared once per
+# connection on PostgreSQL. Turn off (0) behind a connection pooler in transaction mode that
+# cannot keep prepared statements (PgBouncer before 1.21).
+FEESYNC_DB_PREPARE = env.bool("FEESYNC_DB_PREPARE", default=True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -25,6 +25,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from apps.common.sql import insert
 from apps.fees.models import LedgerEntry
 from apps.fees.services import to_money
 from apps.students.models import School
@@ -235,13 +236,16 @@ def booking_write(
     bank_account: BankAccount | None = None,
     cash_session: CashDrawerSession | None = None,
     student_award: StudentAward | None = None,
+    bank_account_id: int | None = None,
 ) -> EntryBooking:
     """What the daily close needs about an entry, written once with it (in its transaction).
-    A session given must be locked open by the caller (`session_lock_open`)."""
+    A session given must be locked open by the caller (`session_lock_open`). Written by
+    plain SQL (`apps.common.sql.insert`): nothing listens to a booking's save, and it is on
+    every partner payment's path."""
     if student_award is not None and student_award.student_id != entry.student_id:
         # The award names another student: a bug in the caller, never the vendor's input.
         raise CashieringError("The student award is another student's.", prop="FundSourceId")
-    return EntryBooking.objects.create(
+    booking = EntryBooking(
         entry=entry,
         business_date=business_date,
         payment_type=payment_type,
@@ -249,6 +253,10 @@ def booking_write(
         cash_session=cash_session,
         student_award=student_award,
     )
+    if bank_account is None and bank_account_id is not None:
+        booking.bank_account_id = bank_account_id
+    insert(booking)
+    return booking
 
 
 def office_payment_session(*, user: Any, school: School) -> CashDrawerSession | None:

@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from apps.accounts.models import MerchantAccount
 from apps.categories.models import FeeCategory
+from apps.common.sql import insert, prepared_cursor
 from apps.students.models import Student
 
 from ..models import (
@@ -830,37 +831,134 @@ def _account_payment_take(
     """A payment posted to the student's account (ledger card), not to one fee (the partner
     API's payments): posted whole and unallocated, so it is the student's credit until it is
     applied (by the district's auto-apply rule, or explicitly). Inside the caller's
-    transaction; a repeat raises `_AlreadyRecorded`."""
+    transaction; a repeat raises `_AlreadyRecorded`.
+
+    It refuses (LedgerError) before it writes anything and writes with statements that
+    cannot fail halfway, so the caller needs no savepoint around it: this is the partner
+    API's hot path (hundreds of payments a second), kept to three statements: the entry,
+    the credit row, its audit row."""
     amount = to_money(amount)
     if method not in LedgerEntry.Method.values:
         raise LedgerError(f"“{method}” is not a payment method FeeSync knows.")
-    # The lock order (fees, then the credit row): the auto-apply that may follow in the
-    # same transaction locks the student's open fees, so they are taken first here.
-    list(
-        Fee.objects.select_for_update()
-        .filter(student_id=student_id, status=Fee.Status.OPEN)
-        .order_by("pk")
-        .values_list("pk", flat=True)
+    if settings.FEESYNC_AUTO_APPLY_CREDIT:
+        # The lock order (fees, then the credit row): the auto-apply that follows in the
+        # same transaction locks the student's open fees, so they are taken first here.
+        # Without auto-apply nothing after this locks a fee, so no lock is taken.
+        list(
+            Fee.objects.select_for_update()
+            .filter(student_id=student_id, status=Fee.Status.OPEN)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+    entry = LedgerEntry(
+        student_id=student_id,
+        fee=None,
+        kind=Kind.PAYMENT,
+        amount=amount,
+        method=method,
+        reason=note,
+        **origin.entry_fields(),
     )
-    account = _credit_account(student_id)
-    _refuse_repeat(origin)
-    try:
-        with transaction.atomic():
-            entry = LedgerEntry.objects.create(
-                student_id=student_id,
-                fee=None,
-                kind=Kind.PAYMENT,
-                amount=amount,
-                method=method,
-                reason=note,
-                **origin.entry_fields(),
-            )
-    except IntegrityError as exc:
-        if origin.external_id and (existing := _existing_external(origin)) is not None:
-            raise _AlreadyRecorded(existing) from exc
-        raise
-    _credit_change(account, amount)
+    if not _insert_once(entry):
+        # A concurrent post of the same id committed first (ON CONFLICT waited for it).
+        if (existing := _existing_external(origin)) is not None:
+            raise _AlreadyRecorded(existing)
+        raise LedgerError("The payment could not be recorded; try again.")
+    _credit_add(student_id, amount)
     return entry
+
+
+def _insert_once(entry: LedgerEntry) -> bool:
+    """INSERT the new entry unless its (external_source, external_id) is on the ledger
+    already (`INSERT ... ON CONFLICT DO NOTHING`, which waits for a concurrent insert of the
+    same id to end, so no savepoint is needed to survive the race); True when inserted (its
+    pk and created_at set), False for a repeat. No receiver listens to entries' saves."""
+    # The partial unique index `external_transaction_once`, named by its columns and its
+    # condition.
+    conflict = (
+        ' ON CONFLICT ("external_source", "external_id") WHERE NOT ("external_id" = \'\')'
+        " DO NOTHING"
+        if entry.external_id
+        else ""
+    )
+    return insert(entry, conflict=conflict)
+
+
+def _credit_add(student_id: int, delta: Decimal) -> None:
+    """Raise the student's credit by `delta` (> 0) in one statement that creates, locks and
+    updates the row (`INSERT ... ON CONFLICT DO UPDATE`), and audit it as saving the row
+    would: a new row is its creation with the amount, an existing one an update of `amount`
+    (and of `since` when it had no credit)."""
+
+    now = timezone.now()
+    table = StudentCredit._meta.db_table
+    with prepared_cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} AS c (student_id, amount, since, updated_at) "  # noqa: S608 - our table, values bound
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (student_id) DO UPDATE SET "
+            "amount = c.amount + EXCLUDED.amount, "
+            "since = CASE WHEN c.amount = 0 THEN EXCLUDED.since ELSE c.since END, "
+            "updated_at = EXCLUDED.updated_at "
+            # xmax is 0 on a row this statement inserted, set on one it updated.
+            "RETURNING amount, since, (xmax = 0)",
+            [student_id, delta, now, now],
+        )
+        amount, since, created = cursor.fetchone()
+    after = StudentCredit(student_id=student_id, amount=amount, since=since, updated_at=now)
+    after._state.adding = False
+    before = None
+    if not created:
+        old = (amount - delta).quantize(CENT)
+        # An account without credit has no `since` (_credit_change clears it at zero).
+        before = StudentCredit(
+            student_id=student_id, amount=old, since=since if old > 0 else None, updated_at=now
+        )
+    _audit(after, before)
+
+
+def _audit(instance: Any, before: Any | None) -> None:
+    """The audit row django-auditlog writes when `instance` is saved (created when `before`
+    is None, else changed from `before`), for rows written in SQL: built as its
+    `LogEntry.objects.log_create` builds it, `pre_save` sent as `save()` sends it (auditlog's
+    request context fills in the actor and the address there), inserted in plain SQL (the
+    ORM's INSERT of it was a tenth of an API payment's CPU)."""
+    from auditlog import get_logentry_model
+    from auditlog.cid import get_cid
+    from auditlog.context import auditlog_disabled
+    from auditlog.diff import model_instance_diff
+    from auditlog.registry import auditlog
+    from django.contrib.contenttypes.models import ContentType
+    from django.db.models.signals import pre_save
+    from django.utils.encoding import smart_str
+
+    if auditlog_disabled.get(False) or not auditlog.contains(type(instance)):
+        return
+    changes = model_instance_diff(
+        before,
+        instance,
+        use_json_for_changes=getattr(settings, "AUDITLOG_STORE_JSON_CHANGES", False),
+    )
+    if not changes:
+        return
+    log_entry = get_logentry_model()
+    manager = log_entry.objects
+    pk = manager._get_pk_value(instance)
+    row = log_entry(
+        content_type=ContentType.objects.get_for_model(instance),
+        object_pk=pk,
+        object_id=pk if isinstance(pk, int) else None,
+        object_repr=smart_str(instance),
+        serialized_data=manager._get_serialized_data_or_none(instance),
+        action=log_entry.Action.CREATE if before is None else log_entry.Action.UPDATE,
+        changes=changes,
+        cid=get_cid(),
+    )
+    if callable(extra := getattr(instance, "get_additional_data", None)):
+        row.additional_data = extra()
+    pre_save.send(
+        sender=log_entry, instance=row, raw=False, using=row._state.db, update_fields=None
+    )
+    insert(row)
 
 
 def _charge_post(*, charge: Any, amount: MoneyInput, origin: Origin) -> LedgerEntry:

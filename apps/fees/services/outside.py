@@ -19,6 +19,7 @@ ledger, so the rules for it live in one place:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -33,12 +34,13 @@ from django.db.models import Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from ..models import ZERO, Allocation, Fee, LedgerEntry, StudentCredit
+from apps.common.sql import prepared_cursor
+
+from ..models import ZERO, Allocation, Fee, FeeDispute, LedgerEntry, StudentCredit
 from ..movements import MovementKind
 from .credit import _credit_refund, _payment_to_credit, credit_auto_apply
 from .dispute import (
     DisputeAlreadyRecorded,
-    dispute_reports_recorded,
     fee_dispute_end,
     fee_dispute_open,
 )
@@ -261,24 +263,30 @@ def _auto_apply_new_credit(outcomes: Iterable[MovementOutcome]) -> None:
 def _recorded(
     source: MovementSource, external_ids: Sequence[str]
 ) -> dict[str, tuple[int | None, int | None]]:
-    """{external id: (entry id, fee id)} of those this source has on the ledger already."""
+    """{external id: (entry id, fee id)} of those this source has on the ledger already, and
+    of the dispute reports it sent (disputes post no entry but are recorded once too: a file
+    dropped again). One statement for both: it runs for every movement of every source."""
     if not external_ids:
         return {}
-    found: dict[str, tuple[int | None, int | None]] = {
-        ext: (pk, fee_id)
-        for ext, pk, fee_id in LedgerEntry.objects.filter(
-            external_source=source.external_source, external_id__any=external_ids
+    ids = list(external_ids)
+    entries = LedgerEntry._meta.db_table
+    disputes = FeeDispute._meta.db_table
+    with prepared_cursor() as cursor:
+        cursor.execute(
+            # The unique index `external_transaction_once` is partial on `external_id <> ''`:
+            # said here, the planner may use it for both columns.
+            f"SELECT 0, external_id, id, fee_id FROM {entries} "  # noqa: S608 - our tables; values bound
+            "WHERE external_source = %s AND external_id = ANY(%s) AND NOT (external_id = '') "
+            f"UNION ALL SELECT 1, external_id, NULL, fee_id FROM {disputes} "
+            "WHERE external_source = %s AND external_id = ANY(%s) "
+            f"UNION ALL SELECT 1, ended_external_id, NULL, fee_id FROM {disputes} "
+            "WHERE external_source = %s AND ended_external_id = ANY(%s)",
+            [source.external_source, ids] * 3,
         )
-        # The unique index `external_transaction_once` is partial on this condition: said
-        # here, the planner may use it for both columns.
-        .exclude(external_id="")
-        .values_list("external_id", "pk", "fee_id")
-    }
-    # Disputes post no entry but are recorded once too (a file dropped again).
-    for ext, fee_id in dispute_reports_recorded(
-        external_source=source.external_source, external_ids=list(external_ids)
-    ).items():
-        found.setdefault(ext, (None, fee_id))
+        rows = sorted(cursor.fetchall(), key=lambda r: r[0])  # entries first
+    found: dict[str, tuple[int | None, int | None]] = {}
+    for _, ext, pk, fee_id in rows:
+        found.setdefault(ext, (pk, fee_id))
     return found
 
 
@@ -372,14 +380,8 @@ def _record_new(
 
     rest.sort()  # in input order: a refund after the payment it gives back
     # Whole fees only for what the fast path left (usually nothing on a nightly page).
-    fees = (
-        {
-            f.reference: f
-            for f in Fee.objects.filter(reference__in={movements[i].fee_ref for i in rest})
-        }
-        if rest
-        else {}
-    )
+    wanted = {movements[i].fee_ref for i in rest if movements[i].fee_ref}
+    fees = {f.reference: f for f in Fee.objects.filter(reference__in=wanted)} if wanted else {}
     for i in rest:
         m = movements[i]
         fee = fees.get(m.fee_ref)
@@ -387,7 +389,7 @@ def _record_new(
             outcomes[i] = _dispute_record(source, m, fee)
             continue
         try:
-            with transaction.atomic():
+            with _unless_safe(_to_account(m, fee)):
                 entry = _record_one(source, m, fee)
         except _AlreadyRecorded as done:
             outcomes[i] = _already(m, (done.entry.pk, done.entry.fee_id))
@@ -402,6 +404,22 @@ def _record_new(
             outcomes[i] = MovementOutcome(
                 m.external_id, OutcomeStatus.RECORDED, entry_id=entry.pk, fee_id=entry.fee_id
             )
+
+
+def _unless_safe(safe: bool) -> contextlib.AbstractContextManager[Any]:
+    """A savepoint (or a transaction) for one movement, unless it is `safe`: a payment to
+    the account writes nothing before it can refuse and nothing that can fail halfway, so
+    inside the caller's transaction it needs none (two round trips saved on the partner
+    API's hot path). Not `atomic(savepoint=False)`: a refusal leaving that would doom the
+    caller's whole transaction."""
+    if safe and transaction.get_connection().in_atomic_block:
+        return contextlib.nullcontext()
+    return transaction.atomic()
+
+
+def _to_account(m: Movement, fee: Fee | None) -> bool:
+    """A payment to the student's account (`_account_payment_take`)."""
+    return fee is None and m.student_id is not None and m.kind == MovementKind.PAYMENT
 
 
 def _is_dispute_report(source: MovementSource, m: Movement, fee: Fee) -> bool:
@@ -453,7 +471,7 @@ def _record_one(source: MovementSource, m: Movement, fee: Fee | None) -> LedgerE
             origin=source.origin(m.external_id),
             reason=m.note or f"Adjusted at {name}",
         )
-    if fee is None and m.student_id is not None and m.kind == MovementKind.PAYMENT:
+    if _to_account(m, fee) and m.student_id is not None:
         return _account_payment_take(
             student_id=m.student_id,
             amount=m.amount,

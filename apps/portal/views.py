@@ -21,7 +21,14 @@ from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    JsonResponse,
+)
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse, reverse_lazy
@@ -30,6 +37,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from apps.students.models import Guardian
+from apps.vendors import freshness
 
 from .forms import (
     ParentAuthenticationForm,
@@ -85,6 +93,39 @@ def _unchecked_vendors(request: HttpRequest) -> list[str]:
     return list(session.pop("portal_unchecked_vendors") or [])
 
 
+#: The parts of a portal page that show money, swapped in when a background pull lands.
+MONEY_PARTS = "#portal-money"
+
+
+def _watch(request: HttpRequest, guardian: Guardian) -> dict[str, Any] | None:
+    """While the sign-in's background pulls may still land, the page watches the children's
+    money and updates itself (apps/vendors/freshness.py); None the rest of the time, at
+    no cost (the window is read from the session the request has loaded already)."""
+    session = getattr(request, "session", None)
+    until = session.get("portal_watch_until") if session is not None else None
+    if not freshness.seconds_left(until):
+        return None
+    return freshness.watch_context(
+        url=reverse("portal:money_stamp"),
+        student_ids=_student_ids(guardian),
+        until=until,
+        refresh=MONEY_PARTS,
+    )
+
+
+def _student_ids(guardian: Guardian) -> list[int]:
+    return list(guardian.students.values_list("pk", flat=True))
+
+
+@parent_required
+def money_stamp_view(request: HttpRequest, guardian: Guardian) -> JsonResponse:
+    """The fingerprint of the children's money, which a watching page compares with its own
+    (static/feesync/freshness.js). JSON: {"stamp": "…"}; never cached."""
+    response = JsonResponse({"stamp": freshness.money_stamp(student_ids=_student_ids(guardian))})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
 @parent_required
 def fees_page(request: HttpRequest, guardian: Guardian) -> HttpResponse:
     """Fees and Fines. Its body comes from the cache while nothing it shows has changed
@@ -92,7 +133,7 @@ def fees_page(request: HttpRequest, guardian: Guardian) -> HttpResponse:
     ttl = settings.PORTAL_PAGE_CACHE_SECONDS
     key = fees_page_cache_key(guardian=guardian) if ttl else None
     body = cache.get(key) if key else None
-    frame = {"unchecked": _unchecked_vendors(request)}
+    frame = {"unchecked": _unchecked_vendors(request), "watch": _watch(request, guardian)}
     if body is not None:
         return render(request, "portal/fees.html", {**frame, "body": mark_safe(body)})  # noqa: S308 - our own rendered template
     page = portal_page_for(guardian=guardian)
@@ -116,7 +157,12 @@ def student_page(request: HttpRequest, guardian: Guardian, student_id: int) -> H
     return render(
         request,
         "portal/student.html",
-        {"page": page, "child": child, "unchecked": _unchecked_vendors(request)},
+        {
+            "page": page,
+            "child": child,
+            "unchecked": _unchecked_vendors(request),
+            "watch": _watch(request, guardian),
+        },
     )
 
 

@@ -7,7 +7,7 @@ app_name = "portal"
 
 urlpatterns = [
     path("", views.fees_page, name="fees"),
-    path("payments/stamp/", views.money_stamp_view, name="money_stamp"),
+    path("payments/changed/", views.money_changed_view, name="money_changed"),
     path("students/<int:student_id>/", views.student_page, name="student"),
     path("students/<int:student_id>/<slug:slug>/", views.section_page, name="section"),
     path(

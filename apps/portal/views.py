@@ -10,6 +10,7 @@ sign-in page sends signed-in users on to the portal).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from functools import wraps
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
@@ -97,31 +98,24 @@ def _unchecked_vendors(request: HttpRequest) -> list[str]:
 MONEY_PARTS = "#portal-money"
 
 
-def _watch(request: HttpRequest, guardian: Guardian) -> dict[str, Any] | None:
+def _watch(request: HttpRequest, since: float) -> dict[str, Any] | None:
     """While the sign-in's background pulls may still land, the page watches the children's
-    money and updates itself (apps/vendors/freshness.py); None the rest of the time, at
-    no cost (the window is read from the session the request has loaded already)."""
+    money and updates itself (apps/vendors/freshness.py); None the rest of the time. No
+    query: the window is read from the session the request has loaded already."""
     session = getattr(request, "session", None)
     until = session.get("portal_watch_until") if session is not None else None
-    if not freshness.seconds_left(until):
-        return None
     return freshness.watch_context(
-        url=reverse("portal:money_stamp"),
-        student_ids=_student_ids(guardian),
-        until=until,
-        refresh=MONEY_PARTS,
+        url=reverse("portal:money_changed"), since=since, until=until, refresh=MONEY_PARTS
     )
 
 
-def _student_ids(guardian: Guardian) -> list[int]:
-    return list(guardian.students.values_list("pk", flat=True))
-
-
 @parent_required
-def money_stamp_view(request: HttpRequest, guardian: Guardian) -> JsonResponse:
-    """The fingerprint of the children's money, which a watching page compares with its own
-    (static/feesync/freshness.js). JSON: {"stamp": "…"}; never cached."""
-    response = JsonResponse({"stamp": freshness.money_stamp(student_ids=_student_ids(guardian))})
+def money_changed_view(request: HttpRequest, guardian: Guardian) -> JsonResponse:
+    """When the children's money last changed, which a watching page compares with the time
+    it was built from (static/feesync/freshness.js). JSON: {"changed_at": Unix time or
+    null}; never cached."""
+    ids = list(guardian.students.values_list("pk", flat=True))
+    response = JsonResponse({"changed_at": freshness.money_changed_at(student_ids=ids)})
     response["Cache-Control"] = "no-store"
     return response
 
@@ -130,10 +124,11 @@ def money_stamp_view(request: HttpRequest, guardian: Guardian) -> JsonResponse:
 def fees_page(request: HttpRequest, guardian: Guardian) -> HttpResponse:
     """Fees and Fines. Its body comes from the cache while nothing it shows has changed
     (see selectors.fees_page_cache_key); the frame around it is rendered for each request."""
+    since = time.time()  # before anything the page shows is read
     ttl = settings.PORTAL_PAGE_CACHE_SECONDS
     key = fees_page_cache_key(guardian=guardian) if ttl else None
     body = cache.get(key) if key else None
-    frame = {"unchecked": _unchecked_vendors(request), "watch": _watch(request, guardian)}
+    frame = {"unchecked": _unchecked_vendors(request), "watch": _watch(request, since)}
     if body is not None:
         return render(request, "portal/fees.html", {**frame, "body": mark_safe(body)})  # noqa: S308 - our own rendered template
     page = portal_page_for(guardian=guardian)
@@ -153,6 +148,7 @@ def _own_child(guardian: Guardian, student_id: int) -> tuple[PortalPage, ChildFe
 
 @parent_required
 def student_page(request: HttpRequest, guardian: Guardian, student_id: int) -> HttpResponse:
+    since = time.time()  # before anything the page shows is read
     page, child = _own_child(guardian, student_id)
     return render(
         request,
@@ -161,7 +157,7 @@ def student_page(request: HttpRequest, guardian: Guardian, student_id: int) -> H
             "page": page,
             "child": child,
             "unchecked": _unchecked_vendors(request),
-            "watch": _watch(request, guardian),
+            "watch": _watch(request, since),
         },
     )
 

@@ -8,6 +8,7 @@ never edited as a plain many-to-many field.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django import forms
@@ -321,8 +322,8 @@ class StudentAdmin(ActionPageMixin, NotFoundMixin, admin.ModelAdmin[Student]):
         if request.method == "GET" and request.headers.get("X-FeeSync-Refresh") != "payments":
             background = self._bring_in_vendor_payments(request, student)
             extra["watch"] = freshness.watch_context(
-                url=reverse("admin:students_student_money_stamp", args=[student.pk]),
-                student_ids=[student.pk],
+                url=reverse("admin:students_student_money_changed", args=[student.pk]),
+                since=time.time(),  # what the pull brought in is on the page being built
                 until=freshness.watch_until(background),
                 refresh=STUDENT_MONEY_PARTS,
             )
@@ -384,9 +385,9 @@ class StudentAdmin(ActionPageMixin, NotFoundMixin, admin.ModelAdmin[Student]):
         view = self.admin_site.admin_view
         return [
             path(
-                "<path:object_id>/payments-stamp/",
-                view(self.money_stamp_view),
-                name="students_student_money_stamp",
+                "<path:object_id>/payments-changed/",
+                view(self.money_changed_view),
+                name="students_student_money_changed",
             ),
             path(
                 "<path:object_id>/manual-apply/",
@@ -532,13 +533,15 @@ class StudentAdmin(ActionPageMixin, NotFoundMixin, admin.ModelAdmin[Student]):
             messages.add_message(request, level, message)
         return pulled.background
 
-    def money_stamp_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
-        """The fingerprint of the student's money, which the student's page compares with its
-        own while a background pull may land (apps/vendors/freshness.py). JSON: {"stamp"}."""
+    def money_changed_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
+        """When the student's money last changed, which the student's page compares with the
+        time it was built from while a background pull may land (apps/vendors/freshness.py).
+        JSON: {"changed_at": Unix time or null}."""
         student = self._student_or_none(object_id)
         if student is None or not self.has_view_permission(request, student):
             raise Http404("No such student.")
-        response = JsonResponse({"stamp": freshness.money_stamp(student_ids=[student.pk])})
+        changed = freshness.money_changed_at(student_ids=[student.pk])
+        response = JsonResponse({"changed_at": changed})
         response["Cache-Control"] = "no-store"
         return response
 

@@ -6,23 +6,24 @@ pulled in the background; the page then watches the students' money for a while 
 "watch window") and, when it changes, reloads its fee rows and balances in place and says
 "Payments updated" (static/feesync/freshness.js).
 
-What the page watches is a fingerprint of the money it shows (`money_stamp`), served by a
-small JSON endpoint; it is read by the browser every couple of seconds, only during the
-window. The window is a time, not a flag set by the pull: the pull runs in a Celery worker
+What the page watches is when the students' money last changed (`money_changed_at`: the
+newest ledger entry, fee change or fetched vendor or lunch balance), served by a small JSON
+endpoint and read by the browser every couple of seconds, only during the window. The page
+itself only carries the time it was built from, so watching costs its own queries nothing.
+The window is a time, not a flag set by the pull: the pull runs in a Celery worker
 (another process, another cache), and a window as long as the pull may take is all a page
 needs to know.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from django.db.models import Count, Max, Sum
+from django.db.models import Max
 
-from apps.fees.models import Fee, LedgerEntry, StudentCredit
+from apps.fees.models import Fee, LedgerEntry
 
 from .models import Integration, LunchBalance, StudentVendorBalance
 
@@ -32,34 +33,20 @@ WATCH_MAX_SECONDS = 120
 POLL_INTERVAL_MS = 2000
 
 
-def money_stamp(*, student_ids: Sequence[int]) -> str:
-    """A short fingerprint of the students' money as their fee pages show it: their fees
-    (count, versions, balances), ledger entries, credit, and the vendor and lunch balances.
-    It changes when a pull records a payment or refreshes a balance to a new figure, and
-    only then (a pull that found nothing leaves it as it was)."""
+def money_changed_at(*, student_ids: Sequence[int]) -> float | None:
+    """When the students' money last changed, as their fee pages show it (a Unix time), or
+    None when nothing was ever recorded: the newest ledger entry, fee change, and vendor or
+    lunch balance fetched. A pull that finds nothing records nothing and leaves it as it
+    was; one that refreshes a balance moves it (the page shows when balances were fetched)."""
     ids = list(student_ids)
-    fees = Fee.objects.filter(student_id__in=ids).aggregate(
-        n=Count("id"), v=Sum("version"), b=Sum("balance")
-    )
-    entries = LedgerEntry.objects.filter(student_id__in=ids).aggregate(n=Count("id"), m=Max("id"))
-    credit = StudentCredit.objects.filter(student_id__in=ids).aggregate(s=Sum("amount"))
-    balances = sorted(
-        (str(row[0]), str(row[1]), str(row[2]))
-        for model in (StudentVendorBalance, LunchBalance)
-        for row in model.objects.filter(student_id__in=ids).values_list(
-            "integration_id", "student_id", "balance"
-        )
-    )
-    parts: list[Any] = [
-        fees["n"],
-        fees["v"],
-        fees["b"],
-        entries["n"],
-        entries["m"],
-        credit["s"],
-        balances,
+    times = [
+        Fee.objects.filter(student_id__in=ids).aggregate(t=Max("updated_at"))["t"],
+        LedgerEntry.objects.filter(student_id__in=ids).aggregate(t=Max("created_at"))["t"],
+        StudentVendorBalance.objects.filter(student_id__in=ids).aggregate(t=Max("fetched_at"))["t"],
+        LunchBalance.objects.filter(student_id__in=ids).aggregate(t=Max("fetched_at"))["t"],
     ]
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[:20]
+    found = [t.timestamp() for t in times if t is not None]
+    return max(found) if found else None
 
 
 def watch_seconds(integrations: Iterable[Integration]) -> int:
@@ -85,16 +72,17 @@ def seconds_left(until: float | None) -> int:
 
 
 def watch_context(
-    *, url: str, student_ids: Sequence[int], until: float | None, refresh: str
+    *, url: str, since: float, until: float | None, refresh: str
 ) -> dict[str, Any] | None:
     """What templates/common/_freshness.html needs to watch a page, or None outside a
-    window. `refresh`: the CSS selectors of the parts swapped in when money changes."""
+    window. `since`: when the page began reading the money it shows (a change after it is
+    new to the page); `refresh`: the CSS selectors of the parts swapped in."""
     left = seconds_left(until)
     if not left:
         return None
     return {
         "url": url,
-        "stamp": money_stamp(student_ids=student_ids),
+        "since": f"{since:.6f}",
         "seconds": left,
         "interval": POLL_INTERVAL_MS,
         "refresh": refresh,

@@ -1,10 +1,11 @@
 /* A page that updates itself when a background pull lands (apps/vendors/freshness.py).
 
    The page carries one watcher element:
-     <div data-feesync-watch="/stamp/url" data-stamp="…" data-seconds="60"
+     <div data-feesync-watch="/changed/url" data-since="1764590000.5" data-seconds="60"
           data-interval="2000" data-refresh="#a, .b" data-status="status-id"></div>
-   For `data-seconds` it asks the stamp URL every `data-interval` ms. When the stamp it gets
-   differs from the page's, it fetches the page again and swaps in the parts named by
+   For `data-seconds` it asks the URL every `data-interval` ms when the money last changed
+   ({"changed_at": Unix time}). When that is later than the time the page was built from,
+   it fetches the page again and swaps in the parts named by
    `data-refresh` (the fee rows, the balances), then says "Payments updated." in the
    status element (a polite live region, visible too). Without JavaScript the page says
    to reload it; nothing else changes. */
@@ -13,7 +14,7 @@
   var watcher = document.querySelector("[data-feesync-watch]");
   if (!watcher || !window.fetch || !window.DOMParser) return;
   var url = watcher.dataset.feesyncWatch;
-  var stamp = watcher.dataset.stamp;
+  var since = parseFloat(watcher.dataset.since) || 0;
   var until = Date.now() + 1000 * (parseInt(watcher.dataset.seconds, 10) || 0);
   var every = Math.max(1000, parseInt(watcher.dataset.interval, 10) || 2000);
   var selectors = (watcher.dataset.refresh || "").split(",").map(function (s) { return s.trim(); })
@@ -59,8 +60,8 @@
     fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (response) { return response.ok ? response.json() : null; })
       .then(function (data) {
-        if (data && data.stamp && data.stamp !== stamp) {
-          stamp = data.stamp;
+        if (data && data.changed_at && data.changed_at > since) {
+          since = data.changed_at;
           return refresh();
         }
       })

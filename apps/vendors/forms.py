@@ -113,13 +113,20 @@ class IntegrationAddForm(forms.Form):
 # --- 1. connection: address, credentials, demographics server ----------------------------------
 
 
+def _in_a_sentence(label: str) -> str:
+    """“Password” -> “password”, but “API key” stays “API key” (an acronym keeps its case)."""
+    first = label.split(" ", 1)[0]
+    return label if first.isupper() and len(first) > 1 else label[:1].lower() + label[1:]
+
+
 def _secret_help(label: str, stored: str) -> str:
+    name = _in_a_sentence(label)
     if stored:
         return (
-            f"Stored: {stored}. Leave blank to keep it; type a new {label.lower()} to "
+            f"Stored: {stored}. Leave blank to keep it; type a new {name} to "
             "replace it. It is never shown again in full."
         )
-    return f"Not set yet. The {label.lower()} is stored encrypted and never shown again."
+    return f"Not set yet. The {name} is stored encrypted and never shown again."
 
 
 class ConnectionForm(CrispyFormMixin, forms.Form):

@@ -135,8 +135,8 @@ class StudentDocumentsInline(ReadOnlyMixin, admin.TabularInline[StudentDocument,
 
     @admin.display(description="shared")
     def shared(self, obj: StudentDocument) -> str:
-        who = obj.uploaded_by.get_username() if obj.uploaded_by else "—"
-        return f"{short_when(obj.uploaded_at)} by {who}"
+        when = short_when(obj.uploaded_at)
+        return f"{when} by {obj.uploaded_by.get_username()}" if obj.uploaded_by else when
 
     @admin.display(description="downloaded by")
     def downloaded_by(self, obj: StudentDocument) -> str:

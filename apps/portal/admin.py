@@ -9,12 +9,19 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
-from apps.common.admin import NotFoundMixin, ReadOnlyAdmin, object_or_404, short_when, staff_user
+from apps.common.admin import (
+    NotFoundMixin,
+    ReadOnlyAdmin,
+    ReadOnlyMixin,
+    object_or_404,
+    short_when,
+    staff_user,
+)
 
 from .models import ActivityOffer, ActivitySignup, DocumentDownload, PortalLockout, StudentDocument
 from .sections import LOCKABLE_CHOICES
@@ -91,6 +98,109 @@ class StudentDocumentForm(forms.ModelForm[StudentDocument]):
         return file
 
 
+def _download_link(obj: StudentDocument) -> str:
+    if not obj.pk:
+        return "—"
+    url = reverse("admin:portal_studentdocument_download", args=[obj.pk])
+    return format_html('<a href="{}">Download {}</a> (logged)', url, obj.filename)
+
+
+class StudentDocumentsInline(ReadOnlyMixin, admin.TabularInline[StudentDocument, Any]):
+    """On a student's page: the documents shared with the student's guardians, with the
+    logged download link and who has downloaded each (guardians and staff)."""
+
+    template = "admin/common/tabular_cards.html"  # rows become cards on a phone
+    empty_text = (
+        "No documents shared yet. Share one below: the guardians download it in the portal."
+    )
+    model = StudentDocument
+    extra = 0
+    verbose_name = "document"
+    verbose_name_plural = "Documents shared with the guardians"
+    fields = readonly_fields = ("title", "note", "download", "shared", "downloaded_by")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[StudentDocument]:
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("uploaded_by")
+            .prefetch_related(
+                Prefetch("downloads", queryset=DocumentDownload.objects.select_related("user"))
+            )
+        )
+
+    @admin.display(description="file")
+    def download(self, obj: StudentDocument) -> str:
+        return _download_link(obj)
+
+    @admin.display(description="shared")
+    def shared(self, obj: StudentDocument) -> str:
+        when = short_when(obj.uploaded_at)
+        return f"{when} by {obj.uploaded_by.get_username()}" if obj.uploaded_by else when
+
+    @admin.display(description="downloaded by")
+    def downloaded_by(self, obj: StudentDocument) -> str:
+        rows = list(obj.downloads.all())
+        if not rows:
+            return "Not downloaded yet"
+        return format_html_join(
+            "",
+            '<div>{} <span class="feesync-quiet">({}, {})</span></div>',
+            (
+                (
+                    row.user.get_username(),
+                    "guardian" if row.downloaded_as == DocumentDownload.As.GUARDIAN else "staff",
+                    short_when(row.at),
+                )
+                for row in rows
+            ),
+        )
+
+
+class StudentDocumentUploadInline(admin.StackedInline[StudentDocument, Any]):
+    """On a student's page: share a new document. Only new rows (the shared ones are listed
+    above); each is saved through `document_upload` (StudentAdmin.save_formset)."""
+
+    model = StudentDocument
+    form = StudentDocumentForm
+    extra = 1
+    can_delete = False
+    verbose_name = "new document"
+    verbose_name_plural = "Share a document with the guardians"
+    fields = ("title", "note", "file")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[StudentDocument]:
+        return super().get_queryset(request).none()
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_add_permission(request, obj)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_add_permission(request, obj)
+
+
+def documents_formset_save(request: HttpRequest, formset: Any, student: Any) -> int:
+    """Save the new documents of a student page's upload inline through the service (which
+    checks the title and the size and records who shared it). Returns how many."""
+    new: list[StudentDocument] = []
+    for form in formset.forms:
+        if form.instance.pk or not form.has_changed() or not form.cleaned_data:
+            continue
+        data = form.cleaned_data
+        new.append(
+            document_upload(
+                student=student,
+                title=data.get("title") or "",
+                note=data.get("note") or "",
+                file=data["file"],
+                user=staff_user(request),
+            )
+        )
+    # What formset.save() would have left, for the admin's change message ("Added ...").
+    formset.new_objects, formset.changed_objects, formset.deleted_objects = new, [], []
+    return len(new)
+
+
 @admin.register(StudentDocument)
 class StudentDocumentAdmin(NotFoundMixin, admin.ModelAdmin[StudentDocument]):
     form = StudentDocumentForm
@@ -111,10 +221,7 @@ class StudentDocumentAdmin(NotFoundMixin, admin.ModelAdmin[StudentDocument]):
 
     @admin.display(description="file")
     def download(self, obj: StudentDocument) -> str:
-        if not obj.pk:
-            return "—"
-        url = reverse("admin:portal_studentdocument_download", args=[obj.pk])
-        return format_html('<a href="{}">Download {}</a> (logged)', url, obj.filename)
+        return _download_link(obj)
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         # A shared document's file is not changed (share a new one: the download log names

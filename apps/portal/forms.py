@@ -1,4 +1,6 @@
-"""Parent sign-in and password reset: Django's forms, kept to parents' accounts.
+"""Parent sign-in and password reset: Django's forms, kept to parents' accounts. Every form
+here renders through crispy-forms with the shared FeeSync layout (apps/common/forms.py), the
+same as the staff site's setup steps.
 
 Staff accounts sign in at the staff site; they are refused here and cannot have their
 password reset through the portal either (a reset link mailed from a public page must not
@@ -10,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Layout, Submit
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, SetPasswordForm
 from django.urls import reverse
 
+from apps.common.forms import CrispyFormMixin, FeeSyncFormHelper
 from apps.fees.once import OneTimeTokenForm
 from apps.students.models import Student
 
@@ -27,7 +29,8 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 
-class ParentAuthenticationForm(AuthenticationForm):
+class ParentAuthenticationForm(CrispyFormMixin, AuthenticationForm):
+    error_note = ""  # signing in saves nothing; the message says what to do
     error_messages = {
         **AuthenticationForm.error_messages,
         "invalid_login": "That username and password do not match. Check them and try again; "
@@ -44,7 +47,8 @@ class ParentAuthenticationForm(AuthenticationForm):
             raise forms.ValidationError(self.error_messages["not_parent"], code="not_parent")
 
 
-class ParentPasswordResetForm(PasswordResetForm):
+class ParentPasswordResetForm(CrispyFormMixin, PasswordResetForm):
+    error_note = ""
     email = forms.EmailField(
         label="Email address",
         max_length=254,
@@ -63,20 +67,23 @@ class ParentPasswordResetForm(PasswordResetForm):
         return iter(parents)
 
 
-class ParentSetPasswordForm(SetPasswordForm):
-    pass
+class ParentSetPasswordForm(CrispyFormMixin, SetPasswordForm):
+    error_note = "Your password was not changed."
 
 
 class SignupForm(OneTimeTokenForm):
     """Sign a child up for an activity: one button, carrying the one-time token that makes a
     resent form charge nothing more (apps/fees/once.py). Rendered by crispy-forms with the
-    portal's own button style (the portal does not use Bootstrap's)."""
+    shared helper, its own `<form>` (one per activity) and the portal's button style (the
+    portal does not use Bootstrap's)."""
 
     def __init__(self, *args: Any, offer: ActivityOffer, student: Student, **kwargs: Any) -> None:
         # One form per activity on the page: ids of their own.
         kwargs.setdefault("auto_id", f"offer-{offer.pk}-%s")
         super().__init__(*args, **kwargs)
-        self.helper = FormHelper()
+        self.helper = FeeSyncFormHelper(self)
+        self.helper.form_tag = True  # one small form per activity, drawn whole by crispy
+        self.helper.disable_csrf = False
         self.helper.form_action = reverse("portal:sign_up", args=[student.pk, offer.pk])
         self.helper.form_class = "signup-form"
         self.helper.form_show_labels = False

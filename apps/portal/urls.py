@@ -7,6 +7,7 @@ app_name = "portal"
 
 urlpatterns = [
     path("", views.fees_page, name="fees"),
+    path("payments/changed/", views.money_changed_view, name="money_changed"),
     path("students/<int:student_id>/", views.student_page, name="student"),
     path("students/<int:student_id>/<slug:slug>/", views.section_page, name="section"),
     path(

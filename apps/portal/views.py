@@ -10,6 +10,7 @@ sign-in page sends signed-in users on to the portal).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from functools import wraps
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
@@ -21,7 +22,14 @@ from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    JsonResponse,
+)
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse, reverse_lazy
@@ -30,6 +38,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from apps.students.models import Guardian
+from apps.vendors import freshness
 
 from .forms import (
     ParentAuthenticationForm,
@@ -85,14 +94,41 @@ def _unchecked_vendors(request: HttpRequest) -> list[str]:
     return list(session.pop("portal_unchecked_vendors") or [])
 
 
+#: The parts of a portal page that show money, swapped in when a background pull lands.
+MONEY_PARTS = "#portal-money"
+
+
+def _watch(request: HttpRequest, since: float) -> dict[str, Any] | None:
+    """While the sign-in's background pulls may still land, the page watches the children's
+    money and updates itself (apps/vendors/freshness.py); None the rest of the time. No
+    query: the window is read from the session the request has loaded already."""
+    session = getattr(request, "session", None)
+    until = session.get("portal_watch_until") if session is not None else None
+    return freshness.watch_context(
+        url=reverse("portal:money_changed"), since=since, until=until, refresh=MONEY_PARTS
+    )
+
+
+@parent_required
+def money_changed_view(request: HttpRequest, guardian: Guardian) -> JsonResponse:
+    """When the children's money last changed, which a watching page compares with the time
+    it was built from (static/feesync/freshness.js). JSON: {"changed_at": Unix time or
+    null}; never cached."""
+    ids = list(guardian.students.values_list("pk", flat=True))
+    response = JsonResponse({"changed_at": freshness.money_changed_at(student_ids=ids)})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
 @parent_required
 def fees_page(request: HttpRequest, guardian: Guardian) -> HttpResponse:
     """Fees and Fines. Its body comes from the cache while nothing it shows has changed
     (see selectors.fees_page_cache_key); the frame around it is rendered for each request."""
+    since = time.time()  # before anything the page shows is read
     ttl = settings.PORTAL_PAGE_CACHE_SECONDS
     key = fees_page_cache_key(guardian=guardian) if ttl else None
     body = cache.get(key) if key else None
-    frame = {"unchecked": _unchecked_vendors(request)}
+    frame = {"unchecked": _unchecked_vendors(request), "watch": _watch(request, since)}
     if body is not None:
         return render(request, "portal/fees.html", {**frame, "body": mark_safe(body)})  # noqa: S308 - our own rendered template
     page = portal_page_for(guardian=guardian)
@@ -112,11 +148,17 @@ def _own_child(guardian: Guardian, student_id: int) -> tuple[PortalPage, ChildFe
 
 @parent_required
 def student_page(request: HttpRequest, guardian: Guardian, student_id: int) -> HttpResponse:
+    since = time.time()  # before anything the page shows is read
     page, child = _own_child(guardian, student_id)
     return render(
         request,
         "portal/student.html",
-        {"page": page, "child": child, "unchecked": _unchecked_vendors(request)},
+        {
+            "page": page,
+            "child": child,
+            "unchecked": _unchecked_vendors(request),
+            "watch": _watch(request, since),
+        },
     )
 
 

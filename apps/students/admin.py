@@ -8,6 +8,7 @@ never edited as a plain many-to-many field.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django import forms
@@ -20,7 +21,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, DecimalField, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
@@ -55,6 +56,13 @@ from apps.fees.services import (
     student_credit,
 )
 from apps.fees.services.credit import manual_apply_clear
+from apps.portal.admin import (
+    StudentDocumentsInline,
+    StudentDocumentUploadInline,
+    documents_formset_save,
+)
+from apps.portal.models import StudentDocument
+from apps.vendors import freshness
 
 from .models import Activity, ActivityMembership, Guardian, School, Student, StudentList
 from .selectors import student_list_students
@@ -118,6 +126,8 @@ class ActivityPickForm(forms.Form):
 class FeeInline(ReadOnlyMixin, admin.TabularInline[Fee, Student]):
     """The student's fees, read-only: money changes on each fee's own page."""
 
+    template = "admin/common/tabular_cards.html"  # rows become cards on a phone
+    empty_text = "No fees yet."
     model = Fee
     fk_name = "student"
     extra = 0
@@ -145,6 +155,7 @@ class FeeInline(ReadOnlyMixin, admin.TabularInline[Fee, Student]):
 
 
 class GuardianInline(admin.TabularInline):
+    template = "admin/common/tabular_cards.html"  # rows become cards on a phone
     model = Guardian.students.through
     extra = 0
     autocomplete_fields = ["guardian"]
@@ -155,6 +166,8 @@ class GuardianInline(admin.TabularInline):
 class MembershipInline(NoAddOrChangeMixin, admin.TabularInline[ActivityMembership, Student]):
     """Memberships are shown, never added here: joining goes through `activity_join`."""
 
+    template = "admin/common/tabular_cards.html"  # rows become cards on a phone
+    empty_text = "Not in any activity yet."
     model = ActivityMembership
     extra = 0
     fields = readonly_fields = ("activity", "joined_on")
@@ -185,6 +198,13 @@ class StudentForm(forms.ModelForm[Student]):
         }
 
 
+#: The parts of a student's page that show money, swapped in when a background pull lands:
+#: the Fees inline, the owed and credit figures, the ledger card.
+STUDENT_MONEY_PARTS = (
+    "#fees-group, .field-total_owed .readonly, .field-credit_on_account .readonly, #ledger-card"
+)
+
+
 def _owed_subquery() -> Subquery:
     return Subquery(
         Fee.objects.filter(student=OuterRef("pk"))
@@ -210,7 +230,13 @@ class StudentAdmin(ActionPageMixin, NotFoundMixin, admin.ModelAdmin[Student]):
     list_per_page = 50
     show_full_result_count = False
     actions = ["add_to_activity"]
-    inlines = [FeeInline, GuardianInline, MembershipInline]
+    inlines = [
+        FeeInline,
+        GuardianInline,
+        MembershipInline,
+        StudentDocumentsInline,
+        StudentDocumentUploadInline,
+    ]
     readonly_fields = ["total_owed", "credit_on_account"]
     fieldsets = [
         (
@@ -262,6 +288,20 @@ class StudentAdmin(ActionPageMixin, NotFoundMixin, admin.ModelAdmin[Student]):
     def get_inlines(self, request: HttpRequest, obj: Any) -> list[Any]:
         return self.inlines if obj is not None else [GuardianInline]
 
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        # New documents go through the service (who shared it, the size check), not a bare
+        # save of the inline's rows.
+        if formset.model is StudentDocument:
+            saved = documents_formset_save(request, formset, form.instance)
+            if saved:
+                messages.success(
+                    request,
+                    f"{saved} document{'s' if saved != 1 else ''} shared with "
+                    f"{form.instance.first_name}'s guardians.",
+                )
+            return
+        super().save_formset(request, form, formset, change)
+
     def change_view(
         self,
         request: HttpRequest,
@@ -277,8 +317,16 @@ class StudentAdmin(ActionPageMixin, NotFoundMixin, admin.ModelAdmin[Student]):
             return super().change_view(request, object_id, form_url, extra)
         if request.user.has_perm("fees.add_fee") and can_post_money(request.user):
             extra["add_fee_url"] = reverse("admin:fees_fee_add") + f"?student={student.pk}"
-        if request.method == "GET":
-            self._bring_in_vendor_payments(request, student)
+        # A copy of the page fetched by the page itself (static/feesync/freshness.js, when a
+        # background pull landed) does not ask the vendors again.
+        if request.method == "GET" and request.headers.get("X-FeeSync-Refresh") != "payments":
+            background = self._bring_in_vendor_payments(request, student)
+            extra["watch"] = freshness.watch_context(
+                url=reverse("admin:students_student_money_changed", args=[student.pk]),
+                since=time.time(),  # what the pull brought in is on the page being built
+                until=freshness.watch_until(background),
+                refresh=STUDENT_MONEY_PARTS,
+            )
         extra["ledger_card"] = ledger_card(student=student)
         extra["payment_plans"] = payment_plans(student=student)
         extra["manual_apply_url"] = reverse(
@@ -336,6 +384,11 @@ class StudentAdmin(ActionPageMixin, NotFoundMixin, admin.ModelAdmin[Student]):
     def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view
         return [
+            path(
+                "<path:object_id>/payments-changed/",
+                view(self.money_changed_view),
+                name="students_student_money_changed",
+            ),
             path(
                 "<path:object_id>/manual-apply/",
                 view(self.manual_apply_view),
@@ -469,13 +522,28 @@ class StudentAdmin(ActionPageMixin, NotFoundMixin, admin.ModelAdmin[Student]):
             intro="Record credit paid back to the family. No fee changes.",
         )
 
-    def _bring_in_vendor_payments(self, request: HttpRequest, student: Student) -> None:
+    def _bring_in_vendor_payments(self, request: HttpRequest, student: Student) -> list[Any]:
         """Opening a student's fees brings in what was paid at the vendors for that student
-        (a short time budget; the page renders with a message if a vendor is down)."""
-        from apps.vendors.jobs import pull_for_student_page
+        (a short time budget; the page renders with a message if a vendor is down). Returns
+        the integrations still being pulled in the background, which the page watches."""
+        from apps.vendors.jobs import student_page_pull
 
-        for level, message in pull_for_student_page(student=student):
+        pulled = student_page_pull(student=student)
+        for level, message in pulled.notes:
             messages.add_message(request, level, message)
+        return pulled.background
+
+    def money_changed_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
+        """When the student's money last changed, which the student's page compares with the
+        time it was built from while a background pull may land (apps/vendors/freshness.py).
+        JSON: {"changed_at": Unix time or null}."""
+        student = self._student_or_none(object_id)
+        if student is None or not self.has_view_permission(request, student):
+            raise Http404("No such student.")
+        changed = freshness.money_changed_at(student_ids=[student.pk])
+        response = JsonResponse({"changed_at": changed})
+        response["Cache-Control"] = "no-store"
+        return response
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)

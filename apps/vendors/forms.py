@@ -16,10 +16,12 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Count, Q
 from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.text import capfirst, slugify
 
 from apps.accounts.models import MerchantAccount
 from apps.categories.models import FeeCategory
+from apps.common.forms import CrispyFormMixin, fieldset
 from apps.fees.models import Fee
 
 from .kinds.base import URL_HELP, Capability, WebAddressField
@@ -112,17 +114,26 @@ class IntegrationAddForm(forms.Form):
 # --- 1. connection: address, credentials, demographics server ----------------------------------
 
 
+def _in_a_sentence(label: str) -> str:
+    """“Password” -> “password”, but “API key” stays “API key” (an acronym keeps its case)."""
+    first = label.split(" ", 1)[0]
+    return label if first.isupper() and len(first) > 1 else label[:1].lower() + label[1:]
+
+
 def _secret_help(label: str, stored: str) -> str:
+    name = _in_a_sentence(label)
     if stored:
         return (
-            f"Stored: {stored}. Leave blank to keep it; type a new {label.lower()} to "
+            f"Stored: {stored}. Leave blank to keep it; type a new {name} to "
             "replace it. It is never shown again in full."
         )
-    return f"Not set yet. The {label.lower()} is stored encrypted and never shown again."
+    return f"Not set yet. The {name} is stored encrypted and never shown again."
 
 
-class ConnectionForm(forms.Form):
-    """The vendor's address, credentials (write-only) and the demographics server."""
+class ConnectionForm(CrispyFormMixin, forms.Form):
+    """The vendor's address, credentials (write-only) and the demographics server. A kind's
+    own connection options render through their own widgets (crispy draws the label, help
+    text and errors around whatever the widget is)."""
 
     service_url = WebAddressField(label="Service URL")
     timeout_seconds = forms.IntegerField(
@@ -292,6 +303,12 @@ class ConnectionForm(forms.Form):
             **fields,
         }
 
+    def layout_items(self) -> list[Any]:
+        return [
+            *self.main_fields,
+            fieldset("Demographics server (nightly student file)", *self.transfer_fields),
+        ]
+
     @property
     def main_fields(self) -> list[str]:
         return (
@@ -318,7 +335,7 @@ class ConnectionForm(forms.Form):
 # --- 2. merchant accounts ----------------------------------------------------------------------
 
 
-class AccountMappingForm(forms.Form):
+class AccountMappingForm(CrispyFormMixin, forms.Form):
     """Every active merchant account (and any mapped inactive one): used with this vendor or
     not, and the vendor's id for it."""
 
@@ -350,6 +367,23 @@ class AccountMappingForm(forms.Form):
                 widget=forms.TextInput(attrs={"spellcheck": "false", "autocomplete": "off"}),
             )
             self.rows.append((account, use, mid))
+
+    def layout_items(self) -> list[Any]:
+        # One group per account: its name (and MID) as the legend, its two fields inside.
+        return [
+            fieldset(
+                format_html(
+                    '{} <span class="feesync-quiet">MID {}{}</span>',
+                    account.name,
+                    account.merchant_id,
+                    "" if account.active else ", inactive",
+                ),
+                use,
+                mid,
+                css_class="feesync-account",
+            )
+            for account, use, mid in self.rows
+        ]
 
     def bound_rows(self) -> list[tuple[MerchantAccount, forms.BoundField, forms.BoundField]]:
         return [(account, self[use], self[mid]) for account, use, mid in self.rows]
@@ -402,7 +436,7 @@ class CategoryChoices(forms.ModelMultipleChoiceField[FeeCategory]):
         return label
 
 
-class CategoriesForm(forms.Form):
+class CategoriesForm(CrispyFormMixin, forms.Form):
     categories = CategoryChoices(
         label="Categories to send",
         queryset=FeeCategory.objects.none(),
@@ -443,7 +477,7 @@ class CategoriesForm(forms.Form):
 # --- 5. import-after date ----------------------------------------------------------------------
 
 
-class ImportAfterForm(forms.Form):
+class ImportAfterForm(CrispyFormMixin, forms.Form):
     import_after = forms.DateField(
         label="Import-after date",
         help_text="Fees dated on or after this date in the selected categories will be sent; "
@@ -459,7 +493,7 @@ class ImportAfterForm(forms.Form):
 PARENT_LABELS = {"parent_message": "Message to parents"}
 
 
-class ParentOptionsForm(forms.Form):
+class ParentOptionsForm(CrispyFormMixin, forms.Form):
     """The parent-portal options this kind can back up (the others are not offered): the
     pay button and message every kind has, then the kind's declared parent settings."""
 

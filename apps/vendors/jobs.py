@@ -384,31 +384,53 @@ def pull_at_parent_sign_in(*, student_numbers: list[str]) -> SignInPull:
     )
 
 
+@dataclass(frozen=True)
+class StudentPagePull:
+    notes: list[tuple[int, str]]  # (message level, text) for the page
+    background: list[Integration]  # pulled (or read) in the background: the page watches
+
+
 def pull_for_student_page(*, student: Student) -> list[tuple[int, str]]:
+    """The notes of `student_page_pull` (what the page says about each vendor)."""
+    return student_page_pull(student=student).notes
+
+
+def student_page_pull(*, student: Student) -> StudentPagePull:
     """The pull when staff open a student's fees: every enabled integration at once, that
     student only, all within FEESYNC_STUDENT_PAGE_DEADLINE_SECONDS however many vendors
-    are slow. Returns (message level, text) pairs for the page, one note for each vendor
-    that failed or did not answer in time; never raises for a vendor's trouble."""
+    are slow. A vendor that did not answer in time is asked again in the background, and
+    the page updates itself when that lands (apps/vendors/freshness.py). Returns one note
+    for each vendor that failed or was late, and the integrations pulled in the background;
+    never raises for a vendor's trouble."""
     out: list[tuple[int, str]] = []
     seconds = float(settings.FEESYNC_STUDENT_PAGE_DEADLINE_SECONDS)
     enabled = list(Integration.objects.filter(enabled=True))
-    out.extend(
-        _file_imports_queued([i for i in enabled if Capability.FILE_IMPORT in i.kind.capabilities])
-    )
+    files_read = [i for i in enabled if Capability.FILE_IMPORT in i.kind.capabilities]
+    out.extend(_file_imports_queued(files_read))
+    background = list(files_read)
     integrations = [i for i in enabled if Capability.PULL in i.kind.capabilities]
     if not integrations:
-        return out
+        return StudentPagePull(out, background)
     for pull in engine.payments_pull_within(
         integrations=integrations, student_ids=[student.student_number], seconds=seconds
     ):
         vendor = pull.integration.vendor_name
         if pull.late:
+            again = _pull_again_in_background(pull.integration, student)
+            if again:
+                background.append(pull.integration)
             out.append(
                 (
                     messages.WARNING,
                     f"Payments at {vendor} could not be checked within {seconds:g} "
                     f"second{'s' if seconds != 1 else ''}; payments made there may not show "
-                    "yet. They are brought in by the next check.",
+                    "yet. "
+                    + (
+                        "FeeSync is asking again in the background: this page updates "
+                        "itself when they come in."
+                        if again
+                        else "They are brought in by the next check."
+                    ),
                 )
             )
         elif pull.error:
@@ -423,7 +445,21 @@ def pull_for_student_page(*, student: Student) -> list[tuple[int, str]]:
             n = pull.report.recorded
             text = f"{n} payment{'s' if n != 1 else ''} brought in from {vendor}."
             out.append((messages.INFO, text))
-    return out
+    return StudentPagePull(out, background)
+
+
+def _pull_again_in_background(integration: Integration, student: Student) -> bool:
+    """Queue the student's pull from a vendor that was late for the page. Not where tasks
+    run inline (eager Celery, with no worker): there it would hold the page up for the very
+    vendor it could not wait for; the next check brings the payments in."""
+    if current_app.conf.task_always_eager:
+        return False
+    signature = current_app.signature(
+        "apps.vendors.tasks.pull_payments_for_students",
+        args=[integration.pk, [student.student_number], "student page"],
+    )
+    transaction.on_commit(signature.delay)
+    return True
 
 
 def _file_imports_queued(integrations: list[Integration]) -> list[tuple[int, str]]:
@@ -442,7 +478,7 @@ def _file_imports_queued(integrations: list[Integration]) -> list[tuple[int, str
             (
                 messages.INFO,
                 f"{integration.vendor_name}'s payment files are being read in the background; "
-                "what they bring in shows when you reload this page.",
+                "this page updates itself with what they bring in.",
             )
         )
     return out

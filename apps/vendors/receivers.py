@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from apps.fees.services import fee_changed
 
-from . import engine, jobs
+from . import engine, freshness, jobs
 from .models import Integration, SyncedFee
 from .tasks import pull_payments_for_students
 
@@ -85,6 +85,10 @@ def pull_at_parent_login(sender: Any, request: Any, user: Any, **kwargs: Any) ->
     if pulled.unchecked and request is not None and hasattr(request, "session"):
         # The first page says which vendors' payments may not show yet (apps/portal/views.py).
         request.session["portal_unchecked_vendors"] = pulled.unchecked
+    if pulled.background and request is not None and hasattr(request, "session"):
+        # The pages watch for what the background pulls bring in, and update themselves
+        # (apps/vendors/freshness.py).
+        request.session["portal_watch_until"] = freshness.watch_until(pulled.background)
     for integration in pulled.background:
         transaction.on_commit(
             partial(pull_payments_for_students.delay, integration.pk, numbers, "parent login")

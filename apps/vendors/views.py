@@ -21,7 +21,6 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
@@ -209,16 +208,6 @@ def _say(request: HttpRequest, section: str, level: int, text: str) -> None:
     messages.add_message(request, level, text, extra_tags=MESSAGE_TAG + section)
 
 
-def _admin_form(
-    form: forms.Form, fieldsets: list[tuple[str | None, list[str]]]
-) -> helpers.AdminForm:
-    return helpers.AdminForm(
-        form,  # type: ignore[arg-type]  # lays out any Form; django-stubs asks for a ModelForm
-        [(name, {"fields": fields}) for name, fields in fieldsets if fields],
-        {},
-    )
-
-
 _F = TypeVar("_F", bound=forms.Form)
 
 
@@ -252,13 +241,7 @@ class SetupPages(Pages):
             form = _bound_form(bound, "connection", ConnectionForm) or ConnectionForm(
                 integration=integration
             )
-            ctx["connection_form"] = _admin_form(
-                form,
-                [
-                    (None, form.main_fields),
-                    ("Demographics server (nightly student file)", form.transfer_fields),
-                ],
-            )
+            ctx["connection_form"] = form  # laid out by crispy (ConnectionForm.layout_items)
         ctx["connection"] = connection_summary(integration)
         stored = integration.masked_credentials()  # none when they cannot be read here
         ctx["credentials_set"] = all(
@@ -306,7 +289,8 @@ class SetupPages(Pages):
             initial={"import_after": integration.import_after},
             auto_id="id_preview_%s",
         )
-        ctx["preview_form"] = _admin_form(preview_form, [(None, ["import_after"])])
+        preview_form.error_note = ""  # a preview saves nothing
+        ctx["preview_form"] = preview_form
         if preview_form.is_bound and preview_form.is_valid():
             day = preview_form.cleaned_data["import_after"]
             ctx["preview"] = {"day": day, "text": long_date(day), **scope_preview(integration, day)}
@@ -318,7 +302,7 @@ class SetupPages(Pages):
         parent = _bound_form(bound, "parent-options", ParentOptionsForm) or ParentOptionsForm(
             integration=integration
         )
-        ctx["parent_form"] = _admin_form(parent, [(None, list(parent.fields))])
+        ctx["parent_form"] = parent
         ctx["parent_unavailable"] = parent.unavailable
         ctx["parent_readonly"] = [
             (f.label, option_shown(getattr(integration, name))) for name, f in parent.fields.items()

@@ -121,7 +121,7 @@ def test_staff_pick_and_order_columns_see_the_preview_live_and_the_export_follow
     assert page.locator("#unsaved-note").is_visible()
     integration.refresh_from_db()
     assert "columns" not in integration.options  # nothing saved yet
-    connection.locator(".field-columns").screenshot(
+    connection.locator("#div_id_columns").screenshot(
         path=str(artifacts / "fileexchange-layout-picker-1280.png")
     )
 
@@ -173,7 +173,7 @@ def test_the_layout_picker_fits_a_phone_and_has_no_serious_accessibility_violati
     connection.locator(".feesync-layout-preview-text").filter(has_text="student_id").wait_for()
     connection.get_by_role("button", name="Add Student name", exact=True).click()
     assert_no_sideways_scroll(page)
-    connection.locator(".field-columns").screenshot(
+    connection.locator("#div_id_columns").screenshot(
         path=str(artifacts / "fileexchange-layout-picker-390.png")
     )
     assert axe_violations(page, "#connection") == []

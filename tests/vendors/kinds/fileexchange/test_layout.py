@@ -111,7 +111,7 @@ def test_a_bad_layout_is_refused_naming_what_is_wrong_and_nothing_typed_is_lost(
     assert "Nothing was saved" in response.content.decode()
     doc = lxml.html.fromstring(response.content.decode())
     # The message sits with the field it is about.
-    errors = doc.xpath(f"//*[@id='id_{field}']/ancestor::div[contains(@class,'form-row')][1]")
+    errors = doc.xpath(f"//*[@id='id_{field}']/ancestor::div[contains(@class,'feesync-field')][1]")
     assert errors and words in " ".join(errors[0].text_content().split())
     # Everything else typed is still there, and nothing was stored.
     assert _textarea(response, "inbound_dir") == "from-financials"
@@ -295,7 +295,7 @@ def test_a_password_typed_with_a_bad_layout_is_asked_for_again_not_silently_drop
         {"layout": "district", "columns": "amout", "password": "new-secret-9"},
     )
     doc = lxml.html.fromstring(response.content.decode())
-    row = doc.xpath("//*[@id='id_password']/ancestor::div[contains(@class,'form-row')][1]")
+    row = doc.xpath("//*[@id='id_password']/ancestor::div[contains(@class,'feesync-field')][1]")
     assert "Type the password again: nothing was saved" in " ".join(row[0].text_content().split())
     assert "new-secret-9" not in response.content.decode()
     local_exchange.refresh_from_db()

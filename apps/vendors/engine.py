@@ -331,6 +331,23 @@ def _delivery_lease_renew(integration_id: int) -> None:
     Integration.objects.filter(pk=integration_id).update(delivering_until=until)
 
 
+def _fees_share_lock(fee_ids: Iterable[int]) -> None:
+    """Take the fees' key-share locks first, in id order (PostgreSQL).
+
+    A delivery's transaction writes rows that point at fees (SyncedFee, DeliveryEvent),
+    whose foreign keys are checked at COMMIT, and changes the fees' outbox rows. A ledger
+    service locks its fee FOR UPDATE and then writes that fee's outbox row. Taken the other
+    way round (outbox row first, fee at commit) the two deadlock (simulate --seed 4): so the
+    delivery waits for the fee first, and a change committed meanwhile raises the outbox
+    row's version, which the delivery then keeps."""
+    ids = sorted(set(fee_ids))
+    if ids and connections["default"].vendor == "postgresql":
+        with connections["default"].cursor() as cursor:
+            cursor.execute(
+                "SELECT id FROM fees_fee WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE", [ids]
+            )
+
+
 def _delivery_acknowledged(
     integration: Integration,
     items: list[OutboxItem],
@@ -345,6 +362,7 @@ def _delivery_acknowledged(
         if records.get(i.fee_id) and records[i.fee_id].fee_ref in result.acknowledged
     ]
     with transaction.atomic():
+        _fees_share_lock(i.fee_id for i in items)
         SyncedFee.objects.bulk_create(
             [
                 SyncedFee(
@@ -433,6 +451,7 @@ def _delivery_failed(integration: Integration, items: list[OutboxItem], exc: Ven
     max_attempts = settings.FEESYNC_DELIVERY_MAX_ATTEMPTS
     events: list[DeliveryEvent] = []
     with transaction.atomic():
+        _fees_share_lock(i.fee_id for i in items)
         for item in items:
             attempts = item.attempts + 1
             events.append(

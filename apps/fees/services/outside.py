@@ -459,7 +459,13 @@ def _record_one(source: MovementSource, m: Movement, fee: Fee | None) -> LedgerE
                 note=f"Paid at {name}",
             )
         case MovementKind.WAIVER:
-            return _fee_waive(fee=fee, amount=m.amount, reason=f"Waived at {name}", origin=origin)
+            return _fee_waive(
+                fee=fee,
+                amount=m.amount,
+                reason=f"Waived at {name}",
+                origin=origin,
+                closed=m.closed,
+            )
         case MovementKind.REFUND:
             return _payment_refund(
                 payment=_original(source, m, "payment"),

@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files served by FeeSync itself, not a CDN
     "apps.partner_api",
+    "apps.simulator",
 ]
 
 MIDDLEWARE = [

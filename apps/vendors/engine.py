@@ -29,7 +29,7 @@ from decimal import Decimal
 from celery import current_app
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import F, Q
+from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from apps.fees.models import Fee, LedgerEntry
@@ -672,6 +672,27 @@ def _held_record(integration: Integration, held: list[tuple[VendorPayment, int, 
     )
 
 
+def _held_posted(integration: Integration, vendor_refs: Sequence[str]) -> None:
+    """A movement held because its fee had not been sent yet (the vendor took the fee, but
+    the worker died before recording the acknowledgement) is posted by a later pull once the
+    acknowledgement is in: it is no longer waiting for staff (simulate --seed 4). One UPDATE
+    a page; the common page has no held movement at all."""
+    entry = LedgerEntry.objects.filter(
+        external_source=integration.external_source, external_id=OuterRef("vendor_ref")
+    ).values("pk")[:1]
+    HeldMovement.objects.filter(
+        integration=integration,
+        status=HeldMovement.Status.OPEN,
+        vendor_ref__in=list(vendor_refs),
+    ).update(
+        status=HeldMovement.Status.APPLIED,
+        entry_id=Subquery(entry),
+        resolved_at=timezone.now(),
+        resolution_note="Posted by a later pull, once the fee's delivery to "
+        f"{integration.vendor_name} was recorded.",
+    )
+
+
 def _refund_finding(integration: Integration, p: VendorPayment, fee_id: int | None) -> None:
     """A refund made at the vendor leaves the fee owed again; staff decide whether it
     stays owed or the rest is waived (the finding's two actions on the dashboard)."""
@@ -707,6 +728,7 @@ def payments_record(
     (`movements_refused`: a file exchange writes its rejects file). A refund recorded is a
     finding too: the fee is owed again, and staff decide what happens to it."""
     report.seen += len(payments)
+    first_recorded = len(report.recorded_ids)
     vendor = integration.vendor_name
     movements: list[Movement] = []
     unknown: dict[int, MovementOutcome] = {}  # index in `payments` -> refused here
@@ -774,6 +796,8 @@ def payments_record(
             )
     if held:
         _held_record(integration, held)
+    if posted := report.recorded_ids[first_recorded:]:
+        _held_posted(integration, posted)
     if refused and adapter is not None:
         adapter.movements_refused(refused)
 

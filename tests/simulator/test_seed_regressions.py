@@ -141,3 +141,54 @@ def test_seed_4_a_delivery_acknowledged_while_staff_take_a_payment_does_not_dead
     # The change made during the delivery is still waiting to be sent, at its version.
     assert OutboxItem.objects.get(fee=fee).version == fee.version == 2
     assert SyncedFee.objects.get(fee=fee).acknowledged_version == 1
+
+
+@pytest.mark.django_db
+def test_seed_4_a_payment_held_before_the_fee_was_acknowledged_is_not_left_for_staff_once_posted():
+    """simulate --seed 4: the worker was killed after Community Pass took a fee and before
+    FeeSync recorded the acknowledgement; a payment pulled then was held ("never sent").
+    Once the redelivery was acknowledged, the next pull posted it, and the held movement
+    still waited for staff: a clerk could apply or credit money already on the fee."""
+    from django.utils import timezone
+
+    from apps.vendors.engine import PullReport, payments_record
+    from apps.vendors.kinds.base import VendorPayment
+    from apps.vendors.models import HeldMovement
+
+    category = CategoryFactory()
+    fee = make_fee(amount="30.00", category=category)
+    integration = Integration.objects.create(
+        vendor_kind="communitypass",
+        slug="cp-seed-4b",
+        name="CP",
+        enabled=True,
+        service_url="http://127.0.0.1:9/v1",
+        import_after="2026-01-01",
+    )
+    integration.categories.set([category])
+    OutboxItem.objects.all().delete()  # its delivery is not what this test is about
+    paid = VendorPayment(
+        payment_id="CP-10",
+        fee_ref=fee.reference,
+        student_id=fee.student.student_number,
+        amount=D("12.00"),
+        kind=MovementKind.PAYMENT,
+    )
+    first = PullReport()
+    payments_record(integration=integration, payments=[paid], report=first)
+    assert first.held == 1
+    held = HeldMovement.objects.get(vendor_ref="CP-10")
+    assert held.status == HeldMovement.Status.OPEN
+
+    SyncedFee.objects.create(
+        integration=integration, fee=fee, acknowledged_version=1, acknowledged_at=timezone.now()
+    )
+    again = PullReport()
+    payments_record(integration=integration, payments=[paid], report=again)
+    assert again.recorded == 1
+    held.refresh_from_db()
+    entry = LedgerEntry.objects.get(external_id="CP-10")
+    assert (held.status, held.entry_id) == (HeldMovement.Status.APPLIED, entry.pk)
+    assert held.resolved_at is not None and "later pull" in held.resolution_note
+    fee.refresh_from_db()
+    assert fee.balance == D("18.00")

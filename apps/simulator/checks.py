@@ -11,13 +11,14 @@ from typing import Any
 
 from django.db.models import Count, Sum
 
-from apps.fees.models import LedgerEntry
+from apps.fees.models import Fee, LedgerEntry
 from apps.fees.selectors import ledger_report
 from apps.partner_api.models import ApiUser
 from apps.vendors.models import Discrepancy, HeldMovement, OutboxItem, SyncedFee
 from apps.vendors.scope import Scope
 
 from .operations import SimulationFailure
+from .parts import FILE_KINDS
 from .world import World
 
 LEDGER_CLEAN = "ledger_check is clean"
@@ -75,7 +76,9 @@ def check_vendor_movements(world: World, kind: str, state: dict[str, Any]) -> No
         LedgerEntry.objects.filter(external_source=source).values_list("external_id", flat=True)
     )
     held = set(
-        HeldMovement.objects.filter(integration=integration).values_list("vendor_ref", flat=True)
+        HeldMovement.objects.filter(
+            integration=integration, status=HeldMovement.Status.OPEN
+        ).values_list("vendor_ref", flat=True)
     )
     unmatched = set(
         Discrepancy.objects.filter(
@@ -84,6 +87,12 @@ def check_vendor_movements(world: World, kind: str, state: dict[str, Any]) -> No
     )
     for pid in ids:
         n = entries.get(pid, 0)
+        if pid in world.broken_ids:  # in a file the simulator broke: never to be posted
+            if n:
+                raise SimulationFailure(
+                    ONCE, f"{kind} movement {pid} came in a broken file and was posted"
+                )
+            continue
         if n > 1:
             raise SimulationFailure(ONCE, f"{kind} movement {pid} is {n} ledger entries")
         if n == 0 and pid not in held and pid not in unmatched:
@@ -110,19 +119,23 @@ def check_vendor_fees(world: World, kind: str, state: dict[str, Any]) -> None:
             "fee__reference", "acknowledged_version"
         )
     )
-    # A refund at the vendor of a payment that closed the fee leaves the vendor's fee settled
-    # while FeeSync owes the refunded part again: staff decide (the "refunded at the vendor"
-    # finding: keep it owed, or waive the rest). Until they do, only that may differ.
+    # Where FeeSync reported something for staff to decide, the two sides may differ until
+    # they do: a refund at the vendor of a payment that had closed the fee (the vendor keeps
+    # it settled, FeeSync owes the refunded part again: keep it owed, or waive the rest), or
+    # a movement the ledger refused (a waiver of more than is owed, made at the vendor on a
+    # figure FeeSync had already lowered). Counted in the summary as `awaiting_staff`.
     awaiting_staff = set(
         Discrepancy.objects.filter(
             integration=integration,
-            kind=Discrepancy.Kind.REFUNDED_AT_VENDOR,
+            kind__in=[Discrepancy.Kind.REFUNDED_AT_VENDOR, Discrepancy.Kind.UNMATCHED_PAYMENT],
             resolved_at__isnull=True,
         ).values_list("fee_ref", flat=True)
     )
     in_scope = set()
     for fee in Scope.of(integration).fees().order_by("pk"):
         in_scope.add(fee.reference)
+        if fee.reference in world.broken_refs:
+            continue  # the financials side counts a payment FeeSync rightly refused
         held = at_vendor.get(fee.reference)
         if held is None:
             raise SimulationFailure(AT_VENDOR, f"{fee.reference} is not at {kind}")
@@ -134,9 +147,11 @@ def check_vendor_fees(world: World, kind: str, state: dict[str, Any]) -> None:
             )
         ours = (fee.amount, fee.balance, fee.status == "open")
         theirs = (Decimal(held["amount"]), Decimal(held["amount_due"]), bool(held["active"]))
-        if ours != theirs and not (
-            fee.reference in awaiting_staff and ours[0] == theirs[0] and ours[1] > theirs[1]
-        ):
+        if kind in FILE_KINDS:  # a charge load line has no "active": amounts only
+            ours, theirs = ours[:2] + (True,), theirs[:2] + (True,)
+        if ours != theirs and fee.reference in awaiting_staff:
+            world.awaiting_staff.add(fee.reference)
+        elif ours != theirs:
             raise SimulationFailure(
                 AGREE,
                 f"{fee.reference}: FeeSync has amount/due/open {ours}, {kind} has {theirs}",
@@ -144,6 +159,22 @@ def check_vendor_fees(world: World, kind: str, state: dict[str, Any]) -> None:
     strays = sorted(set(at_vendor) - in_scope)
     if strays:
         raise SimulationFailure(OUT_OF_SCOPE, f"{kind} holds {strays[:5]}")
+    if "disputed" in state:  # the file exchange: disputes and restores agree too
+        theirs_disputed = set(state["disputed"]) - world.broken_refs
+        ours_disputed = (
+            set(
+                Fee.objects.filter(disputed=True, reference__in=in_scope).values_list(
+                    "reference", flat=True
+                )
+            )
+            - world.broken_refs
+        )
+        if theirs_disputed != ours_disputed:
+            raise SimulationFailure(
+                AGREE,
+                f"disputed at {kind}: {sorted(theirs_disputed)}, in FeeSync: "
+                f"{sorted(ours_disputed)}",
+            )
 
 
 def check_settled(world: World) -> None:

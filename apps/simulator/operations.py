@@ -43,6 +43,7 @@ from apps.vendors import engine, tasks
 from apps.vendors.jobs import pull_for_students, task_run
 from apps.vendors.sandboxes.client import SandboxControlError
 
+from .parts import FILE_KINDS
 from .world import CENT, World
 
 Params = dict[str, Any]
@@ -68,16 +69,28 @@ class Operation:
     group: str  # staff, vendor, pull, api, fault, clock
     run: RunFn
     per_vendor: bool = False  # draws a vendor among the run's sandboxes
+    #: Which of them: "any", "api" (pulled over an API: PaySchools, Community Pass) or
+    #: "file" (the file exchange).
+    vendor_kinds: str = "any"
+
+    def vendors_among(self, vendors: list[str]) -> list[str]:
+        if self.vendor_kinds == "api":
+            return [v for v in vendors if v not in FILE_KINDS]
+        if self.vendor_kinds == "file":
+            return [v for v in vendors if v in FILE_KINDS]
+        return list(vendors)
 
 
 REGISTRY: dict[str, Operation] = {}
 
 
 def operation(
-    name: str, *, weight: float, group: str, per_vendor: bool = False
+    name: str, *, weight: float, group: str, per_vendor: bool = False, vendor_kinds: str = "any"
 ) -> Callable[[RunFn], RunFn]:
     def register(fn: RunFn) -> RunFn:
-        REGISTRY[name] = Operation(name, weight, group, fn, per_vendor)
+        REGISTRY[name] = Operation(
+            name, weight, group, fn, per_vendor or vendor_kinds != "any", vendor_kinds
+        )
         return fn
 
     return register
@@ -126,6 +139,21 @@ def _at_vendor(world: World, vendor: str, *, foreign: bool = False) -> list[dict
     return sorted(
         (f for f in fees if bool(f.get("foreign")) == foreign), key=lambda f: f["fee_ref"]
     )
+
+
+def _pull_task(vendor: str) -> str:
+    return "import-payments" if vendor in FILE_KINDS else "get-payments"
+
+
+def _file_written(world: World, vendor: str, answer: dict[str, Any], fee_ref: str) -> None:
+    """A result file the file exchange just wrote: if the simulator broke it, its
+    transaction id must never be posted (and that fee's figures differ for good)."""
+    if vendor not in FILE_KINDS or world.file_fault_pending.pop(vendor, None) is None:
+        return
+    payment = answer.get("payment") or {}
+    if payment.get("payment_id"):
+        world.broken_ids.add(str(payment["payment_id"]))
+    world.broken_refs.add(fee_ref)
 
 
 # --- staff --------------------------------------------------------------------------------
@@ -319,7 +347,8 @@ def op_credit_refund(world: World, p: Params, step: int) -> str:
 @operation("vendor_pay", weight=8, group="vendor", per_vendor=True)
 def op_vendor_pay(world: World, p: Params, step: int) -> str:
     vendor = _vendor(world, p)
-    foreign = p["k"] % 10 == 0
+    as_file = vendor in FILE_KINDS
+    foreign = p["k"] % 10 == 0 and not as_file
     fees = [f for f in _at_vendor(world, vendor, foreign=foreign) if Decimal(f["amount_due"]) > 0]
     if not fees:
         return "skipped: nothing owed at the vendor"
@@ -329,7 +358,7 @@ def op_vendor_pay(world: World, p: Params, step: int) -> str:
     over = False
     if p["a"] < 0.1:
         amount, over = due + _money(1 + 10 * p["b"]), True
-    elif p["a"] < 0.2:
+    elif p["a"] < 0.2 and not as_file:  # result files have no "closed"
         amount, closed = _part(due, p["b"]), True  # reduced price handled at the vendor
     elif p["a"] < 0.6:
         amount = due
@@ -342,10 +371,11 @@ def op_vendor_pay(world: World, p: Params, step: int) -> str:
     except SandboxControlError as exc:
         return f"refused by the sandbox: {exc}"
     pid = (paid.get("payment") or {}).get("payment_id", "")
+    _file_written(world, vendor, paid, fee["fee_ref"])
     return f"{fee['fee_ref']} paid ${amount}{' closed' if closed else ''} ({pid})"
 
 
-@operation("vendor_refund", weight=3, group="vendor", per_vendor=True)
+@operation("vendor_refund", vendor_kinds="api", weight=3, group="vendor")
 def op_vendor_refund(world: World, p: Params, step: int) -> str:
     vendor = _vendor(world, p)
     box = world.sandboxes[vendor]
@@ -372,13 +402,14 @@ def op_vendor_waive(world: World, p: Params, step: int) -> str:
     fee = fees[p["i"] % len(fees)]
     amount = None if p["a"] < 0.6 else _part(Decimal(fee["amount_due"]), p["b"])
     try:
-        world.sandboxes[vendor].control.waive(fee["fee_ref"], amount)
+        done = world.sandboxes[vendor].control.waive(fee["fee_ref"], amount)
     except SandboxControlError as exc:
         return f"refused by the sandbox: {exc}"
+    _file_written(world, vendor, done, fee["fee_ref"])
     return f"{fee['fee_ref']} waived {amount or 'all'} at the vendor"
 
 
-@operation("vendor_void", weight=1, group="vendor", per_vendor=True)
+@operation("vendor_void", vendor_kinds="api", weight=1, group="vendor")
 def op_vendor_void(world: World, p: Params, step: int) -> str:
     vendor = _vendor(world, p)
     box = world.sandboxes[vendor]
@@ -393,7 +424,7 @@ def op_vendor_void(world: World, p: Params, step: int) -> str:
     return f"{payment['payment_id']} voided at the vendor"
 
 
-@operation("foreign_fee", weight=1, group="vendor", per_vendor=True)
+@operation("foreign_fee", vendor_kinds="api", weight=1, group="vendor")
 def op_foreign_fee(world: World, p: Params, step: int) -> str:
     vendor = _vendor(world, p)
     student = world.students[p["i"] % len(world.students)]
@@ -407,11 +438,13 @@ def op_foreign_fee(world: World, p: Params, step: int) -> str:
 
 @operation("pull_nightly", weight=4, group="pull", per_vendor=True)
 def op_pull_nightly(world: World, p: Params, step: int) -> str:
-    run = task_run(integration=world.integrations[_vendor(world, p)], task="get-payments")
-    return f"get-payments: {run.outcome if run else 'not run'} {run.counts if run else ''}"
+    vendor = _vendor(world, p)
+    task = _pull_task(vendor)
+    run = task_run(integration=world.integrations[vendor], task=task)
+    return f"{task}: {run.outcome if run else 'not run'} {run.counts if run else ''}"
 
 
-@operation("pull_student", weight=3, group="pull", per_vendor=True)
+@operation("pull_student", vendor_kinds="api", weight=3, group="pull")
 def op_pull_student(world: World, p: Params, step: int) -> str:
     student = world.students[p["i"] % len(world.students)]
     pull_for_students(
@@ -461,15 +494,20 @@ def op_pull_twice_at_once(world: World, p: Params, step: int) -> str:
     world.faults["two_pulls_at_once"] += 1
 
     def pull() -> None:
-        engine.payments_pull(integration=integration, student_ids=numbers)
+        if integration.vendor_kind in FILE_KINDS:  # two imports of the same files at once
+            task_run(integration=integration, task="import-payments")
+        else:
+            engine.payments_pull(integration=integration, student_ids=numbers)
 
     return _vendor_errors_only(_together(pull, pull), "two pulls at once")
 
 
 @operation("validate", weight=2, group="pull", per_vendor=True)
 def op_validate(world: World, p: Params, step: int) -> str:
-    run = task_run(integration=world.integrations[_vendor(world, p)], task="validate")
-    return f"validate: {run.outcome if run else 'not run'} {run.counts if run else ''}"
+    vendor = _vendor(world, p)
+    task = "validate-exports" if vendor in FILE_KINDS else "validate"
+    run = task_run(integration=world.integrations[vendor], task=task)
+    return f"{task}: {run.outcome if run else 'not run'} {run.counts if run else ''}"
 
 
 @operation("nightly_twice", weight=1, group="fault", per_vendor=True)
@@ -477,7 +515,9 @@ def op_nightly_twice(world: World, p: Params, step: int) -> str:
     """Beat fires a nightly task twice: here for the simulated business date, and at the
     worker for its own (real) date."""
     integration = world.integrations[_vendor(world, p)]
-    task = "get-payments" if p["a"] < 0.7 else "validate"
+    task = _pull_task(integration.vendor_kind) if p["a"] < 0.7 else "validate"
+    if integration.vendor_kind in FILE_KINDS and task == "validate":
+        task = "export-fees"
     day = world.clock.local().date()
     world.faults["nightly_twice"] += 1
     for _ in range(2):
@@ -493,6 +533,12 @@ def op_nightly_twice(world: World, p: Params, step: int) -> str:
 def op_duplicate_delivery(world: World, p: Params, step: int) -> str:
     integration = world.integrations[_vendor(world, p)]
     world.faults["duplicate_delivery"] += 1
+    if integration.vendor_kind in FILE_KINDS:  # two exports of the same changes at once
+
+        def export() -> None:
+            task_run(integration=integration, task="export-fees")
+
+        return _vendor_errors_only(_together(export, export), "two exports at once")
     for _ in range(2):
         tasks.deliver_outbox.delay(integration.pk)
     return "two deliveries queued"
@@ -617,14 +663,67 @@ def op_api_plan(world: World, p: Params, step: int) -> str:
     return f"plan {plan.pk} replaced: {response.status_code}"
 
 
+# --- the file exchange ----------------------------------------------------------------
+
+
+@operation("fx_export", weight=4, group="pull", vendor_kinds="file")
+def op_fx_export(world: World, p: Params, step: int) -> str:
+    run = task_run(integration=world.integrations[_vendor(world, p)], task="export-fees")
+    return f"export-fees: {run.outcome if run else 'not run'} {run.counts if run else ''}"
+
+
+@operation("fx_dispute", weight=1, group="vendor", vendor_kinds="file")
+def op_fx_dispute(world: World, p: Params, step: int) -> str:
+    vendor = _vendor(world, p)
+    fees = _at_vendor(world, vendor)
+    if not fees:
+        return "skipped: no fee at the financials side"
+    fee = fees[p["i"] % len(fees)]
+    op = "dispute" if p["a"] < 0.6 else "restore"
+    done = world.sandboxes[vendor].control.call(op, {"fee_ref": fee["fee_ref"]})
+    if world.file_fault_pending.pop(vendor, None) is not None:
+        world.broken_refs.add(fee["fee_ref"])
+    return f"{fee['fee_ref']} {op} ({done.get('transaction_id')})"
+
+
+@operation("fx_duplicate_drop", weight=1, group="fault", vendor_kinds="file")
+def op_fx_duplicate_drop(world: World, p: Params, step: int) -> str:
+    """The financials side drops a result file it already dropped, under a new name."""
+    vendor = _vendor(world, p)
+    root = world.sandboxes[vendor].root
+    if root is None:
+        return "skipped: no exchange directory"
+    done = sorted(
+        [*(root / "inbound").glob("*.csv.done"), *(root / "inbound" / "archive").glob("*.csv")]
+    )
+    if not done:
+        return "skipped: no result file yet"
+    chosen = done[p["i"] % len(done)]
+    source = chosen.with_suffix("") if chosen.suffix == ".done" else chosen
+    if not source.exists():
+        return "skipped: that file is gone"
+    copy = root / "inbound" / f"again_{world.next_id('F')}.csv"
+    copy.write_bytes(source.read_bytes())
+    (root / "inbound" / (copy.name + ".done")).write_bytes(b"")
+    world.faults["file_duplicated"] += 1
+    return f"{source.name} dropped again as {copy.name}"
+
+
 # --- faults -------------------------------------------------------------------------------
 
 FAULT_MODES = ("down", "slow", "throttle", "error", "malformed", "drop", "fault")
+FILE_FAULTS = ("half_written", "malformed", "bad_amount")
 
 
 @operation("vendor_fault", weight=4, group="fault", per_vendor=True)
 def op_vendor_fault(world: World, p: Params, step: int) -> str:
     vendor = _vendor(world, p)
+    if vendor in FILE_KINDS:
+        broken = FILE_FAULTS[p["k"] % len(FILE_FAULTS)]
+        world.sandboxes[vendor].control.call("faults", {"file": broken})
+        world.file_fault_pending[vendor] = broken
+        world.faults[f"file_{broken}"] += 1
+        return f"{vendor}: the next result file {broken}"
     mode = FAULT_MODES[p["k"] % len(FAULT_MODES)]
     options: dict[str, Any] = {}
     if mode == "slow":

@@ -19,9 +19,12 @@ from apps.vendors.registry import load_sandbox
 from apps.vendors.sandboxes.client import SandboxControl
 
 ROOT = Path(__file__).resolve().parents[2]
-#: Where each vendor's API lives under its sandbox's root (the integration's service URL).
-SERVICE_PATHS = {"payschools": "/soap", "communitypass": "/v1"}
+#: Where each vendor's API lives under its sandbox's root (the integration's service URL);
+#: the file exchange's is its control API (validation reads its state there).
+SERVICE_PATHS = {"payschools": "/soap", "communitypass": "/v1", "fileexchange": "/"}
 VENDORS = tuple(SERVICE_PATHS)
+#: Kinds that take fees as files and return results as files (no pulls, no deliveries).
+FILE_KINDS = frozenset({"fileexchange"})
 
 
 class WorkerLike(Protocol):
@@ -55,6 +58,8 @@ class Sandbox:
         self.server.start()
         self.url: str = self.server.url
         self.control = SandboxControl(self.url, timeout=60)
+        #: The file exchange's directory (its inbound and outbound), reached as a local path.
+        self.root: Path | None = getattr(self.server, "root", None)
 
     @property
     def service_url(self) -> str:

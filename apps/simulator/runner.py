@@ -21,7 +21,7 @@ from apps.vendors.models import OutboxItem
 from . import checks
 from .clock import SimClock
 from .operations import REGISTRY, SimulationFailure
-from .parts import VENDORS, Sandbox, WorkerLike, wait_for
+from .parts import FILE_KINDS, VENDORS, Sandbox, WorkerLike, wait_for
 from .world import World, world_build
 
 LAST_STEPS = 20
@@ -62,6 +62,7 @@ class Result:
     faults: Counter[str] = field(default_factory=Counter)
     refused: int = 0
     skipped: int = 0
+    awaiting_staff: int = 0
     elapsed: float = 0.0
     settle_seconds: float = 0.0
 
@@ -80,6 +81,7 @@ class Result:
             "faults": dict(sorted(self.faults.items())),
             "refused": self.refused,
             "skipped": self.skipped,
+            "awaiting_staff": self.awaiting_staff,
             "elapsed_seconds": round(self.elapsed, 1),
             "settle_seconds": round(self.settle_seconds, 1),
             "last_steps": [r.line().strip() for r in self.log[-LAST_STEPS:]],
@@ -112,7 +114,7 @@ def plan_draw(seed: int, steps: int, vendors: Sequence[str]) -> list[PlannedStep
     """The run's every choice, from its one random source. Drawn before anything runs, so
     the plan is the same whatever the worker's timing."""
     rng = random.Random(seed)
-    ops = list(REGISTRY.values())
+    ops = [op for op in REGISTRY.values() if not op.per_vendor or op.vendors_among(list(vendors))]
     weights = [op.weight for op in ops]
     plan = []
     for index in range(steps):
@@ -124,7 +126,7 @@ def plan_draw(seed: int, steps: int, vendors: Sequence[str]) -> list[PlannedStep
             "j": rng.randrange(1 << 30),
             "k": rng.randrange(1 << 30),
             "tick": 5 + rng.random() * 55,  # seconds the clock moves before the step
-            "vendor": rng.choice(list(vendors)),
+            "vendor": rng.choice(op.vendors_among(list(vendors)) or list(vendors)),
         }
         plan.append(PlannedStep(index, op.name, params))
     return plan
@@ -154,15 +156,22 @@ def _settle(world: World) -> None:
         world.worker_down_until = None
     # A vendor is backed off (in real time) after the faults; deliveries resume by themselves.
     for _round in range(3):
-        for integration in world.integrations.values():
-            task_run(integration=integration, task="get-payments")
+        for kind, integration in world.integrations.items():
+            if kind in FILE_KINDS:
+                task_run(integration=integration, task="export-fees")
+                task_run(integration=integration, task="import-payments")
+            else:
+                task_run(integration=integration, task="get-payments")
         wait_for(
             lambda: not OutboxItem.objects.exists(),
             timeout=180,
             what="the outbox to drain after the faults",
         )
-        for integration in world.integrations.values():
-            task_run(integration=integration, task="validate")
+        for kind, integration in world.integrations.items():
+            task_run(
+                integration=integration,
+                task="validate-exports" if kind in FILE_KINDS else "validate",
+            )
         wait_for(
             lambda: not OutboxItem.objects.exists(),
             timeout=180,
@@ -249,6 +258,7 @@ def run(
                 result.invariant = NOTHING_DRAINS
                 result.detail = str(exc)
             result.faults = world.faults
+            result.awaiting_staff = len(world.awaiting_staff)
     finally:
         for box in sandboxes.values():
             box.stop()

@@ -18,7 +18,7 @@ from apps.students.models import School, Student
 from apps.vendors.models import Integration
 
 from .clock import SimClock
-from .parts import Sandbox, WorkerLike
+from .parts import FILE_KINDS, Sandbox, WorkerLike
 
 CENT = Decimal("0.01")
 STUDENTS = 12
@@ -52,6 +52,13 @@ class World:
     fee_ids: list[int] = field(default_factory=list)
     api_postings: list[ApiPosting] = field(default_factory=list)
     plan_ids: list[int] = field(default_factory=list)
+    #: File exchange: transaction ids the simulator put in broken result files (malformed,
+    #: half-written, a bad amount), which FeeSync must not post, and their fees.
+    broken_ids: set[str] = field(default_factory=set)
+    broken_refs: set[str] = field(default_factory=set)
+    file_fault_pending: dict[str, str] = field(default_factory=dict)
+    #: Fees that differ at the vendor where FeeSync left a finding for staff to decide.
+    awaiting_staff: set[str] = field(default_factory=set)
     #: vendor -> the step at which its injected fault ends
     fault_until: dict[str, int] = field(default_factory=dict)
     worker_down_until: int | None = None
@@ -101,6 +108,16 @@ def world_build(
             code=f"SIM-{kind.upper()}"[:20], defaults={"description": f"Paid at {kind}"}
         )
         world.category_of[kind] = category
+        options: dict[str, Any] = {}
+        if kind in FILE_KINDS:
+            options = {
+                "transport": "local",
+                "local_path": str(box.root),
+                "outbound_dir": "outbound",
+                "inbound_dir": "inbound",
+                "item_types": f"{category.code} = 800000000001",
+                "term": "2270",
+            }
         integration = Integration(
             vendor_kind=kind,
             slug=f"{kind}-sim",
@@ -109,12 +126,12 @@ def world_build(
             service_url=box.service_url,
             timeout_seconds=5,
             import_after=world.import_after,
+            options=options,
         )
-        integration.credentials = (
-            {"username": "feesync", "password": "sandbox-secret"}
-            if kind == "payschools"
-            else {"api_key": "sandbox-key"}
-        )
+        integration.credentials = {
+            "payschools": {"username": "feesync", "password": "sandbox-secret"},
+            "communitypass": {"api_key": "sandbox-key"},
+        }.get(kind, {})
         integration.save()
         integration.categories.set([category])
         world.integrations[kind] = integration

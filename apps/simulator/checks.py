@@ -103,7 +103,7 @@ def check_vendor_movements(world: World, kind: str, state: dict[str, Any]) -> No
             raise SimulationFailure(
                 APPLIED_AND_HELD, f"{kind} movement {pid} is posted and also held for staff"
             )
-    known = set(ids)
+    known = set(ids) | world.file_line_ids
     strays = [e for e in entries if e and e not in known]
     if strays:
         raise SimulationFailure(
@@ -160,14 +160,16 @@ def check_vendor_fees(world: World, kind: str, state: dict[str, Any]) -> None:
     if strays:
         raise SimulationFailure(OUT_OF_SCOPE, f"{kind} holds {strays[:5]}")
     if "disputed" in state:  # the file exchange: disputes and restores agree too
-        theirs_disputed = set(state["disputed"]) - world.broken_refs
+        # A dispute FeeSync refused (nothing owed on the fee) is a finding for staff.
+        aside = world.broken_refs | awaiting_staff
+        theirs_disputed = set(state["disputed"]) - aside
         ours_disputed = (
             set(
                 Fee.objects.filter(disputed=True, reference__in=in_scope).values_list(
                     "reference", flat=True
                 )
             )
-            - world.broken_refs
+            - aside
         )
         if theirs_disputed != ours_disputed:
             raise SimulationFailure(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -132,6 +133,33 @@ def _refused(exc: ValidationError) -> str:
 
 def _vendor(world: World, p: Params) -> str:
     return str(p["vendor"])
+
+
+def _vendor_fee(world: World, vendor: str, p: Params) -> dict[str, Any] | None:
+    """The vendor's record of one of the simulator's own fees for it, chosen from the
+    simulator's list (the same choice on every replay, whatever the worker's timing). An
+    API vendor that is not faulted gets a moment to receive it (deliveries take about a
+    second); None if it does not hold it."""
+    refs = list(
+        Fee.objects.filter(pk__in=world.fee_ids, category=world.category_of[vendor])
+        .order_by("pk")
+        .values_list("reference", flat=True)
+    )
+    if not refs:
+        return None
+    ref = refs[p["i"] % len(refs)]
+    box = world.sandboxes[vendor]
+    can_wait = (
+        vendor not in FILE_KINDS
+        and vendor not in world.fault_until
+        and world.worker_down_until is None
+    )
+    for _ in range(50 if can_wait else 1):
+        held = next((f for f in box.state()["fees"] if f["fee_ref"] == ref), None)
+        if held is not None or not can_wait:
+            return held
+        time.sleep(0.1)
+    return None
 
 
 def _at_vendor(world: World, vendor: str, *, foreign: bool = False) -> list[dict[str, Any]]:
@@ -349,10 +377,14 @@ def op_vendor_pay(world: World, p: Params, step: int) -> str:
     vendor = _vendor(world, p)
     as_file = vendor in FILE_KINDS
     foreign = p["k"] % 10 == 0 and not as_file
-    fees = [f for f in _at_vendor(world, vendor, foreign=foreign) if Decimal(f["amount_due"]) > 0]
-    if not fees:
+    if foreign:
+        fees = [f for f in _at_vendor(world, vendor, foreign=True) if Decimal(f["amount_due"]) > 0]
+        found = fees[p["i"] % len(fees)] if fees else None
+    else:
+        found = _vendor_fee(world, vendor, p)
+    if found is None or Decimal(found["amount_due"]) <= 0:
         return "skipped: nothing owed at the vendor"
-    fee = fees[p["i"] % len(fees)]
+    fee = found
     due = Decimal(fee["amount_due"])
     closed = False
     over = False
@@ -396,10 +428,10 @@ def op_vendor_refund(world: World, p: Params, step: int) -> str:
 @operation("vendor_waive", weight=2, group="vendor", per_vendor=True)
 def op_vendor_waive(world: World, p: Params, step: int) -> str:
     vendor = _vendor(world, p)
-    fees = [f for f in _at_vendor(world, vendor) if Decimal(f["amount_due"]) > 0]
-    if not fees:
+    found = _vendor_fee(world, vendor, p)
+    if found is None or Decimal(found["amount_due"]) <= 0:
         return "skipped: nothing owed at the vendor"
-    fee = fees[p["i"] % len(fees)]
+    fee = found
     amount = None if p["a"] < 0.6 else _part(Decimal(fee["amount_due"]), p["b"])
     try:
         done = world.sandboxes[vendor].control.waive(fee["fee_ref"], amount)
@@ -675,14 +707,17 @@ def op_fx_export(world: World, p: Params, step: int) -> str:
 @operation("fx_dispute", weight=1, group="vendor", vendor_kinds="file")
 def op_fx_dispute(world: World, p: Params, step: int) -> str:
     vendor = _vendor(world, p)
-    fees = _at_vendor(world, vendor)
-    if not fees:
-        return "skipped: no fee at the financials side"
-    fee = fees[p["i"] % len(fees)]
+    found = _vendor_fee(world, vendor, p)
+    if found is None:
+        return "skipped: that fee is not at the financials side"
+    fee = found
     op = "dispute" if p["a"] < 0.6 else "restore"
     done = world.sandboxes[vendor].control.call(op, {"fee_ref": fee["fee_ref"]})
+    # Not one of the financials side's payments: the checks learn its id from here.
+    world.file_line_ids.add(str(done.get("transaction_id")))
     if world.file_fault_pending.pop(vendor, None) is not None:
         world.broken_refs.add(fee["fee_ref"])
+        world.broken_ids.add(str(done.get("transaction_id")))
     return f"{fee['fee_ref']} {op} ({done.get('transaction_id')})"
 
 

@@ -57,6 +57,8 @@ class World:
     broken_ids: set[str] = field(default_factory=set)
     broken_refs: set[str] = field(default_factory=set)
     file_fault_pending: dict[str, str] = field(default_factory=dict)
+    #: File exchange: the transaction ids of dispute and restore lines it wrote.
+    file_line_ids: set[str] = field(default_factory=set)
     #: Fees that differ at the vendor where FeeSync left a finding for staff to decide.
     awaiting_staff: set[str] = field(default_factory=set)
     #: vendor -> the step at which its injected fault ends

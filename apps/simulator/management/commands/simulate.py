@@ -50,6 +50,11 @@ class Command(BaseCommand):
             "--shrink-trials", type=int, default=40, help="At most this many shrink trials."
         )
         parser.add_argument(
+            "--keep-db",
+            action="store_true",
+            help="Keep the simulation's database afterwards (to look into a failure).",
+        )
+        parser.add_argument(
             "--broker",
             default="",
             help="Celery broker (Redis or RabbitMQ) for the simulation's worker; default: "
@@ -95,7 +100,12 @@ class Command(BaseCommand):
                 result = self._run(options, vendors, worker, verbosity)
             finally:
                 worker.stop()
-                connection.creation.destroy_test_db(original, verbosity=0)
+                if options["keep_db"]:
+                    self.stderr.write(f"kept the simulation's database {name}")
+                    connection.close()
+                    db["NAME"] = original
+                else:
+                    connection.creation.destroy_test_db(original, verbosity=0)
         if options["json"]:
             self.stdout.write(json.dumps(result.summary(), indent=2))
         else:

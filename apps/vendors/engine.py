@@ -691,6 +691,18 @@ def _held_posted(integration: Integration, vendor_refs: Sequence[str]) -> None:
         resolution_note="Posted by a later pull, once the fee's delivery to "
         f"{integration.vendor_name} was recorded.",
     )
+    # Likewise a payment refused earlier (its fee not yet known, a refund pulled before its
+    # payment) and recorded now: its "cannot record" finding is answered (simulate --seed 1).
+    Discrepancy.objects.filter(
+        integration=integration,
+        kind=Discrepancy.Kind.UNMATCHED_PAYMENT,
+        resolved_at__isnull=True,
+        vendor_ref__in=list(vendor_refs),
+    ).update(
+        repaired=True,
+        resolved_at=timezone.now(),
+        resolution_note="Recorded by a later pull.",
+    )
 
 
 def _refund_finding(integration: Integration, p: VendorPayment, fee_id: int | None) -> None:

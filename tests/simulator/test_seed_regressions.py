@@ -192,3 +192,50 @@ def test_seed_4_a_payment_held_before_the_fee_was_acknowledged_is_not_left_for_s
     assert held.resolved_at is not None and "later pull" in held.resolution_note
     fee.refresh_from_db()
     assert fee.balance == D("18.00")
+
+
+@pytest.mark.django_db
+def test_seed_1_a_refund_refused_before_its_payment_was_recorded_closes_its_finding_later():
+    """simulate --seed 1: a movement refused once (here a refund pulled before the payment
+    it gives back) and recorded by a later pull kept its "cannot record" finding open, so
+    staff saw an unmatched payment that was on the ledger."""
+    from django.utils import timezone
+
+    from apps.vendors.engine import PullReport, payments_record
+    from apps.vendors.kinds.base import VendorPayment
+    from apps.vendors.models import Discrepancy
+
+    category = CategoryFactory()
+    fee = make_fee(amount="30.00", category=category)
+    integration = Integration.objects.create(
+        vendor_kind="payschools",
+        slug="ps-seed-1",
+        name="PS",
+        enabled=True,
+        service_url="http://127.0.0.1:9/soap",
+        import_after="2026-01-01",
+    )
+    integration.categories.set([category])
+    OutboxItem.objects.all().delete()
+    SyncedFee.objects.create(
+        integration=integration, fee=fee, acknowledged_version=1, acknowledged_at=timezone.now()
+    )
+    number = fee.student.student_number
+    paid = VendorPayment("PS-1", fee.reference, number, D("30.00"), MovementKind.PAYMENT)
+    refund = VendorPayment(
+        "PS-2", fee.reference, number, D("10.00"), MovementKind.REFUND, refers_to="PS-1"
+    )
+    first = PullReport()
+    payments_record(integration=integration, payments=[refund], report=first)
+    assert first.unmatched == 1
+    finding = Discrepancy.objects.get(kind=Discrepancy.Kind.UNMATCHED_PAYMENT, vendor_ref="PS-2")
+    assert finding.resolved_at is None
+
+    again = PullReport()
+    payments_record(integration=integration, payments=[paid, refund], report=again)
+    assert again.recorded == 2
+    finding.refresh_from_db()
+    assert finding.resolved_at is not None and finding.repaired
+    fee.refresh_from_db()
+    assert fee.balance == D("10.00")
+    assert ledger_report().ok

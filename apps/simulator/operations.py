@@ -711,7 +711,11 @@ def op_fx_dispute(world: World, p: Params, step: int) -> str:
     if found is None:
         return "skipped: that fee is not at the financials side"
     fee = found
-    op = "dispute" if p["a"] < 0.6 else "restore"
+    # A restore here ends a dispute. (On a fee not disputed FeeSync reads it as undoing the
+    # last waiver, which the sandbox's own figures do not follow: not compared, so not
+    # drawn.)
+    disputed = fee["fee_ref"] in world.sandboxes[vendor].state().get("disputed", [])
+    op = "restore" if disputed else "dispute"
     done = world.sandboxes[vendor].control.call(op, {"fee_ref": fee["fee_ref"]})
     # Not one of the financials side's payments: the checks learn its id from here.
     world.file_line_ids.add(str(done.get("transaction_id")))

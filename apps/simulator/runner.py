@@ -167,6 +167,8 @@ def _settle(world: World) -> None:
             timeout=180,
             what="the outbox to drain after the faults",
         )
+        if _round == 0:
+            checks.check_delivered(world)
         for kind, integration in world.integrations.items():
             task_run(
                 integration=integration,

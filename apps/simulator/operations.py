@@ -695,6 +695,44 @@ def op_api_plan(world: World, p: Params, step: int) -> str:
     return f"plan {plan.pk} replaced: {response.status_code}"
 
 
+@operation("change_while_sending", weight=2, group="fault", vendor_kinds="api")
+def op_change_while_sending(world: World, p: Params, step: int) -> str:
+    """A clerk changes a fee again while its previous change is on the wire: the vendor is
+    made slow for one request, the first change's delivery starts, and the second commits
+    before the vendor answers. The outbox must keep the second (a delivery acknowledges
+    only the version it sent)."""
+    vendor = _vendor(world, p)
+    if vendor in world.fault_until or world.worker_down_until is not None:
+        return "skipped: the vendor is faulted or the worker is down"
+    refs = list(
+        Fee.objects.filter(
+            pk__in=world.fee_ids,
+            category=world.category_of[vendor],
+            status=Fee.Status.OPEN,
+            amount_locked=False,
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    if not refs:
+        return "skipped: no open fee of this vendor's"
+    fee = Fee.objects.get(pk=refs[p["i"] % len(refs)])
+    box = world.sandboxes[vendor]
+    box.control.faults("slow", delay_ms=1500, count=1)
+    world.faults["change_while_sending"] += 1
+    try:
+        fee_change(fee=fee, description=f"Sim fee {step} (first)", origin=_origin(world))
+        time.sleep(0.5)  # the first change's delivery is waiting for the vendor's answer
+        fee = Fee.objects.get(pk=fee.pk)
+        fee_change(fee=fee, description=f"Sim fee {step} (second)", origin=_origin(world))
+    except ValidationError as exc:
+        return _refused(exc)
+    finally:
+        time.sleep(1.2)
+        box.control.faults("ok")
+    return f"{fee.reference} changed twice, the second while the first was on the wire"
+
+
 # --- the file exchange ----------------------------------------------------------------
 
 

@@ -267,10 +267,18 @@ def payment_post(*, api_user: ApiUser, data: dict[str, Any]) -> PaymentResult:
     # No savepoint of its own: the view's transaction (or this one, when outermost) is
     # what a refusal rolls back, and each savepoint costs two round trips.
     with transaction.atomic(savepoint=False):
-        target = _installment_for(student, data)
         # A repeat of the vendor's id answers with the first posting, even if its
-        # installment has been paid since (checked under the plan's lock). Without an
-        # installment the door's ALREADY_RECORDED below says the same for one query less.
+        # installment has been paid since (checked under the plan's lock), and even when
+        # that payment took the plan's last scheduled installment, so that none is left to
+        # name (simulate --seed 1: a vendor's retry was told 422 for a recorded payment).
+        # Without an installment the door's ALREADY_RECORDED below says the same for one
+        # query less.
+        try:
+            target = _installment_for(student, data)
+        except Problem:
+            if (done := _replay(api_user, external_id)) is not None:
+                return done
+            raise
         if target is not None and (done := _replay(api_user, external_id)) is not None:
             return done
         amount: Decimal = data["TransactionAmount"]

@@ -29,7 +29,7 @@ from decimal import Decimal
 from celery import current_app
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import F, Q
+from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from apps.fees.models import Fee, LedgerEntry
@@ -331,6 +331,23 @@ def _delivery_lease_renew(integration_id: int) -> None:
     Integration.objects.filter(pk=integration_id).update(delivering_until=until)
 
 
+def _fees_share_lock(fee_ids: Iterable[int]) -> None:
+    """Take the fees' key-share locks first, in id order (PostgreSQL).
+
+    A delivery's transaction writes rows that point at fees (SyncedFee, DeliveryEvent),
+    whose foreign keys are checked at COMMIT, and changes the fees' outbox rows. A ledger
+    service locks its fee FOR UPDATE and then writes that fee's outbox row. Taken the other
+    way round (outbox row first, fee at commit) the two deadlock (simulate --seed 4): so the
+    delivery waits for the fee first, and a change committed meanwhile raises the outbox
+    row's version, which the delivery then keeps."""
+    ids = sorted(set(fee_ids))
+    if ids and connections["default"].vendor == "postgresql":
+        with connections["default"].cursor() as cursor:
+            cursor.execute(
+                "SELECT id FROM fees_fee WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE", [ids]
+            )
+
+
 def _delivery_acknowledged(
     integration: Integration,
     items: list[OutboxItem],
@@ -345,6 +362,7 @@ def _delivery_acknowledged(
         if records.get(i.fee_id) and records[i.fee_id].fee_ref in result.acknowledged
     ]
     with transaction.atomic():
+        _fees_share_lock(i.fee_id for i in items)
         SyncedFee.objects.bulk_create(
             [
                 SyncedFee(
@@ -433,6 +451,7 @@ def _delivery_failed(integration: Integration, items: list[OutboxItem], exc: Ven
     max_attempts = settings.FEESYNC_DELIVERY_MAX_ATTEMPTS
     events: list[DeliveryEvent] = []
     with transaction.atomic():
+        _fees_share_lock(i.fee_id for i in items)
         for item in items:
             attempts = item.attempts + 1
             events.append(
@@ -653,6 +672,39 @@ def _held_record(integration: Integration, held: list[tuple[VendorPayment, int, 
     )
 
 
+def _held_posted(integration: Integration, vendor_refs: Sequence[str]) -> None:
+    """A movement held because its fee had not been sent yet (the vendor took the fee, but
+    the worker died before recording the acknowledgement) is posted by a later pull once the
+    acknowledgement is in: it is no longer waiting for staff (simulate --seed 4). One UPDATE
+    a page; the common page has no held movement at all."""
+    entry = LedgerEntry.objects.filter(
+        external_source=integration.external_source, external_id=OuterRef("vendor_ref")
+    ).values("pk")[:1]
+    HeldMovement.objects.filter(
+        integration=integration,
+        status=HeldMovement.Status.OPEN,
+        vendor_ref__in=list(vendor_refs),
+    ).update(
+        status=HeldMovement.Status.APPLIED,
+        entry_id=Subquery(entry),
+        resolved_at=timezone.now(),
+        resolution_note="Posted by a later pull, once the fee's delivery to "
+        f"{integration.vendor_name} was recorded.",
+    )
+    # Likewise a payment refused earlier (its fee not yet known, a refund pulled before its
+    # payment) and recorded now: its "cannot record" finding is answered (simulate --seed 1).
+    Discrepancy.objects.filter(
+        integration=integration,
+        kind=Discrepancy.Kind.UNMATCHED_PAYMENT,
+        resolved_at__isnull=True,
+        vendor_ref__in=list(vendor_refs),
+    ).update(
+        repaired=True,
+        resolved_at=timezone.now(),
+        resolution_note="Recorded by a later pull.",
+    )
+
+
 def _refund_finding(integration: Integration, p: VendorPayment, fee_id: int | None) -> None:
     """A refund made at the vendor leaves the fee owed again; staff decide whether it
     stays owed or the rest is waived (the finding's two actions on the dashboard)."""
@@ -688,6 +740,7 @@ def payments_record(
     (`movements_refused`: a file exchange writes its rejects file). A refund recorded is a
     finding too: the fee is owed again, and staff decide what happens to it."""
     report.seen += len(payments)
+    first_recorded = len(report.recorded_ids)
     vendor = integration.vendor_name
     movements: list[Movement] = []
     unknown: dict[int, MovementOutcome] = {}  # index in `payments` -> refused here
@@ -759,6 +812,8 @@ def payments_record(
             )
     if held:
         _held_record(integration, held)
+    if posted := report.recorded_ids[first_recorded:]:
+        _held_posted(integration, posted)
     if refused and adapter is not None:
         adapter.movements_refused(refused)
 

@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI's files served by FeeSync itself, not a CDN
     "apps.partner_api",
     "apps.accounting",
+    "apps.simulator",
 ]
 
 MIDDLEWARE = [

@@ -21,11 +21,9 @@ from tests.browser.test_sync_status_browser import pages
 from tests.factories import GuardianFactory, StaffFactory, StudentFactory, make_fee
 from tests.sync.conftest import (  # noqa: F401  (fixtures: a real Celery worker)
     Sandbox,
-    _broker_url,
-    celery_worker_process,
     integration_for,
-    live_worker,
 )
+from tests.workers import celery_worker_process, live_worker  # noqa: F401  (a real worker)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -278,3 +278,34 @@ def test_ledger_check_finds_installments_paid_beyond_their_payment(api, student)
     entry = LedgerEntry.objects.get(kind="payment")
     ScheduledPayment.objects.filter(status="S").update(status="P", payment=entry)
     assert "installment_paid" in {b.check for b in ledger_report().breaches}
+
+
+def test_seed_1_a_retry_of_the_payment_that_took_the_last_installment_is_a_replay(api, student):
+    """simulate --seed 1 (step 1190): a payment with UseNextScheduledPayment paid the plan's
+    last installment; the vendor's retry of it (same VendorTransactionId, a new
+    Idempotency-Key) was told 422 "no scheduled payment left", as if it had failed."""
+    plan = make_plan(api, student, ["40.00"])
+    body = payment(
+        student,
+        "40.00",
+        "LAST-1",
+        UseNextScheduledPayment=True,
+        PaymentPlanId=plan["PaymentPlanId"],
+    )
+    first = api.post(PAYMENTS, body, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert first.status_code == 201, first.json()
+    again = api.post(PAYMENTS, body, format="json", HTTP_IDEMPOTENCY_KEY="k-2")
+    assert again.status_code == 200, again.json()
+    assert again.json()["IsReplay"] is True
+    assert (
+        again.json()["StudentAccountTransactionId"] == first.json()["StudentAccountTransactionId"]
+    )
+    assert LedgerEntry.objects.filter(external_id="LAST-1").count() == 1
+    # A new payment for the finished plan is still refused, naming why.
+    other = api.post(
+        PAYMENTS,
+        payment(student, "5.00", "LAST-2", UseNextScheduledPayment=True),
+        format="json",
+    )
+    assert other.status_code == 422
+    assert other.json()["errors"][0]["property"] == "UseNextScheduledPayment"

@@ -13,11 +13,9 @@ from apps.vendors import engine
 from tests.factories import make_fee
 from tests.sync.conftest import (  # noqa: F401  (fixtures: a real Celery worker)
     Sandbox,
-    _broker_url,
-    celery_worker_process,
     integration_for,
-    live_worker,
 )
+from tests.workers import celery_worker_process, live_worker  # noqa: F401  (a real worker)
 
 from .conftest import IN_SCOPE, PASSWORD, Family
 

@@ -647,9 +647,18 @@ def fee_waive(
 
 
 def _fee_waive(
-    *, fee: Fee, reason: str, origin: Origin, amount: MoneyInput | None = None
+    *,
+    fee: Fee,
+    reason: str,
+    origin: Origin,
+    amount: MoneyInput | None = None,
+    closed: bool = False,
 ) -> LedgerEntry:
-    """`fee_waive` inside the caller's transaction; a repeat raises `_AlreadyRecorded`."""
+    """`fee_waive` inside the caller's transaction; a repeat raises `_AlreadyRecorded`.
+    `closed=True` (vendors only): the vendor waived the fee as a whole, so what is left
+    (a raise staff made before the waiver was pulled) is settled, as for a closed payment;
+    otherwise the vendor holds the fee settled while FeeSync owes the rest for ever
+    (simulate --seed 3)."""
     reason = _require(reason, "A reason for the waiver")
     fee = _lock(fee)
     _refuse_repeat(origin)
@@ -661,7 +670,7 @@ def _fee_waive(
     amount = fee.balance if amount in (None, "") else to_money(amount)
     if amount > fee.balance:
         raise LedgerError(f"${amount} is more than is owed on this fee (${fee.balance}).")
-    return _credit(
+    entry = _credit(
         fee=fee,
         kind=Kind.WAIVER,
         amount=amount,
@@ -669,6 +678,16 @@ def _fee_waive(
         reason_label="waived",
         reason=reason,
     )
+    if closed and fee.balance > 0:
+        _credit(
+            fee=fee,
+            kind=Kind.SETTLEMENT,
+            amount=fee.balance,
+            origin=Origin(user=origin.user, source=origin.source),
+            reason_label="closed",
+            reason="Waived in full at the vendor: what is left is settled.",
+        )
+    return entry
 
 
 @transaction.atomic

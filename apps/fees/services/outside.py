@@ -508,7 +508,11 @@ def _record_one(source: MovementSource, m: Movement, fee: Fee | None) -> LedgerE
             )
         case MovementKind.WAIVER:
             return _fee_waive(
-                fee=fee, amount=m.amount, reason=m.note or f"Waived at {name}", origin=origin
+                fee=fee,
+                amount=m.amount,
+                reason=m.note or f"Waived at {name}",
+                origin=origin,
+                closed=m.closed,
             )
         case MovementKind.REFUND:
             return _payment_refund(

@@ -7,6 +7,7 @@ every directory shares one worker per broker. Tests with it use committed data
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
@@ -43,6 +44,10 @@ def wait_for(
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+#: Numbers each worker start (the node names above).
+_STARTS = itertools.count(1)
 
 
 class Worker:
@@ -106,7 +111,10 @@ class Worker:
                 "--without-mingle",
                 "--without-heartbeat",
                 "-n",
-                f"{self.name}-{os.getpid()}@%h",
+                # A node name of its own each start: on RabbitMQ a worker's remote-control
+                # queue (`<node>.celery.pidbox`) is exclusive to its connection, and the
+                # broker may not have dropped a killed predecessor's yet (RESOURCE_LOCKED).
+                f"{self.name}-{os.getpid()}-{next(_STARTS)}@%h",
             ],
             cwd=ROOT,
             env=self.env(),

@@ -123,7 +123,9 @@ class Worker:
                 "--without-mingle",
                 "--without-heartbeat",
                 "-n",
-                f"simulate-{os.getpid()}@%h",
+                # A node name per start: on RabbitMQ the remote-control queue of a killed
+                # predecessor may still be held (exclusive) when it comes back.
+                f"simulate-{os.getpid()}-{self.starts}@%h",
             ],
             cwd=ROOT,
             env=self.env(),

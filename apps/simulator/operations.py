@@ -792,12 +792,11 @@ def op_fx_duplicate_drop(world: World, p: Params, step: int) -> str:
 
 # --- faults -------------------------------------------------------------------------------
 
-#: Two exports of one file exchange at the same moment. Off until the defect it finds is
-#: fixed (docs/simulator.md, "Open"): both take the same sequence number (the last finished
-#: export's + 1) and, in the same second, the same file name, so the second file replaces
-#: the first, possibly after the financials side loaded it, while FeeSync records both as
-#: exported.
-CONCURRENT_EXPORTS = False
+#: Two exports of one file exchange at the same moment. They used to take the same
+#: sequence number and, in the same second, the same file name (the second file replacing
+#: the first); exports now take turns under the integration's export lock
+#: (`apps.vendors.files.fees_export`; tests/vendors/kinds/fileexchange/test_exchange.py).
+CONCURRENT_EXPORTS = True
 
 FAULT_MODES = ("down", "slow", "throttle", "error", "malformed", "drop", "fault")
 FILE_FAULTS = ("half_written", "malformed", "bad_amount")

@@ -224,18 +224,29 @@ def fees_export(
     """Write the fee file (`full`: every open fee in scope; otherwise what changed since
     its last export). Raises VendorError; nothing is recorded then."""
     adapter = engine.adapter_for(integration)
-    sequence = _next_sequence(integration)
-    ids: list[int] = []
-    versions: list[int] = []
-    exported = adapter.export_fees(
-        _records(integration, full=full, ids=ids, versions=versions),
-        sequence=sequence,
-        when=timezone.localtime(),
-        allow_empty=allow_empty or full,
-    )
-    if exported is None:
-        return {"rows": 0, "file": ""}
-    exported_record(integration=integration, ids=ids, versions=versions)
+    # One export at a time per integration: two at once (beat firing twice, staff asking
+    # for a file while the schedule runs) would take the same sequence number and, in the
+    # same second, write the same file name, the second replacing the first after the
+    # financials side may have loaded it. The sequence is taken and kept under the lock; a
+    # failed export rolls it back with everything else, so the retry takes it again.
+    with transaction.atomic():
+        _export_lock(integration)
+        kept = Integration.objects.filter(pk=integration.pk).values_list(
+            "export_sequence", flat=True
+        )
+        sequence = max(_next_sequence(integration), (kept.first() or 0) + 1)
+        ids: list[int] = []
+        versions: list[int] = []
+        exported = adapter.export_fees(
+            _records(integration, full=full, ids=ids, versions=versions),
+            sequence=sequence,
+            when=timezone.localtime(),
+            allow_empty=allow_empty or full,
+        )
+        if exported is None:
+            return {"rows": 0, "file": ""}
+        exported_record(integration=integration, ids=ids, versions=versions)
+        Integration.objects.filter(pk=integration.pk).update(export_sequence=sequence)
     return {
         "rows": exported.rows,
         "total": f"{exported.total:.2f}",
@@ -243,6 +254,20 @@ def fees_export(
         "file": exported.name,
         "sequence": sequence,
     }
+
+
+#: The advisory lock class of file exports (the second key is the integration's id).
+_EXPORT_LOCK = 0x46455850  # "FEXP"
+
+
+def _export_lock(integration: Integration) -> None:
+    """Wait for any other export of this integration to finish (until the transaction
+    ends). An advisory lock, not the integration's row, so that imports, deliveries and
+    setup saves of the integration are not held up by a long export. SQLite (`make run`)
+    runs one writer at a time already."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_EXPORT_LOCK, integration.pk])
 
 
 # --- import --------------------------------------------------------------------------------

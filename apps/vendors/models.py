@@ -145,6 +145,12 @@ class Integration(models.Model):
         "by a Send fees run).",
     )
     payment_cursor = models.CharField(max_length=200, blank=True, editable=False)
+    export_sequence = models.PositiveIntegerField(
+        default=0,
+        editable=False,
+        help_text="The file exchange's last export file's sequence number (taken under the "
+        "export lock, so two exports at once never write the same file name).",
+    )
     payments_pulled_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_error = models.TextField(blank=True, editable=False)
     last_error_at = models.DateTimeField(null=True, blank=True, editable=False)

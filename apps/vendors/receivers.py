@@ -7,14 +7,14 @@ from typing import Any
 
 from django.contrib.auth.signals import user_logged_in
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 from django.dispatch import receiver
 from django.utils import timezone
 
 from apps.fees.services import fee_changed
 
 from . import engine, freshness, jobs
-from .models import Integration, SyncedFee
+from .models import Integration, OutboxItem, SyncedFee
 from .tasks import pull_payments_for_students
 
 
@@ -38,14 +38,40 @@ def _vendor_holds_its_own_change(integration: Integration, fee_ids: list[int]) -
     Each `fee_changed` follows exactly one version step per fee, so only where the vendor
     held the version just before it: a fee with an earlier change not yet delivered (or
     never sent there: no SyncedFee row) still has that change to send. One UPDATE for the
-    whole list (a nightly pull page changes a thousand fees)."""
+    whole list (a nightly pull page changes a thousand fees).
+
+    Such a fee's outbox row is raised to the fee's new version (simulate --seed 2). Its
+    earlier change may be on the wire right now, read before the vendor's own change: the
+    vendor takes that older figure over its own (a payment it voided shows settled again),
+    and the acknowledgement of that older version would clear a row still at it, leaving
+    the vendor's change unsent. At the new version the row outlives that acknowledgement
+    and sends the fee as it is now. Only rows already queued, and not where the vendor
+    held the version just before (nothing of FeeSync's is left to send). Race-free: this
+    runs under the fee's row lock, and an acknowledgement takes the fees' locks first
+    (`engine._fees_share_lock`), so it sees either the raised row or the vendor's change
+    already counted."""
     now = timezone.now()
     if connection.vendor == "postgresql":
         # One joined UPDATE over an array: the ORM's version (a subquery on F("fee__version")
         # with a thousand-item IN list) cost 50 ms a page of the nightly pull (pull_100k_s).
         with connection.cursor() as cursor:
+            cursor.execute(_OUTBOX_KEEPS_CHANGE_SQL, [now, integration.pk, list(fee_ids)])
             cursor.execute(_HOLDS_OWN_CHANGE_SQL, [now, integration.pk, list(fee_ids)])
         return
+    held_before = SyncedFee.objects.filter(
+        integration=integration,
+        fee_id=OuterRef("fee_id"),
+        acknowledged_version=F("fee__version") - 1,
+    )
+    behind = (
+        OutboxItem.objects.filter(
+            integration=integration, fee_id__in=fee_ids, version__lt=F("fee__version")
+        )
+        .exclude(Exists(held_before))
+        .values_list("pk", "fee__version")
+    )
+    for pk, version in list(behind):  # an UPDATE may not read the joined fee's version
+        OutboxItem.objects.filter(pk=pk).update(version=version, updated_at=now)
     SyncedFee.objects.filter(
         integration=integration,
         fee_id__in=fee_ids,
@@ -56,6 +82,23 @@ def _vendor_holds_its_own_change(integration: Integration, fee_ids: list[int]) -
         acknowledged_at=now,
     )
 
+
+# Before _HOLDS_OWN_CHANGE_SQL, which raises the SyncedFee rows this one must skip.
+_OUTBOX_KEEPS_CHANGE_SQL = """
+UPDATE vendors_outboxitem AS o
+SET version = f.version, updated_at = %s
+FROM fees_fee AS f
+WHERE o.integration_id = %s
+  AND o.fee_id = ANY(%s::bigint[])
+  AND f.id = o.fee_id
+  AND o.version < f.version
+  AND NOT EXISTS (
+    SELECT 1 FROM vendors_syncedfee AS s
+    WHERE s.integration_id = o.integration_id
+      AND s.fee_id = o.fee_id
+      AND s.acknowledged_version = f.version - 1
+  )
+"""
 
 _HOLDS_OWN_CHANGE_SQL = """
 UPDATE vendors_syncedfee AS s

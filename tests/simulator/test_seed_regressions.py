@@ -239,3 +239,109 @@ def test_seed_1_a_refund_refused_before_its_payment_was_recorded_closes_its_find
     fee.refresh_from_db()
     assert fee.balance == D("10.00")
     assert ledger_report().ok
+
+
+@pytest.mark.django_db
+def test_seed_2_a_vendor_change_made_while_an_older_version_is_on_the_wire_is_still_sent():
+    """simulate --seed 2: a pull posted a closed payment (FeeSync settled the rest: version
+    6, queued) and then the vendor's void of it (version 7, the vendor's own change, so not
+    queued). The delivery of version 6, read between the two, reached Community Pass after
+    its void and was acknowledged after the pull: the acknowledgement cleared the outbox
+    row (still at 6), so the vendor kept the fee settled while FeeSync owed $8.07 again,
+    until the nightly validation."""
+    category = CategoryFactory()
+    fee = make_fee(amount="40.00", category=category)
+    integration = Integration.objects.create(
+        vendor_kind="communitypass",
+        slug="cp-seed-2",
+        name="CP",
+        enabled=True,
+        service_url="http://127.0.0.1:9/v1",
+        import_after="2026-01-01",
+    )
+    integration.categories.set([category])
+    with transaction.atomic():
+        engine.outbox_enqueue(integration=integration, fee_ids=[fee.pk], trigger=False)
+    [item] = engine._claim(integration, 10)
+    engine._delivery_acknowledged(
+        integration,
+        [item],
+        engine.fee_records(integration, [fee.pk]),
+        PushResult(acknowledged={fee.reference: 1}),
+    )
+    assert not OutboxItem.objects.exists()
+
+    payment_take(fee=fee, amount="10.00", method="cash", origin=Origin())  # version 2, queued
+    [item] = engine._claim(integration, 10)
+    on_the_wire = engine.fee_records(integration, [fee.pk])  # version 2, $30.00 due
+    source = MovementSource(
+        external_source=integration.external_source,
+        name="Community Pass",
+        ledger_source=LedgerEntry.Source.VENDOR,
+    )
+    [outcome] = movements_record(  # the vendor's own change: version 3, $25.00 due
+        source=source,
+        movements=[
+            Movement(
+                external_id="CP-S2",
+                kind=MovementKind.PAYMENT,
+                fee_ref=fee.reference,
+                amount=D("5.00"),
+            )
+        ],
+    )
+    assert outcome.status == OutcomeStatus.RECORDED, outcome.reason
+    engine._delivery_acknowledged(
+        integration, [item], on_the_wire, PushResult(acknowledged={fee.reference: 2})
+    )
+
+    fee.refresh_from_db()
+    assert fee.version == 3 and fee.balance == D("25.00")
+    assert SyncedFee.objects.get(fee=fee).acknowledged_version == 2
+    # The vendor holds version 2 (its $5.00 overwritten by the $30.00 due it was sent):
+    # the fee is still queued, at the version that says $25.00.
+    left = OutboxItem.objects.get(fee=fee)
+    assert (left.version, left.state) == (3, OutboxItem.State.PENDING)
+    records = engine.fee_records(integration, [fee.pk])
+    assert records[fee.pk].amount_due == D("25.00")
+
+
+@pytest.mark.django_db
+def test_seed_2_a_vendor_change_to_a_fee_it_holds_up_to_date_is_not_sent_back():
+    """The other side of seed 2's fix: the vendor held the version before its own change,
+    so nothing is queued and its change counts as acknowledged."""
+    from django.utils import timezone
+
+    category = CategoryFactory()
+    fee = make_fee(amount="40.00", category=category)
+    integration = Integration.objects.create(
+        vendor_kind="communitypass",
+        slug="cp-seed-2b",
+        name="CP",
+        enabled=True,
+        service_url="http://127.0.0.1:9/v1",
+        import_after="2026-01-01",
+    )
+    integration.categories.set([category])
+    OutboxItem.objects.all().delete()
+    SyncedFee.objects.create(
+        integration=integration, fee=fee, acknowledged_version=1, acknowledged_at=timezone.now()
+    )
+    source = MovementSource(
+        external_source=integration.external_source,
+        name="Community Pass",
+        ledger_source=LedgerEntry.Source.VENDOR,
+    )
+    movements_record(
+        source=source,
+        movements=[
+            Movement(
+                external_id="CP-S2B",
+                kind=MovementKind.PAYMENT,
+                fee_ref=fee.reference,
+                amount=D("5.00"),
+            )
+        ],
+    )
+    assert not OutboxItem.objects.exists()
+    assert SyncedFee.objects.get(fee=fee).acknowledged_version == 2

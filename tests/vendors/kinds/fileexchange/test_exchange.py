@@ -356,3 +356,49 @@ def test_parents_see_a_disputed_fee_left_out_of_what_is_due(exchange: Exchange, 
     assert rows[disputed.pk].fee.disputed and not rows[disputed.pk].payable_online
     assert not rows[owed.pk].fee.disputed
     assert child.due == D("5.00")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_exports_at_once_write_two_files_never_one_name_twice(tmp_path: Path):
+    """Beat firing twice, or staff asking for a full file while the schedule runs: each
+    export takes its own sequence number, so neither file replaces the other (found by the
+    simulator's concurrent exports)."""
+    import threading
+
+    from django.db import connection
+
+    from apps.vendors.files import fees_export
+
+    libfine = CategoryFactory(code="LIBFINE", description="Library fines")
+    for n in range(30):
+        make_fee(amount="2.00", category=libfine, description=f"Overdue book {n}")
+    root = tmp_path / "financials"
+    (root / "outbound").mkdir(parents=True)
+    integration = make_exchange(root, server=None, category=libfine)
+    start = threading.Barrier(2)
+    results: list[dict] = []
+    errors: list[BaseException] = []
+
+    def export() -> None:
+        try:
+            start.wait()
+            results.append(fees_export(integration=integration, full=True))
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=export) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(r["sequence"] for r in results) == [1, 2]
+    names = {str(r["file"]) for r in results}
+    assert len(names) == 2
+    assert sorted(p.name for p in (root / "outbound").glob("*.csv")) == sorted(names)
+    for name in names:
+        assert len(read_csv(root / "outbound" / name)) == 31
+    integration.refresh_from_db()
+    assert integration.export_sequence == 2

@@ -91,6 +91,7 @@ class Worker:
         return env
 
     def start(self) -> None:
+        self.log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(  # noqa: S603 - our own worker, fixed arguments
             [
@@ -128,6 +129,18 @@ class Worker:
             timeout=60,
             what="the Celery worker to start",
         )
+
+    def wait_idle(self, timeout: float = 20.0) -> None:
+        """Wait (bounded) until every task the worker's log says it received has finished."""
+        done = re.compile(rb"\] (?:succeeded|raised|retry|failed|ignored)")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                return
+            log = self.log_path.read_bytes()[getattr(self, "log_start", 0) :]
+            if log.count(b"] received") <= len(done.findall(log)):
+                return
+            time.sleep(0.05)
 
     def kill(self) -> None:
         """SIGKILL the worker and its pool: a crash, not a shutdown."""
@@ -196,6 +209,9 @@ def live_worker(
     settings.CELERY_TASK_ALWAYS_EAGER = False
     yield celery_worker_process
     app.conf.task_always_eager = True
+    # Let a task the test left running finish before the database is flushed: the flush's
+    # TRUNCATE and a task still writing deadlock (seen as an error at teardown).
+    celery_worker_process.wait_idle()
 
 
 @pytest.fixture

@@ -432,3 +432,37 @@ def test_seed_1_a_fee_paid_at_the_financials_side_on_an_older_line_is_exported_b
     )
     assert not OutboxItem.objects.filter(integration=integration).exists()
     assert ledger_report().ok
+
+
+@pytest.mark.django_db
+def test_seed_1_a_file_fee_taken_as_held_before_the_fix_goes_out_in_the_next_export():
+    """The data migration: a file exchange's fee whose figure counted as held at the
+    financials side (its own change) is exported again; an API vendor's stays held."""
+    import importlib
+
+    from django.apps import apps
+    from django.utils import timezone
+
+    migration = importlib.import_module(
+        "apps.vendors.migrations.0012_file_exports_send_back_own_changes"
+    )
+    held = {}
+    for kind in ("fileexchange", "communitypass"):
+        category = CategoryFactory()
+        fee = make_fee(amount="10.00", category=category)
+        integration = Integration.objects.create(
+            vendor_kind=kind, slug=f"{kind}-0012", name=kind, service_url="http://127.0.0.1:9/"
+        )
+        held[kind] = SyncedFee.objects.create(
+            integration=integration,
+            fee=fee,
+            acknowledged_version=fee.version,
+            vendor_caused_version=fee.version,
+            acknowledged_at=timezone.now(),
+        )
+    migration.send_back_what_the_financials_side_caused(apps, None)
+    for row in held.values():
+        row.refresh_from_db()
+    assert held["fileexchange"].acknowledged_version == held["fileexchange"].fee.version - 1
+    assert held["fileexchange"].vendor_caused_version is None
+    assert held["communitypass"].acknowledged_version == held["communitypass"].fee.version

@@ -245,3 +245,18 @@ def test_a_payment_refused_after_it_wrote_leaves_nothing_and_its_retry_replays_t
     assert again.json() == first.json()
     assert [c.status_code for c in ApiCall.objects.order_by("id")] == [422, 422]
     assert ledger_report().ok
+
+
+def test_what_an_api_user_changes_is_audited_with_them_as_the_actor(api, api_user, student):
+    _post(api, payment(student, "10.00", "ACT-1"), "act-1")
+    credit = StudentCredit.objects.get(student=student)
+    [logged] = LogEntry.objects.get_for_object(credit)
+    assert logged.actor == api_user.user
+
+
+def test_signed_in_with_basic_auth_too(basic_client, api_user, student):
+    client = basic_client(api_user.user.username)
+    assert _post(client, payment(student, "10.00", "ACT-2"), "act-2").status_code == 201
+    credit = StudentCredit.objects.get(student=student)
+    [logged] = LogEntry.objects.get_for_object(credit)
+    assert logged.actor == api_user.user

@@ -72,6 +72,13 @@ def insert(instance: Model, *, conflict: str = "") -> bool:
     return True
 
 
+def insert_statement(instance: Model) -> tuple[list[Any], str]:
+    """The fields whose values `insert` binds, and its statement (for a caller that folds it
+    into a larger one); the statement ends with RETURNING the primary key."""
+    db = connections[DEFAULT_DB_ALIAS]
+    return _insert_sql(type(instance), instance.pk is not None, "", db.vendor)
+
+
 @functools.cache
 def _insert_sql(
     model: type[Model], with_pk: bool, conflict: str, vendor: str
@@ -90,3 +97,25 @@ def _insert_sql(
         f"VALUES ({', '.join(['%s'] * len(fields))}){conflict} RETURNING {quote(str(pk.column))}"
     )
     return fields, sql
+
+
+def insert_then(instance: Model, then: str, params: list[Any]) -> None:
+    """INSERT `instance` (as `insert` does), then `then`, a statement that uses the new row's
+    primary key where it says `{key}` (before any of its own `%s`, which take `params`). On
+    PostgreSQL both are one statement (the first a data-modifying CTE that `{key}` reads):
+    two rows written for one round trip on a hot path. Elsewhere (SQLite for `make run`),
+    two statements."""
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql":
+        insert(instance)
+        with db.cursor() as cursor:
+            cursor.execute(then.format(key="%s"), [instance.pk, *params])
+        return
+    fields, sql = _insert_sql(type(instance), instance.pk is not None, "", db.vendor)
+    values = [f.get_db_prep_save(f.pre_save(instance, True), db) for f in fields]
+    pk = connection.ops.quote_name(str(type(instance)._meta.pk.column))
+    statement = f"WITH new AS ({sql}) " + then.format(key=f"(SELECT {pk} FROM new)")  # noqa: S608 - our statements, values bound
+    with prepared_cursor() as cursor:
+        cursor.execute(statement, [*values, *params])
+    instance._state.adding = False
+    instance._state.db = db.alias

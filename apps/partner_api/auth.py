@@ -107,6 +107,21 @@ def _connect() -> None:
 _connect()
 
 
+def _audited_as(user: Any) -> Any:
+    """Make `user` the actor of the audit rows the rest of the request writes. django-auditlog's
+    middleware took the request's user before the view ran, when DRF had not signed the caller
+    in yet (an API call carries no session), so without this an API user's changes were
+    audited with no actor. The context is the request's own (a context variable)."""
+    from auditlog.context import auditlog_value
+
+    try:
+        context = auditlog_value.get()
+    except LookupError:  # outside a request (a test calling the view directly)
+        return user
+    context["actor"] = user
+    return user
+
+
 class PartnerBasicAuthentication(authentication.BasicAuthentication):
     www_authenticate_realm = "FeeSync partner API"
 
@@ -115,12 +130,12 @@ class PartnerBasicAuthentication(authentication.BasicAuthentication):
     ) -> tuple[Any, None]:
         tag = _verified.tag("basic", f"{userid}\0{password}")
         if (found := _verified.get(tag)) is not None:
-            return found[0], None
+            return _audited_as(found[0]), None
         user, auth = super().authenticate_credentials(userid, password, request)
         # Only API users are kept: staff signing in to the API by mistake gain nothing.
         if hasattr(user, "api_user"):
             _verified.put(tag, user, None)
-        return user, auth
+        return _audited_as(user), auth
 
 
 class ApplicationKeyAuthentication(authentication.BaseAuthentication):
@@ -138,7 +153,7 @@ class ApplicationKeyAuthentication(authentication.BaseAuthentication):
             user, key = found
             if key.has_expired:
                 raise exceptions.AuthenticationFailed("That application key has expired.")
-            return user, key
+            return _audited_as(user), key
         prefix = parts[1].partition(".")[0]
         key = (
             PartnerApiKey.objects.get_usable_keys()
@@ -156,7 +171,7 @@ class ApplicationKeyAuthentication(authentication.BaseAuthentication):
         if not user.is_active:
             raise exceptions.AuthenticationFailed("The API user of that key is inactive.")
         _verified.put(tag, user, key)
-        return user, key
+        return _audited_as(user), key
 
     def authenticate_header(self, request: Request) -> str:
         return KEYWORD

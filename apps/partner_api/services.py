@@ -13,9 +13,8 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Subquery
 
-from apps.common.sql import insert, prepared_cursor
+from apps.common.sql import prepared_cursor
 from apps.fees.models import LedgerEntry, PaymentPlan, ScheduledPayment
 from apps.fees.movements import MovementKind
 from apps.fees.services.ledger import date_in_window, to_money, unallocated
@@ -185,35 +184,21 @@ def _cashiering(api_user: ApiUser, student: Student, data: dict[str, Any]) -> An
     return cash
 
 
-def _book(api_user: ApiUser, entry: LedgerEntry, data: dict[str, Any], cash: Any) -> None:
-    """The payment's booking for the daily close, in its transaction: its business date and
-    payment type, the bank account its merchant account deposits into at the student's
+def _post_and_book(api_user: ApiUser, posting: ApiPosting, data: dict[str, Any], cash: Any) -> None:
+    """What the partner sent beside the money (`posting`), and the payment's booking for the
+    daily close, in its transaction and in one statement (`booking_with`): its business date
+    and payment type, the bank account its merchant account deposits into at the student's
     school (when the district keeps one), and the cash drawer session it went into (locked:
     one closed meanwhile refuses the payment)."""
-    from apps.accounting.models import BankAccount
-    from apps.accounting.services.cashiering import booking_write, session_lock_open
+    from apps.accounting.services.cashiering import booking_with, session_lock_open
 
     session = session_lock_open(cash.session.pk) if cash.session is not None else None
-    # One query: the bank account at the student's school that the integration's first
-    # merchant account deposits into (a post is on the hot path: no second round trip).
-    first_mapping = api_user.integration.account_mappings.order_by("pk").values(
-        "merchant_account_id"
-    )[:1]
-    bank_account_id = (
-        BankAccount.objects.filter(
-            merchant_account_id=Subquery(first_mapping),
-            bank__school_id=entry.student.school_id,
-            active=True,
-        )
-        .order_by("pk")
-        .values_list("pk", flat=True)
-        .first()
-    )
-    booking_write(
-        entry=entry,
+    booking_with(
+        posting,
         business_date=data["TransactionDate"],
         payment_type=PAYMENT_TYPE_LETTERS[data["PaymentType"]],
-        bank_account_id=bank_account_id,
+        integration_id=api_user.integration_id,
+        school_id=posting.entry.student.school_id,
         cash_session=session,
     )
 
@@ -321,9 +306,8 @@ def payment_post(*, api_user: ApiUser, data: dict[str, Any]) -> PaymentResult:
             cash_drawer_id=data.get("CashDrawerId"),
             cashier_user=cash.cashier,
         )
-        insert(posting)  # plain SQL: nothing listens to its save
         try:
-            _book(api_user, entry, data, cash)
+            _post_and_book(api_user, posting, data, cash)  # plain SQL: nothing listens
         except ValidationError as exc:  # the session was closed while this was posted
             raise refused("CashDrawerSessionId", "; ".join(exc.messages)) from None
         if target is not None:

@@ -71,6 +71,15 @@ IDEMPOTENCY = OpenApiParameter(
 )
 
 
+class _Refused(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """A request refused with `response` after it may have written: raised out of its
+    transaction so that everything it wrote is rolled back with it."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
 class _Operation(APIView):
     operation = ""
 
@@ -83,25 +92,31 @@ class _Operation(APIView):
             try:
                 serializer = serializer_class(data=request.data)
                 serializer.is_valid(raise_exception=True)
-                with transaction.atomic():
-                    return work(api_user, serializer)
+                return work(api_user, serializer)
             except Exception as exc:
                 response = problem_handler(exc, {"request": request, "view": self})
                 if response is None:
                     raise
-                return response
+                raise _Refused(response) from exc
 
         # A retry of an answered request is answered at once, before the body is parsed;
         # its call is logged on its own (one INSERT, no transaction around it).
-        if (response := replayed(request, api_user)) is None:
-            # The posting, the key's stored answer and the call's log row commit together:
-            # one transaction, one commit.
-            with transaction.atomic():
-                response = idempotent(request, api_user, self.operation, handle)
-                call_log(api_user=api_user, operation=self.operation, response=response)
+        if (response := replayed(request, api_user)) is not None:
+            call_log(api_user=api_user, operation=self.operation, response=response)
             return response
-        call_log(api_user=api_user, operation=self.operation, response=response)
-        return response
+        try:
+            # The posting, the key's stored answer and the call's log row commit together:
+            # one transaction, one commit, and no savepoint (two round trips on the path of
+            # every payment).
+            with transaction.atomic():
+                return idempotent(request, api_user, self.operation, handle, log=True)
+        except _Refused as refused:
+            # Rolled back whole, the key's claim with it; the refusal is then kept as the
+            # key's answer in a transaction of its own (or, when a concurrent request with
+            # the key answered meanwhile, that answer is replayed).
+            answer = refused.response
+            with transaction.atomic():
+                return idempotent(request, api_user, self.operation, lambda: answer, log=True)
 
 
 class LedgerPaymentTransactions(_Operation):

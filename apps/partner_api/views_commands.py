@@ -17,7 +17,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from . import services_commands
-from .calls import call_log
 from .idempotency import idempotent
 from .permissions import api_user_of
 from .problems import flatten, problem_handler, problem_response
@@ -103,6 +102,4 @@ class PostAccountTransactionPayment(_Operation):
                     raise
                 return response
 
-        response = idempotent(request, api_user, self.operation, handle)
-        call_log(api_user=api_user, operation=self.operation, response=response)
-        return response
+        return idempotent(request, api_user, self.operation, handle, log=True)

@@ -355,3 +355,40 @@ def test_a_session_at_another_schools_drawer_is_refused(accounts_api, body, api_
     assert response.status_code == 422
     [error] = response.json()["errors"]
     assert error["property"] == "CashDrawerSessionId" and "Lincoln" in error["detail"]
+
+
+def test_a_part1_payment_is_booked_to_the_bank_account_of_its_merchant_account_at_the_school(
+    api, integration, student, school, bank_account
+):
+    from apps.accounting.models import Bank
+    from apps.vendors.models import MerchantAccountMapping
+    from tests.factories import MerchantAccountFactory, SchoolFactory
+
+    first, second = MerchantAccountFactory(), MerchantAccountFactory()
+    MerchantAccountMapping.objects.create(integration=integration, merchant_account=first)
+    MerchantAccountMapping.objects.create(integration=integration, merchant_account=second)
+    # Decoys: the second mapping's account here, the first's at another school, an inactive
+    # one at this school.
+    BankAccount.objects.create(bank=bank_account.bank, name="Second", merchant_account=second)
+    elsewhere = Bank.objects.create(school=SchoolFactory(name="Elsewhere"), name="Other")
+    BankAccount.objects.create(bank=elsewhere, name="Other school", merchant_account=first)
+    BankAccount.objects.create(
+        bank=bank_account.bank, name="Closed", merchant_account=first, active=False
+    )
+    BankAccount.objects.filter(pk=bank_account.pk).update(merchant_account=first)
+    response = api.post(PAYMENTS, payment(student, "20.00", "BK-1"), format="json")
+    assert response.status_code == 201, response.json()
+    booking = LedgerEntry.objects.get(external_id="BK-1").booking
+    assert (booking.bank_account, booking.payment_type, str(booking.business_date)) == (
+        bank_account,
+        "R",
+        "2026-09-15",
+    )
+    assert booking.entry.api_posting.description == "Paid online"
+
+
+def test_a_part1_payment_without_a_bank_account_at_the_school_is_booked_without_one(api, student):
+    response = api.post(PAYMENTS, payment(student, "20.00", "BK-2"), format="json")
+    assert response.status_code == 201, response.json()
+    booking = LedgerEntry.objects.get(external_id="BK-2").booking
+    assert (booking.bank_account, booking.cash_session) == (None, None)

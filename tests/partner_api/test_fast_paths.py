@@ -174,3 +174,89 @@ def test_twenty_simultaneous_posts_of_one_vendor_id_without_a_key_record_one(api
     assert LedgerEntry.objects.filter(kind="payment").count() == 1
     assert StudentCredit.objects.get(student=student).amount == Decimal("7.00")
     assert ledger_report().ok
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_payment_refused_after_it_wrote_leaves_nothing_and_its_retry_replays_the_refusal(
+    api_key, api_user, student
+):
+    """The payment's transaction has no savepoint: a refusal that comes after the door wrote
+    the entry and the credit (here its cash drawer session closes while it waits for the
+    session's lock) rolls back the whole transaction, and the key then keeps the refusal."""
+    import time
+
+    from django.db import transaction
+
+    from apps.accounting.models import CashDrawer
+    from apps.accounting.services.cashiering import session_close, session_lock, session_open
+    from apps.fees.models import StudentCredit
+    from apps.partner_api.models import ApiPosting
+
+    assert connection.vendor == "postgresql"
+    school = student.school
+    school.cashiering = True
+    school.save()
+    cashier = StaffFactory(username="cashier-after")
+    session = session_open(
+        drawer=CashDrawer.objects.create(school=school, name="Vendor", api_user=api_user),
+        cashier=cashier,
+    )
+    body = payment(student, "10.00", "AFTER-1", CashDrawerId=session.drawer_id)
+    answers: list[Any] = []
+
+    def post() -> None:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {api_key}")
+        try:
+            answers.append(_post(client, body, "after-1"))
+        finally:
+            connections.close_all()
+
+    with transaction.atomic():
+        session_lock(session.pk)  # the payment will wait here, after writing its entry
+        poster = threading.Thread(target=post)
+        poster.start()
+        waiting = 0
+        for _ in range(1200):  # until the payment waits on the session's row lock
+            with connection.cursor() as cursor:
+                # Inside a transaction the statistics views are a snapshot: clear it first.
+                cursor.execute("SELECT pg_stat_clear_snapshot()")
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()"
+                )
+                waiting = cursor.fetchone()[0]
+            if waiting:
+                break
+            time.sleep(0.1)
+        assert waiting, answers[0].json() if answers else "the payment never waited for the lock"
+        session_close(session=session, counted={"R": "0.00"}, user=cashier)
+    poster.join(timeout=300)
+    [first] = answers
+    assert first.status_code == 422, first.json()
+    assert first.json()["errors"][0]["property"] == "CashDrawerSessionId"
+    assert "closed" in first.json()["errors"][0]["detail"]
+    # Nothing it wrote before the refusal is left: no entry, no credit, no posting.
+    assert not LedgerEntry.objects.filter(external_id="AFTER-1").exists()
+    assert not StudentCredit.objects.filter(student=student, amount__gt=0).exists()
+    assert not ApiPosting.objects.exists()
+    again = _post(APIClient(HTTP_AUTHORIZATION=f"Api-Key {api_key}"), body, "after-1")
+    assert again.status_code == 422 and again["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+    assert [c.status_code for c in ApiCall.objects.order_by("id")] == [422, 422]
+    assert ledger_report().ok
+
+
+def test_what_an_api_user_changes_is_audited_with_them_as_the_actor(api, api_user, student):
+    _post(api, payment(student, "10.00", "ACT-1"), "act-1")
+    credit = StudentCredit.objects.get(student=student)
+    [logged] = LogEntry.objects.get_for_object(credit)
+    assert logged.actor == api_user.user
+
+
+def test_signed_in_with_basic_auth_too(basic_client, api_user, student):
+    client = basic_client(api_user.user.username)
+    assert _post(client, payment(student, "10.00", "ACT-2"), "act-2").status_code == 201
+    credit = StudentCredit.objects.get(student=student)
+    [logged] = LogEntry.objects.get_for_object(credit)
+    assert logged.actor == api_user.user

@@ -25,12 +25,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from apps.common.sql import insert
+from apps.common.sql import insert, insert_then, prepared_cursor
 from apps.fees.models import LedgerEntry
 from apps.fees.services import to_money
 from apps.students.models import School
 
 from ..models import (
+    Bank,
     BankAccount,
     CashDrawer,
     CashDrawerSession,
@@ -228,6 +229,31 @@ def session_reconcile(*, session: CashDrawerSession, user: Any, note: str) -> Ca
 # --- bookings ----------------------------------------------------------------------------------
 
 
+def bank_account_sql(merchant_account: str, school: str) -> str:
+    """The subquery for the bank account a merchant account deposits into at a school: the
+    first active one (several banks at a school may each hold an account for it). The
+    arguments are SQL expressions (a `%s` placeholder or a subquery), so that the partner
+    API's hot path can fold the lookup into the statement that writes the booking."""
+    accounts = BankAccount._meta.db_table
+    banks = Bank._meta.db_table
+    return (
+        f"SELECT ba.id FROM {accounts} ba JOIN {banks} b ON b.id = ba.bank_id "  # noqa: S608 - our tables; values are the caller's placeholders
+        f"WHERE ba.merchant_account_id = ({merchant_account}) AND b.school_id = ({school}) "
+        "AND ba.active ORDER BY ba.id LIMIT 1"
+    )
+
+
+def bank_account_at_school(*, merchant_account_id: int | None, school_id: int) -> int | None:
+    """The id of the bank account `merchant_account_id` deposits into at the school (None
+    when the district keeps none there): where the day's deposits of its payments land."""
+    if merchant_account_id is None:
+        return None
+    with prepared_cursor() as cursor:
+        cursor.execute(bank_account_sql("%s", "%s"), [merchant_account_id, school_id])
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
 def booking_write(
     *,
     entry: LedgerEntry,
@@ -259,6 +285,44 @@ def booking_write(
     return booking
 
 
+def booking_with(
+    first: Any,
+    *,
+    business_date: date,
+    payment_type: str,
+    integration_id: int,
+    school_id: int,
+    cash_session: CashDrawerSession | None,
+) -> None:
+    """Write `first` (a row keyed by the ledger entry, e.g. the partner API's posting) and
+    the entry's booking in one statement (`insert_then`): the bank account is the one the
+    integration's first merchant account deposits into at the school, looked up inside the
+    statement. The partner API's payment path (hundreds a second) saves two round trips."""
+    from apps.vendors.models import MerchantAccountMapping
+
+    mappings = MerchantAccountMapping._meta.db_table
+    first_merchant = (
+        f"SELECT merchant_account_id FROM {mappings} WHERE integration_id = %s "  # noqa: S608 - our table, value bound
+        "ORDER BY id LIMIT 1"
+    )
+    columns = [
+        str(EntryBooking._meta.get_field(name).column)  # type: ignore[union-attr]
+        for name in ("entry", "business_date", "payment_type", "bank_account", "cash_session")
+    ]
+    insert_then(
+        first,
+        f"INSERT INTO {EntryBooking._meta.db_table} ({', '.join(columns)}) "  # noqa: S608 - our table and columns, values bound
+        f"VALUES ({{key}}, %s, %s, ({bank_account_sql(first_merchant, '%s')}), %s)",
+        [
+            business_date,
+            payment_type,
+            integration_id,
+            school_id,
+            cash_session.pk if cash_session is not None else None,
+        ],
+    )
+
+
 def office_payment_session(*, user: Any, school: School) -> CashDrawerSession | None:
     """The session an office payment at `school` goes through: none when the school does
     not take payments at cash drawers; the clerk's open session when it does (refused with
@@ -284,14 +348,10 @@ def office_payment_book(
         return None
     locked = session_lock_open(session.pk, prop="") if session is not None else None
     # The deposit lands where the fee's merchant account deposits at the student's school.
-    bank_account = (
-        BankAccount.objects.filter(
-            merchant_account_id=entry.fee.merchant_account_id,
-            bank__school_id=entry.student.school_id,
-            active=True,
+    bank_account_id = (
+        bank_account_at_school(
+            merchant_account_id=entry.fee.merchant_account_id, school_id=entry.student.school_id
         )
-        .order_by("pk")
-        .first()
         if entry.fee is not None
         else None
     )
@@ -299,7 +359,7 @@ def office_payment_book(
         entry=entry,
         business_date=business_date or timezone.localdate(),
         payment_type=METHOD_TYPES.get(entry.method, PaymentType.OTHER),
-        bank_account=bank_account,
+        bank_account_id=bank_account_id,
         cash_session=locked,
     )
 

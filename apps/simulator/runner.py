@@ -158,8 +158,9 @@ def _settle(world: World) -> None:
     for _round in range(3):
         for kind, integration in world.integrations.items():
             if kind in FILE_KINDS:
-                task_run(integration=integration, task="export-fees")
+                # Results first: what they change goes back in the export after them.
                 task_run(integration=integration, task="import-payments")
+                task_run(integration=integration, task="export-fees")
             else:
                 task_run(integration=integration, task="get-payments")
         wait_for(

@@ -14,6 +14,7 @@ from django.utils import timezone
 from apps.fees.services import fee_changed
 
 from . import engine, freshness, jobs
+from .kinds.base import Capability
 from .models import Integration, OutboxItem, SyncedFee
 from .tasks import pull_payments_for_students
 
@@ -24,11 +25,29 @@ def enqueue_fee_changes(
 ) -> None:
     """Runs inside the transaction that changed the fees: the outbox row commits with them."""
     for integration in Integration.objects.filter(enabled=True, import_after__isnull=False):
-        # A change the vendor itself caused (a payment taken there) is already known there.
-        if external_source and external_source == integration.external_source:
+        # A change the vendor itself caused (a payment taken there) is already known there,
+        # where the vendor can be known to have counted it on FeeSync's figure.
+        if (
+            external_source
+            and external_source == integration.external_source
+            and _vendor_figure_follows_its_own_change(integration)
+        ):
             _vendor_holds_its_own_change(integration, fee_ids)
             continue
         engine.outbox_enqueue(integration=integration, fee_ids=fee_ids)
+
+
+def _vendor_figure_follows_its_own_change(integration: Integration) -> bool:
+    """Whether a change the vendor reported itself may count as held there (not sent back).
+
+    Not for a kind that takes fees as files (simulate --seed 1). A fee's export there is
+    "acknowledged" once written, not once the financials side loaded it, so it may have
+    taken its payment on an older line (the office's refund not loaded yet) and loaded
+    the newer line after: that line's amount due does not count its payment, and nothing
+    in it says so. It keeps the lesser of the line's figure and the amount less what it
+    was paid itself, and the two sides differ for good ($10.87 there, $7.42 here). Each
+    change it caused is therefore exported back, with the amount due that counts it."""
+    return Capability.FILE_EXPORT not in integration.kind.capabilities
 
 
 def _vendor_holds_its_own_change(integration: Integration, fee_ids: list[int]) -> None:

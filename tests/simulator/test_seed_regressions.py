@@ -345,3 +345,124 @@ def test_seed_2_a_vendor_change_to_a_fee_it_holds_up_to_date_is_not_sent_back():
     )
     assert not OutboxItem.objects.exists()
     assert SyncedFee.objects.get(fee=fee).acknowledged_version == 2
+
+
+@pytest.fixture
+def financials(tmp_path):
+    """The file-exchange sandbox (the financials side), its directory reached as a path."""
+    from apps.vendors.kinds.fileexchange import sandbox
+
+    server = sandbox.make_server(0, None, root=str(tmp_path / "financials"))
+    sandbox.start(server)
+    yield server
+    server.shutdown()
+
+
+@pytest.mark.django_db
+def test_seed_1_a_fee_paid_at_the_financials_side_on_an_older_line_is_exported_back(financials):
+    """simulate --seed 1: $23.61 paid at the office (exported: $0.00 due), $12.74 of it
+    refunded (exported: $12.74 due), paid in full at the financials side on that line; the
+    office refunded the other $7.42 and its line ($20.16 due) was exported before the
+    payment was imported. That line does not count the financials side's payment: it kept
+    $10.87 (the amount less what it was paid), FeeSync owed $7.42, and the import's new
+    version was taken as held there, so nothing ever told it otherwise."""
+    import datetime as dt
+
+    import requests
+
+    from apps.fees.services import payment_refund
+    from apps.vendors.jobs import task_run
+    from apps.vendors.models import TaskRun
+
+    category = CategoryFactory(code="LIBFINE")
+    integration = Integration(
+        vendor_kind="fileexchange",
+        slug="fx-seed-1",
+        name="Financials",
+        enabled=True,
+        service_url=financials.url,
+        timeout_seconds=5,
+        import_after=dt.date(2026, 7, 1),
+        options={
+            "transport": "local",
+            "local_path": str(financials.root),
+            "item_types": "LIBFINE = 800000000001",
+        },
+    )
+    integration.save()
+    integration.categories.set([category])
+
+    def run(task: str) -> dict:
+        done = task_run(integration=integration, task=task)
+        assert done is not None and done.outcome == TaskRun.Outcome.OK, done and done.error
+        return done.counts
+
+    def there() -> tuple[Decimal, Decimal]:
+        [held] = requests.get(f"{financials.url}/_sandbox/state", timeout=10).json()["fees"]
+        return D(held["amount"]), D(held["amount_due"])
+
+    fee = make_fee(amount="23.61", category=category)
+    run("export-fees")
+    payment = payment_take(fee=fee, amount="23.61", method="cash", origin=Origin())
+    run("export-fees")
+    assert there() == (D("23.61"), D("0.00"))
+    payment_refund(payment=payment, reason="part", amount="12.74", origin=Origin())
+    run("export-fees")
+    assert there() == (D("23.61"), D("12.74"))
+
+    paid = requests.post(
+        f"{financials.url}/_sandbox/pay",
+        json={"fee_ref": fee.reference, "amount": "12.74"},
+        timeout=10,
+    )
+    assert paid.status_code == 200, paid.text
+    payment_refund(payment=payment, reason="the rest", amount="7.42", origin=Origin())
+    assert run("export-fees")["rows"] == 1  # $20.16 due: the payment not imported yet
+    assert there() == (D("23.61"), D("10.87"))
+
+    assert run("import-payments")["recorded"] == 1
+    fee.refresh_from_db()
+    assert fee.balance == D("7.42")
+    # The financials side's own change goes back to it, with the figure that counts it.
+    assert OutboxItem.objects.get(integration=integration, fee=fee).version == fee.version
+    assert run("export-fees")["rows"] == 1
+    assert there() == (D("23.61"), D("7.42"))
+    assert SyncedFee.objects.get(integration=integration, fee=fee).acknowledged_version == (
+        fee.version
+    )
+    assert not OutboxItem.objects.filter(integration=integration).exists()
+    assert ledger_report().ok
+
+
+@pytest.mark.django_db
+def test_seed_1_a_file_fee_taken_as_held_before_the_fix_goes_out_in_the_next_export():
+    """The data migration: a file exchange's fee whose figure counted as held at the
+    financials side (its own change) is exported again; an API vendor's stays held."""
+    import importlib
+
+    from django.apps import apps
+    from django.utils import timezone
+
+    migration = importlib.import_module(
+        "apps.vendors.migrations.0012_file_exports_send_back_own_changes"
+    )
+    held = {}
+    for kind in ("fileexchange", "communitypass"):
+        category = CategoryFactory()
+        fee = make_fee(amount="10.00", category=category)
+        integration = Integration.objects.create(
+            vendor_kind=kind, slug=f"{kind}-0012", name=kind, service_url="http://127.0.0.1:9/"
+        )
+        held[kind] = SyncedFee.objects.create(
+            integration=integration,
+            fee=fee,
+            acknowledged_version=fee.version,
+            vendor_caused_version=fee.version,
+            acknowledged_at=timezone.now(),
+        )
+    migration.send_back_what_the_financials_side_caused(apps, None)
+    for row in held.values():
+        row.refresh_from_db()
+    assert held["fileexchange"].acknowledged_version == held["fileexchange"].fee.version - 1
+    assert held["fileexchange"].vendor_caused_version is None
+    assert held["communitypass"].acknowledged_version == held["communitypass"].fee.version

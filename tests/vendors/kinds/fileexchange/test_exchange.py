@@ -185,7 +185,19 @@ def test_fees_out_results_back_applied_once(exchange: Exchange, libfine):
     assert student_credit(student=student) == D("5.00")
     assert ledger_report().ok
 
-    # What the results changed came from the financials side: it is not sent back to it.
+    # What the results changed goes back to the financials side, each fee with the amount
+    # due that counts them: it cannot tell which of its own payments a line it loads
+    # counts (simulate --seed 1). Once only.
+    back = run(exchange, "export-fees")
+    lines = {r[5]: r for r in read_csv(exchange.root / "outbound" / str(back.counts["file"]))[1:]}
+    for key in ("paid", "partial", "waived", "restored", "overpaid"):
+        fees[key].refresh_from_db()
+        assert lines[ref[key]][9:12] == [
+            f"{fees[key].balance:.2f}",
+            fees[key].status,
+            str(fees[key].version),
+        ]
+    assert lines[ref["partial"]][9] == "30.00" and lines[ref["overpaid"]][10] == "paid"
     assert run(exchange, "export-fees").counts["rows"] == 0
 
 

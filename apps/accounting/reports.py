@@ -26,6 +26,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .models import Refund
+from .services.cashiering import method_payment_type_sql
+from .services.close import MERCHANT_BANK_SQL
 
 ZERO = Decimal("0.00")
 
@@ -63,10 +65,7 @@ _DEPOSITS_SQL = """
 WITH moves AS (
     SELECT COALESCE(b.business_date, {posted_on}) AS day,
            COALESCE(b.bank_account_id, mb.bank_account_id) AS bank_account_id,
-           COALESCE(NULLIF(b.payment_type, ''),
-                    CASE e.method WHEN 'cash' THEN 'C' WHEN 'check' THEN 'H'
-                                  WHEN 'card' THEN 'R' WHEN 'online' THEN 'O' ELSE '' END)
-               AS payment_type,
+           COALESCE(NULLIF(b.payment_type, ''), {method_type}) AS payment_type,
            CASE WHEN e.kind = 'payment' AND r.id IS NULL THEN e.amount ELSE 0 END AS money_in,
            CASE WHEN e.kind IN ('refund', 'reversal') THEN e.amount
                 WHEN e.kind = 'payment' AND r.id IS NOT NULL THEN -e.amount ELSE 0 END
@@ -77,9 +76,7 @@ WITH moves AS (
     LEFT JOIN fees_ledgerentry r ON r.id = e.reverses_id AND r.kind = 'refund'
          AND e.kind = 'payment'
     LEFT JOIN fees_fee f ON f.id = e.fee_id
-    LEFT JOIN (SELECT merchant_account_id, MIN(id) AS bank_account_id
-               FROM accounting_bankaccount WHERE merchant_account_id IS NOT NULL
-               GROUP BY merchant_account_id) mb ON mb.merchant_account_id = f.merchant_account_id
+    LEFT JOIN {merchant_bank} mb ON mb.merchant_account_id = f.merchant_account_id
     WHERE e.kind IN ('payment', 'refund', 'reversal')
       AND COALESCE(b.business_date, {posted_on}) BETWEEN %(start)s AND %(end)s
     UNION ALL
@@ -113,7 +110,12 @@ _POSTED_ON = {
 
 
 def deposits_report(*, start: date, end: date) -> Report:
-    sql = _DEPOSITS_SQL.format(posted_on=_POSTED_ON.get(connection.vendor, _POSTED_ON["sqlite"]))
+    # Entries read as the daily close reads them (its bank account and payment type rules).
+    sql = _DEPOSITS_SQL.format(
+        posted_on=_POSTED_ON.get(connection.vendor, _POSTED_ON["sqlite"]),
+        merchant_bank=MERCHANT_BANK_SQL,
+        method_type=method_payment_type_sql("e.method"),
+    )
     with connection.cursor() as cursor:
         cursor.execute(
             sql,

@@ -94,8 +94,9 @@ def _unchecked_vendors(request: HttpRequest) -> list[str]:
     return list(session.pop("portal_unchecked_vendors") or [])
 
 
-#: The parts of a portal page that show money, swapped in when a background pull lands.
-MONEY_PARTS = "#portal-money"
+#: The parts of a portal page that show money, swapped in when a background pull lands, and
+#: the notice that some payments could not be checked yet (gone once they have landed).
+MONEY_PARTS = "#portal-money, #portal-unchecked"
 
 
 def _watch(request: HttpRequest, since: float) -> dict[str, Any] | None:

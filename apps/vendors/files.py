@@ -56,16 +56,6 @@ class FeeVersion(FeeRecord):
 # --- export --------------------------------------------------------------------------------
 
 
-def _next_sequence(integration: Integration) -> int:
-    last = 0
-    for counts in TaskRun.objects.filter(
-        integration=integration, task__in=EXPORT_TASKS, outcome=TaskRun.Outcome.OK
-    ).values_list("counts", flat=True):
-        if isinstance(counts, dict) and isinstance(counts.get("sequence"), int):
-            last = max(last, counts["sequence"])
-    return last + 1
-
-
 EXPORT_TASKS = ("export-fees", "export-all-fees")
 
 
@@ -234,7 +224,9 @@ def fees_export(
         kept = Integration.objects.filter(pk=integration.pk).values_list(
             "export_sequence", flat=True
         )
-        sequence = max(_next_sequence(integration), (kept.first() or 0) + 1)
+        # The integration keeps its last sequence (migration vendors 0013 filled it from the
+        # export runs made before it did).
+        sequence = (kept.first() or 0) + 1
         ids: list[int] = []
         versions: list[int] = []
         exported = adapter.export_fees(

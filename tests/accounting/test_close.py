@@ -231,3 +231,31 @@ def test_the_gl_export_treats_the_ledgers_debit_kinds_as_debits() -> None:
     spelt = "IN ('charge', 'debit_adjustment', 'refund', 'reversal')"
     assert spelt in _GL_SQL
     assert sorted(LedgerEntry.DEBIT_KINDS) == ["charge", "debit_adjustment", "refund", "reversal"]
+
+
+def test_a_methods_payments_carry_one_payment_type_booked_or_not(
+    setup: Any, office_clerk: Any, gl_export_dir: Path
+) -> None:
+    """A payment booked when it was taken (the office's) and one without a booking (a vendor
+    pull's) with the same method are one line of the GL file and of the deposits report:
+    the close, the reports and the bookings map methods to payment types alike."""
+    from apps.accounting.reports import deposits_report
+    from apps.accounting.services.cashiering import office_payment_book
+
+    fee = make_fee(
+        student=setup["fee"].student,
+        amount="50.00",
+        category=setup["fee"].category,
+        merchant_account=setup["fee"].merchant_account,
+    )
+    unbooked = payment_take(fee=fee, amount="20.00", method="online", origin=Origin())
+    booked = payment_take(fee=fee, amount="30.00", method="online", origin=Origin())
+    office_payment_book(entry=booked, session=None)
+    assert not hasattr(unbooked, "booking") or unbooked.booking is None
+    today = timezone.localdate()
+    online = [r for r in deposits_report(start=today, end=today).rows if r[2] == "EFT"]
+    assert len(online) == 1 and online[0][3] == Decimal("50.00")
+    release = gl_release(business_date=today, user=office_clerk)
+    lines = [r for r in rows_of(gl_export_dir / release.file_name) if r["gl_account"] == "4010"]
+    assert {r["payment_type"] for r in lines} == {"", "C", "E"}
+    assert [r["credit"] for r in lines if r["payment_type"] == "E"] == ["50.00"]

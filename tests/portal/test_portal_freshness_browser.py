@@ -68,6 +68,8 @@ def test_the_parents_page_updates_itself_when_the_late_payment_comes_in(
     status.get_by_text("Payments updated.").wait_for(timeout=60_000)
     assert status.get_attribute("role") == "status"
     assert page.locator("#portal-money .summary__total").inner_text() == "$0.00"
+    # The notice that the payment could not be checked went with the update.
+    assert page.get_by_text("could not be checked just now").count() == 0
     assert page.evaluate("performance.getEntriesByType('navigation').length") == loads
     fee.refresh_from_db()
     assert fee.balance == 0

@@ -51,6 +51,14 @@ METHOD_TYPES: dict[str, str] = {
 }
 
 
+def method_payment_type_sql(column: str) -> str:
+    """`METHOD_TYPES` as an SQL expression over the method column `column` ('' for an entry
+    without a payment method): how the daily close and the reports read an entry that has no
+    booking, so that they and the bookings name a method's payments alike."""
+    whens = " ".join(f"WHEN '{method}' THEN '{letter}'" for method, letter in METHOD_TYPES.items())
+    return f"CASE {column} {whens} ELSE '' END"
+
+
 class CashieringError(ValidationError):
     """A cashiering request refused, with the reason in a clerk's words. `prop` names the
     partner-API property it is about, when there is one."""

@@ -42,6 +42,7 @@ from django.utils import timezone
 from apps.fees.services import LedgerError
 
 from ..models import GLRelease, MiscCashReceipt
+from .cashiering import method_payment_type_sql
 
 ZERO = Decimal("0.00")
 CENT = Decimal("0.01")
@@ -55,9 +56,6 @@ GL_COLUMNS = [
     "entry_count",
     "receipt_count",
 ]
-
-#: Letters of `PaymentType` for entries that carry no booking, from their method.
-METHOD_LETTER = {"cash": "C", "check": "H", "card": "R", "online": "O"}
 
 
 def _lock_date(day: date) -> None:
@@ -96,6 +94,14 @@ def _day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
+#: Each merchant account's bank account for an entry that has no booking (posted before
+#: bookings, or by a vendor pull): the first one it deposits into. The deposits report reads
+#: entries the same way.
+MERCHANT_BANK_SQL = """(
+    SELECT merchant_account_id, MIN(id) AS bank_account_id FROM accounting_bankaccount
+    WHERE merchant_account_id IS NOT NULL GROUP BY merchant_account_id
+)"""
+
 #: The day's entries (booked on it, or posted on it without a booking) and receipts, each
 #: with its GL account, bank account and payment type, aggregated. Built from constants of
 #: this module only; every value is a bound parameter.
@@ -110,18 +116,12 @@ WITH entries AS (
     FROM fees_ledgerentry e
     WHERE e.created_at >= %(start)s AND e.created_at < %(end)s
       AND NOT EXISTS (SELECT 1 FROM accounting_entrybooking b WHERE b.entry_id = e.id)
-), merchant_bank AS (
-    SELECT merchant_account_id, MIN(id) AS bank_account_id FROM accounting_bankaccount
-    WHERE merchant_account_id IS NOT NULL GROUP BY merchant_account_id
-), lines AS (
+), merchant_bank AS {merchant_bank}, lines AS (
     SELECT
         COALESCE(NULLIF(fs.gl_account, ''), NULLIF(c.gl_account, ''),
                  CASE WHEN x.fee_id IS NULL THEN %(unapplied)s ELSE '' END) AS gl_account,
         COALESCE(x.bank_account_id, mb.bank_account_id) AS bank_account_id,
-        COALESCE(NULLIF(x.payment_type, ''),
-                 CASE x.method WHEN 'cash' THEN 'C' WHEN 'check' THEN 'H'
-                               WHEN 'card' THEN 'R' WHEN 'online' THEN 'O' ELSE '' END)
-            AS payment_type,
+        COALESCE(NULLIF(x.payment_type, ''), {method_type}) AS payment_type,
         CASE WHEN x.kind IN ('charge', 'debit_adjustment', 'refund', 'reversal')
              THEN x.amount ELSE 0 END AS debit,
         CASE WHEN x.kind IN ('charge', 'debit_adjustment', 'refund', 'reversal')
@@ -144,6 +144,9 @@ FROM lines l LEFT JOIN accounting_bankaccount ba ON ba.id = l.bank_account_id
 GROUP BY l.gl_account, ba.name, l.payment_type
 ORDER BY l.gl_account, COALESCE(ba.name, ''), l.payment_type
 """
+_GL_SQL = _GL_SQL.format(
+    merchant_bank=MERCHANT_BANK_SQL, method_type=method_payment_type_sql("x.method")
+)
 # The debit kinds spelt out above are LedgerEntry.DEBIT_KINDS (tests/accounting/test_close.py
 # checks that they agree).
 

@@ -66,6 +66,8 @@ from .layouts import (
     control_text,
     delimiter_problem,
     fee_file_chunks,
+    layout_from_options,
+    options_delimiter,
     parse_columns,
     parse_item_types,
     read_rows,
@@ -573,19 +575,7 @@ class FileExchangeAdapter(VendorAdapter):
         self.quarantine = posixpath.join(self.inbound, "quarantine")
         self.completeness = str(o.get("completeness") or "marker")
         self.write_empty = bool(o.get("empty_export"))
-        delimiter = _delimiter(o)
-        encoding = str(o.get("encoding") or "utf-8")
-        if str(o.get("layout") or "peoplesoft") == "district":
-            self.layout = Layout(
-                columns=parse_columns(str(o.get("columns") or "reference")),
-                header=bool(o.get("header", True)),
-                delimiter=delimiter,
-                date_format=str(o.get("date_format") or "%Y-%m-%d"),
-                encoding=encoding,
-                builtin=False,
-            )
-        else:
-            self.layout = Layout(delimiter=delimiter, encoding=encoding)
+        self.layout: Layout = layout_from_options(o)
         self.item_types = parse_item_types(str(o.get("item_types") or ""))
         self.term = str(o.get("term") or "")
         self.merchant_account = str(o.get("merchant_account") or "")
@@ -867,10 +857,6 @@ class FileExchangeAdapter(VendorAdapter):
         financials system reports nothing there (files do not move through it)."""
         if not self.config.base_url:
             return None
-        if not self.layout.header:
-            # Without a header line the other side cannot tell which column is which, so
-            # what it reports holding says nothing: every fee would look missing there.
-            return None
         url = self.config.base_url.rstrip("/") + "/_sandbox/state"
         try:
             answer = requests.get(url, timeout=self.config.timeout)
@@ -919,11 +905,7 @@ class FileExchangeAdapter(VendorAdapter):
                 store.remove(posixpath.join(self.inbound, marker))
 
 
-def _delimiter(options: dict[str, Any]) -> str:
-    choice = str(options.get("delimiter") or ",")
-    if choice == OTHER_DELIMITER:
-        return str(options.get("delimiter_other") or ",")
-    return choice
+_delimiter = options_delimiter
 
 
 def _with_merchant(fee: FeeRecord, merchant: str) -> FeeRecord:

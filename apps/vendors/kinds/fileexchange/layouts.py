@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -118,6 +118,40 @@ class Layout:
         if self.builtin:
             return [COLUMNS[c].header for c in self.columns]
         return list(self.columns)
+
+
+def options_delimiter(options: Mapping[str, Any]) -> str:
+    """The delimiter an integration's options choose (a listed one, or the character typed
+    in `delimiter_other`)."""
+    choice = str(options.get("delimiter") or ",")
+    if choice == OTHER_DELIMITER:
+        return str(options.get("delimiter_other") or ",")
+    return choice
+
+
+def _flag(value: Any) -> bool:
+    """A yes/no option: stored as a boolean, or sent as text to the sandbox's control API."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "0", "false", "off", "no")
+    return bool(value)
+
+
+def layout_from_options(options: Mapping[str, Any]) -> Layout:
+    """The layout an integration's options describe: what the export writes, and what a
+    financials loader configured the same way reads (the sandbox's `layout` control call).
+    ValueError names a column that does not exist."""
+    delimiter = options_delimiter(options)
+    encoding = str(options.get("encoding") or "utf-8")
+    if str(options.get("layout") or "peoplesoft") != "district":
+        return Layout(delimiter=delimiter, encoding=encoding)
+    return Layout(
+        columns=parse_columns(str(options.get("columns") or "reference")),
+        header=_flag(options.get("header", True)),
+        delimiter=delimiter,
+        date_format=str(options.get("date_format") or "%Y-%m-%d"),
+        encoding=encoding,
+        builtin=False,
+    )
 
 
 def parse_columns(text: str) -> tuple[str, ...]:
@@ -339,3 +373,40 @@ def read_rows(text_lines: Iterable[str], *, delimiter: str) -> Iterator[tuple[in
             continue
         fields = next(csv.reader([stripped], delimiter=delimiter))
         yield number, stripped, fields
+
+
+# --- fee files read back (the financials side's loader) ------------------------------------------
+
+
+class FeeFileError(ValueError):
+    """A fee file a loader configured with its layout cannot take at all (the reason in
+    words)."""
+
+
+def read_fee_file(lines: Iterable[str], *, layout: Layout) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, column key -> text) for each fee line of a fee file, read as a loader
+    configured with `layout` reads it: the fields in the layout's column order, split on its
+    delimiter; with a header, the first line must be the layout's header and is not a fee.
+    A line with another number of fields than the layout has columns raises FeeFileError
+    naming it (a loader set up for another layout, or a file cut short)."""
+    rows = csv.reader(lines, delimiter=layout.delimiter)
+    expected = layout.headers()
+    for fields in rows:
+        number = rows.line_num
+        if number == 1 and fields and fields[0].startswith("\ufeff"):
+            fields[0] = fields[0][1:]
+        if not any(f.strip() for f in fields):
+            continue
+        if layout.header and number == 1:
+            if [f.strip() for f in fields] != expected:
+                raise FeeFileError(
+                    f"The header line is {layout.delimiter.join(fields)!r}; the layout "
+                    f"expects {layout.delimiter.join(expected)!r}."
+                )
+            continue
+        if len(fields) != len(layout.columns):
+            raise FeeFileError(
+                f"Line {number} has {len(fields)} fields; the layout has "
+                f"{len(layout.columns)} columns ({', '.join(layout.columns)})."
+            )
+        yield number, dict(zip(layout.columns, fields, strict=True))

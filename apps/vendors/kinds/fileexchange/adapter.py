@@ -62,6 +62,7 @@ from .layouts import (
     DELIMITERS,
     OTHER_DELIMITER,
     Layout,
+    Row,
     Totals,
     control_text,
     delimiter_problem,
@@ -74,6 +75,15 @@ from .layouts import (
     result_header,
 )
 from .widgets import LayoutColumnsWidget
+
+#: Result columns FeeSync keeps whole, with their words and longest length (the ledger's
+#: and the held movement's fields): longer is a damaged or foreign line, refused by name.
+FIELD_LIMITS: dict[str, tuple[str, int]] = {
+    "reference": ("fee reference", 40),
+    "student_id": ("student id", 40),
+    "transaction_id": ("transaction id", 100),
+    "original_transaction_id": ("original transaction id", 100),
+}
 
 OPERATION_KINDS: dict[str, MovementKind] = {
     "pay": MovementKind.PAYMENT,
@@ -772,17 +782,19 @@ class FileExchangeAdapter(VendorAdapter):
         try:
             rows = read_rows(text, delimiter=self.layout.delimiter)
             try:
-                _n, _raw, header = next(rows)
+                first = next(rows)
             except StopIteration:
                 raise UnreadableFile("The file has no header line.") from None
+            if first.problem:
+                raise UnreadableFile(f"The header line: {first.problem}")
+            header = first.fields
             try:
                 positions = result_header(header)
             except ValueError as exc:
                 raise UnreadableFile(f"Wrong columns: {exc}") from None
-            width = len(header)
-            for number, raw, fields in rows:
+            for row in rows:
                 if not check_only:
-                    yield self._line(number, raw, fields, positions, width)
+                    yield self._line(row, header, positions)
         except UnicodeDecodeError as exc:
             raise UnreadableFile(
                 f"The file is not UTF-8 text (byte {exc.start} cannot be read)."
@@ -791,17 +803,35 @@ class FileExchangeAdapter(VendorAdapter):
             text.detach()
 
     @staticmethod
-    def _line(
-        number: int, raw: str, fields: list[str], positions: dict[str, int], width: int
-    ) -> InboundLine:
-        line = InboundLine(number=number, text=raw)
-        if len(fields) != width:
-            line.error = f"The line has {len(fields)} fields; the header has {width}."
+    def _line(row: Row, header: list[str], positions: dict[str, int]) -> InboundLine:
+        line = InboundLine(number=row.number, text=row.text)
+        fields = row.fields
+        if row.problem:
+            line.error = row.problem
             return line
+        if len(fields) != len(header):
+            line.error = f"The line has {len(fields)} fields; the header has {len(header)}."
+            return line
+        # NUL is no text (PostgreSQL cannot even keep it): a damaged line, said by column.
+        for i, field in enumerate(fields):
+            if "\x00" in field:
+                line.error = (
+                    f"Column {header[i].strip() or i + 1} holds a NUL character: the line is "
+                    "damaged; ask the financials team to send it again."
+                )
+                return line
 
         def get(column: str) -> str:
             i = positions.get(column)
             return fields[i].strip() if i is not None else ""
+
+        for column, (words, limit) in FIELD_LIMITS.items():
+            if len(value := get(column)) > limit:
+                line.error = (
+                    f"The {words} (column {header[positions[column]].strip()}) is "
+                    f"{len(value)} characters long; it can be at most {limit}."
+                )
+                return line
 
         operation = get("operation").lower()
         kind = OPERATION_KINDS.get(operation)
@@ -927,5 +957,17 @@ def _rejects_text(name: str, rejects: Sequence[InboundLine]) -> bytes:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(["file", "line", "reason", "text"])
     for line in rejects:
-        writer.writerow([name, line.number, line.error, line.text])
+        writer.writerow([name, line.number, line.error, _shown_text(line.text)])
     return out.getvalue().encode()
+
+
+#: The most of a rejected line's text its rejects file repeats: enough to find the line, not
+#: so much that a spreadsheet or a CSV reader cannot open the rejects file (the whole line
+#: is in the archived file).
+REJECTED_TEXT_MAX = 1000
+
+
+def _shown_text(text: str) -> str:
+    if len(text) <= REJECTED_TEXT_MAX:
+        return text
+    return f"{text[:REJECTED_TEXT_MAX]}… ({len(text):,} characters in all)"

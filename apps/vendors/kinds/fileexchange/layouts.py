@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
 class FeeLine(Protocol):
@@ -365,14 +365,29 @@ def result_header(fields: Sequence[str]) -> dict[str, int]:
     return positions
 
 
-def read_rows(text_lines: Iterable[str], *, delimiter: str) -> Iterator[tuple[int, str, list[str]]]:
-    """(line number, raw text, fields) for each non-blank line; the header is line 1."""
+class Row(NamedTuple):
+    """One non-blank line of a result file: its number (the header is line 1), its text, its
+    fields, and, when CSV itself cannot split it, why not (`fields` is then empty)."""
+
+    number: int
+    text: str
+    fields: list[str]
+    problem: str = ""
+
+
+def read_rows(text_lines: Iterable[str], *, delimiter: str) -> Iterator[Row]:
+    """A `Row` for each non-blank line. A line CSV cannot split (a field longer than any a
+    result file has) is a row with its problem, so that one bad line fails alone."""
     for number, raw in enumerate(text_lines, start=1):
         stripped = raw.rstrip("\r\n")
         if not stripped.strip():
             continue
-        fields = next(csv.reader([stripped], delimiter=delimiter))
-        yield number, stripped, fields
+        try:
+            fields = next(csv.reader([stripped], delimiter=delimiter))
+        except csv.Error as exc:
+            yield Row(number, stripped, [], f"The line cannot be read as CSV ({exc}).")
+            continue
+        yield Row(number, stripped, fields)
 
 
 # --- fee files read back (the financials side's loader) ------------------------------------------

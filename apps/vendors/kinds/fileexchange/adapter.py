@@ -85,6 +85,8 @@ FIELD_LIMITS: dict[str, tuple[str, int]] = {
     "original_transaction_id": ("original transaction id", 100),
 }
 
+SHORTEST_LIMIT = min(limit for _words, limit in FIELD_LIMITS.values())
+
 OPERATION_KINDS: dict[str, MovementKind] = {
     "pay": MovementKind.PAYMENT,
     "payment": MovementKind.PAYMENT,
@@ -813,7 +815,7 @@ class FileExchangeAdapter(VendorAdapter):
             line.error = f"The line has {len(fields)} fields; the header has {len(header)}."
             return line
         # NUL is no text (PostgreSQL cannot even keep it): a damaged line, said by column.
-        for i, field in enumerate(fields):
+        for i, field in enumerate(fields if "\x00" in row.text else ()):
             if "\x00" in field:
                 line.error = (
                     f"Column {header[i].strip() or i + 1} holds a NUL character: the line is "
@@ -825,7 +827,9 @@ class FileExchangeAdapter(VendorAdapter):
             i = positions.get(column)
             return fields[i].strip() if i is not None else ""
 
-        for column, (words, limit) in FIELD_LIMITS.items():
+        # Most lines have no field as long as the shortest limit: one pass says so.
+        limits = FIELD_LIMITS.items() if max(map(len, fields), default=0) > SHORTEST_LIMIT else ()
+        for column, (words, limit) in limits:
             if len(value := get(column)) > limit:
                 line.error = (
                     f"The {words} (column {header[positions[column]].strip()}) is "

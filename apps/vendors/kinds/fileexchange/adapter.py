@@ -827,13 +827,17 @@ class FileExchangeAdapter(VendorAdapter):
             i = positions.get(column)
             return fields[i].strip() if i is not None else ""
 
+        def named(column: str, words: str) -> str:
+            """The column in words and as the file's header names it (an alias maybe)."""
+            return f"{words} (column {header[positions[column]].strip()})"
+
         # Most lines have no field as long as the shortest limit: one pass says so.
         limits = FIELD_LIMITS.items() if max(map(len, fields), default=0) > SHORTEST_LIMIT else ()
         for column, (words, limit) in limits:
             if len(value := get(column)) > limit:
                 line.error = (
-                    f"The {words} (column {header[positions[column]].strip()}) is "
-                    f"{len(value)} characters long; it can be at most {limit}."
+                    f"The {named(column, words)} is {len(value)} characters long; it can be "
+                    f"at most {limit}."
                 )
                 return line
 
@@ -841,16 +845,17 @@ class FileExchangeAdapter(VendorAdapter):
         kind = OPERATION_KINDS.get(operation)
         if kind is None:
             line.error = (
-                f"Unknown operation “{get('operation')}”: use pay, waive, dispute or restore."
+                f"Unknown operation “{get('operation')}” (column "
+                f"{header[positions['operation']].strip()}): use pay, waive, dispute or restore."
             )
             return line
         transaction_id = get("transaction_id")
         if not transaction_id:
-            line.error = "The transaction id is missing."
+            line.error = f"The {named('transaction_id', 'transaction id')} is empty."
             return line
         reference = get("reference")
         if not reference:
-            line.error = "The fee reference is missing."
+            line.error = f"The {named('reference', 'fee reference')} is empty."
             return line
         amount_text = get("amount")
         if kind in (MovementKind.DISPUTE, MovementKind.RESTORE) and not amount_text:
@@ -859,7 +864,7 @@ class FileExchangeAdapter(VendorAdapter):
             try:
                 amount = parse_money(
                     amount_text,
-                    label="The amount",
+                    label=f"The {named('amount', 'amount')}",
                     allow_zero=kind in (MovementKind.DISPUTE, MovementKind.RESTORE),
                 )
             except MoneyError as exc:

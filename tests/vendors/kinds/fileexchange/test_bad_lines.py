@@ -52,9 +52,20 @@ DAMAGE = {
         {"reason": "x" * 200_000},
         "The line cannot be read as CSV (field larger than field limit (131072)).",
     ),
-    "negative amount": ({"amount": "-5.00"}, "The amount “-5.00” cannot be negative."),
-    "comma decimal": ({"amount": "12,34"}, "The amount “12,34”"),
-    "unknown operation": ({"operation": "refund"}, "Unknown operation “refund”"),
+    "negative amount": (
+        {"amount": "-5.00"},
+        "The amount (column amount) “-5.00” cannot be negative.",
+    ),
+    "comma decimal": ({"amount": "12,34"}, "The amount (column amount) “12,34”"),
+    "unknown operation": (
+        {"operation": "refund"},
+        "Unknown operation “refund” (column operation): use pay, waive, dispute or restore.",
+    ),
+    "no transaction id": (
+        {"transaction_id": " "},
+        "The transaction id (column transaction_id) is empty.",
+    ),
+    "no reference": ({"reference": ""}, "The fee reference (column reference) is empty."),
 }
 
 
@@ -116,7 +127,9 @@ def test_a_bad_line_in_a_file_with_a_long_name_is_still_a_finding(
     assert _import(local).counts["rejected"] == 1
     finding = Discrepancy.objects.get(kind=Discrepancy.Kind.UNMATCHED_PAYMENT)
     assert finding.vendor_ref.endswith(":2") and len(finding.vendor_ref) == 100
-    assert finding.detail.startswith(f"Line 2 of {name} was not applied: The amount “ten”")
+    assert finding.detail.startswith(
+        f"Line 2 of {name} was not applied: The amount (column amount) “ten”"
+    )
 
 
 def test_a_header_too_long_for_csv_quarantines_the_file_in_words(local: Exchange) -> None:
@@ -142,3 +155,25 @@ def test_the_rejects_file_repeats_a_very_long_line_only_in_part(
     assert rejected["text"].startswith(fee.reference)
     assert rejected["text"].endswith("… (200,032 characters in all)")
     assert len(rejected["text"]) < 1100
+
+
+def test_the_column_is_named_as_the_files_own_header_names_it(
+    local: Exchange, libfine: Any
+) -> None:
+    """A financials side that writes its own column names (PeopleSoft's) reads its own
+    names back in the reason."""
+    fee = make_fee(amount="10.00", category=libfine)
+    assert task_run(integration=local.integration, task="export-fees") is not None
+    local.drop(
+        "results_10.csv",
+        "REF1_DESCR,EMPLID,op,ITEM_AMT,txn_id\r\n"
+        f"{fee.reference},,pay,ten,P-1\r\n"
+        f"{fee.reference},,pay,10.00,\r\n"
+        f"{fee.reference},,pay,10.00,P-3\r\n",
+    )
+    counts = _import(local).counts
+    assert (counts["recorded"], counts["rejected"]) == (1, 2)
+    rejects = local.root / "inbound" / "rejects" / "results_10.csv.rejects.csv"
+    reasons = {r["line"]: r["reason"] for r in csv.DictReader(io.StringIO(rejects.read_text()))}
+    assert reasons["2"].startswith("The amount (column ITEM_AMT) “ten” is not a number.")
+    assert reasons["3"] == "The transaction id (column txn_id) is empty."

@@ -501,6 +501,7 @@ class HeldMovementAdmin(SyncRecordAdmin):
         "student_link",
         "fee_what",
         "vendor_ref",
+        "note",
         "integration_link",
         "reason",
         "status",
@@ -526,7 +527,12 @@ class HeldMovementAdmin(SyncRecordAdmin):
 
     @admin.display(description="Movement", ordering="amount")
     def what(self, obj: HeldMovement) -> str:
-        return f"{obj.kind.capitalize()} of ${obj.amount}"
+        by = (
+            f" by {obj.get_method_display().lower()}"
+            if obj.method and obj.kind in HeldMovement.METHOD_KINDS
+            else ""
+        )
+        return f"{obj.kind.capitalize()} of ${obj.amount}{by}"
 
     @admin.display(description="Resolution")
     def resolution(self, obj: HeldMovement) -> str:

@@ -646,6 +646,12 @@ def _held_detail(vendor: str, p: VendorPayment, reason: str) -> str:
     )
 
 
+def _ledger_method(p: VendorPayment) -> str:
+    """The `LedgerEntry.Method` a vendor movement is posted with: the vendor's own, or
+    online (the vendor's own site) when it said none FeeSync knows."""
+    return p.method if p.method in LedgerEntry.Method.values else LedgerEntry.Method.ONLINE
+
+
 def _held_record(integration: Integration, held: list[tuple[VendorPayment, int, str]]) -> None:
     """Keep movements the door held, once per vendor id (a re-pull, or one staff have
     already dismissed, changes nothing)."""
@@ -663,6 +669,9 @@ def _held_record(integration: Integration, held: list[tuple[VendorPayment, int, 
                 refers_to=p.refers_to or "",
                 occurred_at=p.occurred_at,
                 student_number=p.student_id,
+                # Posted with it when staff apply it, as an applied line's entry has them.
+                method=_ledger_method(p),
+                note=p.note[:300],
                 reason=reason,
                 detail=_held_detail(vendor, p, reason),
             )
@@ -765,9 +774,7 @@ def payments_record(
                 refers_to=p.refers_to,
                 occurred_at=p.occurred_at,
                 student_number=p.student_id,
-                method=p.method
-                if p.method in LedgerEntry.Method.values
-                else LedgerEntry.Method.ONLINE,
+                method=_ledger_method(p),
                 note=p.note,
             )
         )

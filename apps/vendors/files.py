@@ -266,7 +266,10 @@ def _export_lock(integration: Integration) -> None:
 
 
 def _finding(integration: Integration, kind: str, ref: str, detail: str) -> None:
-    engine.discrepancy_record(integration=integration, kind=kind, vendor_ref=ref, detail=detail)
+    # The ref is the file's name (and line): a long name keeps its end, the line number.
+    engine.discrepancy_record(
+        integration=integration, kind=kind, vendor_ref=ref[-100:], detail=detail
+    )
 
 
 def payments_import(*, integration: Integration) -> dict[str, int]:

@@ -80,6 +80,9 @@ def _movement(held: HeldMovement) -> Movement:
         refers_to=held.refers_to or None,
         occurred_at=held.occurred_at,
         student_number=held.student_number,
+        # Held before these were kept (or reported without one): the vendor's own site.
+        method=held.method or LedgerEntry.Method.ONLINE,
+        note=held.note,
     )
 
 

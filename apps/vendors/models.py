@@ -25,7 +25,7 @@ from django.db.models import Q
 
 from apps.accounts.models import MerchantAccount
 from apps.categories.models import FeeCategory
-from apps.fees.models import MONEY, Fee
+from apps.fees.models import MONEY, Fee, LedgerEntry
 from apps.students.models import Student
 
 from . import crypto
@@ -500,6 +500,9 @@ class HeldMovement(models.Model):
         OUT_OF_SCOPE = "out_of_scope", "The fee is outside this integration's scope"
         NEVER_SENT = "never_sent", "The fee was never sent to this vendor"
 
+    #: The kinds whose ledger entry carries a payment method (a waiver's has none).
+    METHOD_KINDS = ("payment", "refund")
+
     integration = models.ForeignKey(
         Integration, on_delete=models.CASCADE, related_name="held_movements"
     )
@@ -518,6 +521,21 @@ class HeldMovement(models.Model):
     )
     occurred_at = models.DateTimeField(null=True, blank=True)
     student_number = models.CharField(max_length=40, blank=True)
+    # What an applied movement keeps on its ledger entry, kept here too so that the entry
+    # staff post later says the same (a file line's method and reason).
+    method = models.CharField(
+        "payment method",
+        max_length=10,
+        choices=LedgerEntry.Method.choices,
+        blank=True,
+        help_text="How the money was taken at the vendor; posted with it.",
+    )
+    note = models.CharField(
+        "vendor's note",
+        max_length=300,
+        blank=True,
+        help_text="The vendor's own words about it (a file line's reason); posted with it.",
+    )
     reason = models.CharField(max_length=20, choices=Reason.choices)
     detail = models.TextField(help_text="Why it was held, in plain words.")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)

@@ -149,7 +149,12 @@ def credit_apply(
 
 
 def _payment_to_credit(
-    *, student_id: int, amount: Decimal, origin: Origin, note: str
+    *,
+    student_id: int,
+    amount: Decimal,
+    origin: Origin,
+    note: str,
+    method: str = LedgerEntry.Method.ONLINE,
 ) -> LedgerEntry:
     """Money already taken outside that staff keep whole as the student's credit: a payment
     entry on no fee (so no fee changes and no vendor is told), none of it allocated, and the
@@ -166,7 +171,7 @@ def _payment_to_credit(
                 fee=None,
                 kind=Kind.PAYMENT,
                 amount=amount,
-                method=LedgerEntry.Method.ONLINE,
+                method=method,
                 reason=note,
                 **origin.entry_fields(),
             )

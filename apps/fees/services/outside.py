@@ -233,7 +233,8 @@ def movement_credit(
                 student_id=student_id,
                 amount=m.amount,
                 origin=source.origin(m.external_id),
-                note=f"Paid at {source.name} for fee {m.fee_ref}; kept as credit",
+                method=m.method,
+                note=_credit_note(source, m),
             )
     except _AlreadyRecorded as done:
         return _already(m, (done.entry.pk, done.entry.fee_id))
@@ -242,6 +243,13 @@ def movement_credit(
     if settings.FEESYNC_AUTO_APPLY_CREDIT:
         transaction.on_commit(lambda: credit_auto_apply(student_id=student_id))
     return MovementOutcome(m.external_id, OutcomeStatus.RECORDED, entry_id=entry.pk)
+
+
+def _credit_note(source: MovementSource, m: Movement) -> str:
+    """The reason of a payment kept as credit: where it was paid and for which fee, then
+    the sender's own words about it (a file line's reason), so the entry keeps both."""
+    said = f"Paid at {source.name} for fee {m.fee_ref}; kept as credit"
+    return f"{said}: {m.note}"[:REASON_MAX] if m.note else said
 
 
 def _auto_apply_new_credit(outcomes: Iterable[MovementOutcome]) -> None:

@@ -62,16 +62,30 @@ from .layouts import (
     DELIMITERS,
     OTHER_DELIMITER,
     Layout,
+    Row,
     Totals,
     control_text,
     delimiter_problem,
     fee_file_chunks,
+    layout_from_options,
+    options_delimiter,
     parse_columns,
     parse_item_types,
     read_rows,
     result_header,
 )
 from .widgets import LayoutColumnsWidget
+
+#: Result columns FeeSync keeps whole, with their words and longest length (the ledger's
+#: and the held movement's fields): longer is a damaged or foreign line, refused by name.
+FIELD_LIMITS: dict[str, tuple[str, int]] = {
+    "reference": ("fee reference", 40),
+    "student_id": ("student id", 40),
+    "transaction_id": ("transaction id", 100),
+    "original_transaction_id": ("original transaction id", 100),
+}
+
+SHORTEST_LIMIT = min(limit for _words, limit in FIELD_LIMITS.values())
 
 OPERATION_KINDS: dict[str, MovementKind] = {
     "pay": MovementKind.PAYMENT,
@@ -573,19 +587,7 @@ class FileExchangeAdapter(VendorAdapter):
         self.quarantine = posixpath.join(self.inbound, "quarantine")
         self.completeness = str(o.get("completeness") or "marker")
         self.write_empty = bool(o.get("empty_export"))
-        delimiter = _delimiter(o)
-        encoding = str(o.get("encoding") or "utf-8")
-        if str(o.get("layout") or "peoplesoft") == "district":
-            self.layout = Layout(
-                columns=parse_columns(str(o.get("columns") or "reference")),
-                header=bool(o.get("header", True)),
-                delimiter=delimiter,
-                date_format=str(o.get("date_format") or "%Y-%m-%d"),
-                encoding=encoding,
-                builtin=False,
-            )
-        else:
-            self.layout = Layout(delimiter=delimiter, encoding=encoding)
+        self.layout: Layout = layout_from_options(o)
         self.item_types = parse_item_types(str(o.get("item_types") or ""))
         self.term = str(o.get("term") or "")
         self.merchant_account = str(o.get("merchant_account") or "")
@@ -782,17 +784,19 @@ class FileExchangeAdapter(VendorAdapter):
         try:
             rows = read_rows(text, delimiter=self.layout.delimiter)
             try:
-                _n, _raw, header = next(rows)
+                first = next(rows)
             except StopIteration:
                 raise UnreadableFile("The file has no header line.") from None
+            if first.problem:
+                raise UnreadableFile(f"The header line: {first.problem}")
+            header = first.fields
             try:
                 positions = result_header(header)
             except ValueError as exc:
                 raise UnreadableFile(f"Wrong columns: {exc}") from None
-            width = len(header)
-            for number, raw, fields in rows:
+            for row in rows:
                 if not check_only:
-                    yield self._line(number, raw, fields, positions, width)
+                    yield self._line(row, header, positions)
         except UnicodeDecodeError as exc:
             raise UnreadableFile(
                 f"The file is not UTF-8 text (byte {exc.start} cannot be read)."
@@ -801,32 +805,57 @@ class FileExchangeAdapter(VendorAdapter):
             text.detach()
 
     @staticmethod
-    def _line(
-        number: int, raw: str, fields: list[str], positions: dict[str, int], width: int
-    ) -> InboundLine:
-        line = InboundLine(number=number, text=raw)
-        if len(fields) != width:
-            line.error = f"The line has {len(fields)} fields; the header has {width}."
+    def _line(row: Row, header: list[str], positions: dict[str, int]) -> InboundLine:
+        line = InboundLine(number=row.number, text=row.text)
+        fields = row.fields
+        if row.problem:
+            line.error = row.problem
             return line
+        if len(fields) != len(header):
+            line.error = f"The line has {len(fields)} fields; the header has {len(header)}."
+            return line
+        # NUL is no text (PostgreSQL cannot even keep it): a damaged line, said by column.
+        for i, field in enumerate(fields if "\x00" in row.text else ()):
+            if "\x00" in field:
+                line.error = (
+                    f"Column {header[i].strip() or i + 1} holds a NUL character: the line is "
+                    "damaged; ask the financials team to send it again."
+                )
+                return line
 
         def get(column: str) -> str:
             i = positions.get(column)
             return fields[i].strip() if i is not None else ""
 
+        def named(column: str, words: str) -> str:
+            """The column in words and as the file's header names it (an alias maybe)."""
+            return f"{words} (column {header[positions[column]].strip()})"
+
+        # Most lines have no field as long as the shortest limit: one pass says so.
+        limits = FIELD_LIMITS.items() if max(map(len, fields), default=0) > SHORTEST_LIMIT else ()
+        for column, (words, limit) in limits:
+            if len(value := get(column)) > limit:
+                line.error = (
+                    f"The {named(column, words)} is {len(value)} characters long; it can be "
+                    f"at most {limit}."
+                )
+                return line
+
         operation = get("operation").lower()
         kind = OPERATION_KINDS.get(operation)
         if kind is None:
             line.error = (
-                f"Unknown operation “{get('operation')}”: use pay, waive, dispute or restore."
+                f"Unknown operation “{get('operation')}” (column "
+                f"{header[positions['operation']].strip()}): use pay, waive, dispute or restore."
             )
             return line
         transaction_id = get("transaction_id")
         if not transaction_id:
-            line.error = "The transaction id is missing."
+            line.error = f"The {named('transaction_id', 'transaction id')} is empty."
             return line
         reference = get("reference")
         if not reference:
-            line.error = "The fee reference is missing."
+            line.error = f"The {named('reference', 'fee reference')} is empty."
             return line
         amount_text = get("amount")
         if kind in (MovementKind.DISPUTE, MovementKind.RESTORE) and not amount_text:
@@ -835,7 +864,7 @@ class FileExchangeAdapter(VendorAdapter):
             try:
                 amount = parse_money(
                     amount_text,
-                    label="The amount",
+                    label=f"The {named('amount', 'amount')}",
                     allow_zero=kind in (MovementKind.DISPUTE, MovementKind.RESTORE),
                 )
             except MoneyError as exc:
@@ -866,10 +895,6 @@ class FileExchangeAdapter(VendorAdapter):
         as its state and reports them on its control API at the service address; a real
         financials system reports nothing there (files do not move through it)."""
         if not self.config.base_url:
-            return None
-        if not self.layout.header:
-            # Without a header line the other side cannot tell which column is which, so
-            # what it reports holding says nothing: every fee would look missing there.
             return None
         url = self.config.base_url.rstrip("/") + "/_sandbox/state"
         try:
@@ -919,11 +944,7 @@ class FileExchangeAdapter(VendorAdapter):
                 store.remove(posixpath.join(self.inbound, marker))
 
 
-def _delimiter(options: dict[str, Any]) -> str:
-    choice = str(options.get("delimiter") or ",")
-    if choice == OTHER_DELIMITER:
-        return str(options.get("delimiter_other") or ",")
-    return choice
+_delimiter = options_delimiter
 
 
 def _with_merchant(fee: FeeRecord, merchant: str) -> FeeRecord:
@@ -945,5 +966,17 @@ def _rejects_text(name: str, rejects: Sequence[InboundLine]) -> bytes:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(["file", "line", "reason", "text"])
     for line in rejects:
-        writer.writerow([name, line.number, line.error, line.text])
+        writer.writerow([name, line.number, line.error, _shown_text(line.text)])
     return out.getvalue().encode()
+
+
+#: The most of a rejected line's text its rejects file repeats: enough to find the line, not
+#: so much that a spreadsheet or a CSV reader cannot open the rejects file (the whole line
+#: is in the archived file).
+REJECTED_TEXT_MAX = 1000
+
+
+def _shown_text(text: str) -> str:
+    if len(text) <= REJECTED_TEXT_MAX:
+        return text
+    return f"{text[:REJECTED_TEXT_MAX]}… ({len(text):,} characters in all)"

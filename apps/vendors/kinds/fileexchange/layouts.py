@@ -11,11 +11,11 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
 class FeeLine(Protocol):
@@ -118,6 +118,40 @@ class Layout:
         if self.builtin:
             return [COLUMNS[c].header for c in self.columns]
         return list(self.columns)
+
+
+def options_delimiter(options: Mapping[str, Any]) -> str:
+    """The delimiter an integration's options choose (a listed one, or the character typed
+    in `delimiter_other`)."""
+    choice = str(options.get("delimiter") or ",")
+    if choice == OTHER_DELIMITER:
+        return str(options.get("delimiter_other") or ",")
+    return choice
+
+
+def _flag(value: Any) -> bool:
+    """A yes/no option: stored as a boolean, or sent as text to the sandbox's control API."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "0", "false", "off", "no")
+    return bool(value)
+
+
+def layout_from_options(options: Mapping[str, Any]) -> Layout:
+    """The layout an integration's options describe: what the export writes, and what a
+    financials loader configured the same way reads (the sandbox's `layout` control call).
+    ValueError names a column that does not exist."""
+    delimiter = options_delimiter(options)
+    encoding = str(options.get("encoding") or "utf-8")
+    if str(options.get("layout") or "peoplesoft") != "district":
+        return Layout(delimiter=delimiter, encoding=encoding)
+    return Layout(
+        columns=parse_columns(str(options.get("columns") or "reference")),
+        header=_flag(options.get("header", True)),
+        delimiter=delimiter,
+        date_format=str(options.get("date_format") or "%Y-%m-%d"),
+        encoding=encoding,
+        builtin=False,
+    )
 
 
 def parse_columns(text: str) -> tuple[str, ...]:
@@ -331,11 +365,63 @@ def result_header(fields: Sequence[str]) -> dict[str, int]:
     return positions
 
 
-def read_rows(text_lines: Iterable[str], *, delimiter: str) -> Iterator[tuple[int, str, list[str]]]:
-    """(line number, raw text, fields) for each non-blank line; the header is line 1."""
+class Row(NamedTuple):
+    """One non-blank line of a result file: its number (the header is line 1), its text, its
+    fields, and, when CSV itself cannot split it, why not (`fields` is then empty)."""
+
+    number: int
+    text: str
+    fields: list[str]
+    problem: str = ""
+
+
+def read_rows(text_lines: Iterable[str], *, delimiter: str) -> Iterator[Row]:
+    """A `Row` for each non-blank line. A line CSV cannot split (a field longer than any a
+    result file has) is a row with its problem, so that one bad line fails alone."""
     for number, raw in enumerate(text_lines, start=1):
         stripped = raw.rstrip("\r\n")
         if not stripped.strip():
             continue
-        fields = next(csv.reader([stripped], delimiter=delimiter))
-        yield number, stripped, fields
+        try:
+            fields = next(csv.reader([stripped], delimiter=delimiter))
+        except csv.Error as exc:
+            yield Row(number, stripped, [], f"The line cannot be read as CSV ({exc}).")
+            continue
+        yield Row(number, stripped, fields)
+
+
+# --- fee files read back (the financials side's loader) ------------------------------------------
+
+
+class FeeFileError(ValueError):
+    """A fee file a loader configured with its layout cannot take at all (the reason in
+    words)."""
+
+
+def read_fee_file(lines: Iterable[str], *, layout: Layout) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, column key -> text) for each fee line of a fee file, read as a loader
+    configured with `layout` reads it: the fields in the layout's column order, split on its
+    delimiter; with a header, the first line must be the layout's header and is not a fee.
+    A line with another number of fields than the layout has columns raises FeeFileError
+    naming it (a loader set up for another layout, or a file cut short)."""
+    rows = csv.reader(lines, delimiter=layout.delimiter)
+    expected = layout.headers()
+    for fields in rows:
+        number = rows.line_num
+        if number == 1 and fields and fields[0].startswith("\ufeff"):
+            fields[0] = fields[0][1:]
+        if not any(f.strip() for f in fields):
+            continue
+        if layout.header and number == 1:
+            if [f.strip() for f in fields] != expected:
+                raise FeeFileError(
+                    f"The header line is {layout.delimiter.join(fields)!r}; the layout "
+                    f"expects {layout.delimiter.join(expected)!r}."
+                )
+            continue
+        if len(fields) != len(layout.columns):
+            raise FeeFileError(
+                f"Line {number} has {len(fields)} fields; the layout has "
+                f"{len(layout.columns)} columns ({', '.join(layout.columns)})."
+            )
+        yield number, dict(zip(layout.columns, fields, strict=True))

@@ -4,7 +4,10 @@ with `outbound/` (FeeSync's fee files, picked up and kept as its state) and `inb
 (the result files it writes), and the shared JSON control API under `/_sandbox/` on its
 HTTP port: `pay`, `waive`, `dispute`, `restore` write a result file (with its `.done`
 marker) into `inbound/`; `faults` with `{"file": "half_written"|"malformed"|"bad_amount"}`
-makes the next result file broken that way. No Django (contract.md beside this).
+makes the next result file broken that way; `layout` (the integration's layout options:
+`layout`, `columns`, `header`, `delimiter`, `delimiter_other`, `date_format`, `encoding`)
+sets up its loader the way the financials team would for that layout (until then it works
+the columns out from each file's header line). No Django (contract.md beside this).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import socket
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -44,7 +49,14 @@ from apps.vendors.sandboxes.server import (
 from apps.vendors.sandboxes.state import FeeInput, SandboxState
 from apps.vendors.sandboxes.values import money_str
 
-from .layouts import COLUMNS, result_file_text
+from .layouts import (
+    COLUMNS,
+    FeeFileError,
+    Layout,
+    layout_from_options,
+    read_fee_file,
+    result_file_text,
+)
 
 DEFAULT_PORT = 8103
 DEFAULT_USERNAME = "feesync"
@@ -273,6 +285,11 @@ class FileExchangeServer(SandboxServer):
         self.picked: set[str] = set()
         self.disputed: set[str] = set()
         self.next_file_fault = ""
+        #: How its loader is set up to read fee files (`layout` control call); None: from
+        #: each file's header line.
+        self.layout: Layout | None = None
+        #: Fee files its loader could not take: name -> why, in words.
+        self.files_refused: dict[str, str] = {}
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
         super().__init__(FinancialsProtocol(), **kwargs)
@@ -287,11 +304,20 @@ class FileExchangeServer(SandboxServer):
             for path in sorted((self.root / "outbound").glob("*.csv")):
                 if path.name in self.picked:
                     continue
-                fees = list(_fee_lines(path))
+                fees = self._load(path)
                 self.state.upsert_fees(fees)
                 self.picked.add(path.name)
                 taken += len(fees)
         return taken
+
+    def _load(self, path: Path) -> list[FeeInput]:
+        """The fee lines of one file, or none when the loader cannot take it (kept in
+        `files_refused` with the reason, as a financials loader's error log would)."""
+        try:
+            return _fee_lines(path, self.layout)
+        except (FeeFileError, UnicodeDecodeError) as exc:
+            self.files_refused[path.name] = str(exc)
+            return []
 
     def write_result(self, rows: list[dict[str, Any]]) -> str:
         fault, self.next_file_fault = self.next_file_fault, ""
@@ -299,7 +325,9 @@ class FileExchangeServer(SandboxServer):
         if fault == "bad_amount" and rows:
             # One bad line among good ones: FeeSync must reject it alone, by its number.
             rows = [{**rows[0], "amount": "12,34"}, *rows[1:]]
-        text = result_file_text(rows)
+        # The result file in the delimiter of the fee files, as its layout says (the
+        # contract: "the same delimiter as the fee files").
+        text = result_file_text(rows, delimiter=self.layout.delimiter if self.layout else ",")
         if fault == "malformed":
             text = "who,what\r\n" + "x,y\r\n" * len(rows)
         inbound = self.root / "inbound"
@@ -337,25 +365,55 @@ def _delimiter_of(header: str) -> str:
     return best
 
 
-def _fee_lines(path: Path) -> list[FeeInput]:
+def _header_rows(f: Any) -> Iterator[tuple[int, dict[str, str]]]:
+    """A loader not told the layout: the columns are named by the file's header line (the
+    built-in layout's names or a district layout's keys), the delimiter worked out from it."""
+    first = f.readline()
+    f.seek(0)
+    if first.startswith("\ufeff"):
+        first = first[1:]
+    reader = csv.reader(f, delimiter=_delimiter_of(first))
+    header = next(reader, [])
+    keys = [HEADER_KEYS.get(h.strip(), h.strip().lower()) for h in header]
+    if header and "reference" not in keys:
+        raise FeeFileError(
+            f"The first line ({first.strip()!r}) names no reference column: a file without "
+            "a header line is read only once the loader is set up with its layout."
+        )
+    for fields in reader:
+        yield reader.line_num, dict(zip(keys, fields, strict=False))
+
+
+def _day(text: str, layout: Layout | None, number: int, what: str) -> str:
+    """An ISO date from a date column as the layout writes it."""
+    if layout is None or not text:
+        return text
+    try:
+        return datetime.strptime(text, layout.date_format).date().isoformat()  # noqa: DTZ007 - a day, no time
+    except ValueError:
+        raise FeeFileError(
+            f"Line {number}: the {what} {text!r} is not a date written as {layout.date_format}."
+        ) from None
+
+
+def _fee_lines(path: Path, layout: Layout | None = None) -> list[FeeInput]:
+    """The fee lines of an export file, read as the loader is set up (`layout`), or by the
+    file's header line. Raises FeeFileError when it cannot take the file."""
     # The built-in layout carries no version: a later file's line is the newer one, so the
     # file's sequence stands in for it (else a changed fee sent again would be "stale").
     sequence = _file_sequence(path)
+    # A byte-order mark or not, as the layout's encoding says: both are UTF-8 to a loader.
     with open(path, encoding="utf-8-sig", newline="") as f:
-        first = f.readline()
-        f.seek(0)
-        if first.startswith("\ufeff"):
-            first = first[1:]
-        reader = csv.reader(f, delimiter=_delimiter_of(first))
-        header = next(reader, [])
-        keys = [HEADER_KEYS.get(h.strip(), h.strip().lower()) for h in header]
+        rows = _header_rows(f) if layout is None else read_fee_file(f, layout=layout)
         out = []
-        for fields in reader:
-            row = dict(zip(keys, fields, strict=False))
+        for number, row in rows:
             if not row.get("reference"):
                 continue
-            amount = Decimal(row.get("amount") or "0")
-            due = Decimal(row.get("amount_due") or row.get("amount") or "0")
+            try:
+                amount = Decimal(row.get("amount") or "0")
+                due = Decimal(row.get("amount_due") or row.get("amount") or "0")
+            except ArithmeticError:
+                raise FeeFileError(f"Line {number}: an amount is not a number.") from None
             out.append(
                 FeeInput(
                     fee_ref=row["reference"],
@@ -368,8 +426,9 @@ def _fee_lines(path: Path) -> list[FeeInput]:
                     description=row.get("description", ""),
                     amount=amount,
                     amount_due=due,
-                    fee_date=row.get("effective_date") or "2026-01-01",
-                    due_date=row.get("due_date") or None,
+                    fee_date=_day(row.get("effective_date", ""), layout, number, "effective date")
+                    or "2026-01-01",
+                    due_date=_day(row.get("due_date", ""), layout, number, "due date") or None,
                     active=(row.get("status") or "open") == "open",
                 )
             )
@@ -387,6 +446,17 @@ class FileControlAPI(ControlAPI):
         self.routes[("POST", "dispute")] = self.dispute
         self.routes[("POST", "restore")] = self.restore
         self.routes[("POST", "pick_up")] = lambda d, r: {"fees": self.server.pick_up()}
+        self.routes[("POST", "layout")] = self.set_layout
+
+    def set_layout(self, data: dict[str, Any], request: Request) -> object:
+        """Set the loader up for the integration's layout (its options, as stored): fee
+        files picked up from now on are read that way."""
+        try:
+            layout = layout_from_options(data)
+        except ValueError as exc:
+            raise ControlError(str(exc)) from None
+        self.server.layout = layout
+        return {"layout": _layout_json(layout)}
 
     def handle(self, request: Request) -> Response:
         self.server.pick_up()
@@ -462,6 +532,8 @@ class FileControlAPI(ControlAPI):
             **snapshot,
             "disputed": sorted(self.server.disputed),
             "files_picked_up": sorted(self.server.picked),
+            "files_refused": dict(sorted(self.server.files_refused.items())),
+            "layout": _layout_json(self.server.layout) if self.server.layout else None,
             "sftp": {"port": self.server.sftp.port, "host_key": host_key_line()},
         }
 
@@ -478,6 +550,8 @@ class FileControlAPI(ControlAPI):
     def reset(self, data: dict[str, Any], request: Request) -> object:
         out = super().reset(data, request)
         self.server.picked.clear()
+        self.server.files_refused.clear()
+        self.server.layout = None
         self.server.disputed.clear()
         self.server.next_file_fault = ""
         for d in ("outbound", "inbound"):
@@ -485,6 +559,16 @@ class FileControlAPI(ControlAPI):
                 if p.is_file():
                     p.unlink()
         return out
+
+
+def _layout_json(layout: Layout) -> dict[str, Any]:
+    return {
+        "columns": list(layout.columns),
+        "header": layout.header,
+        "delimiter": layout.delimiter,
+        "date_format": layout.date_format,
+        "encoding": layout.encoding,
+    }
 
 
 def make_server(

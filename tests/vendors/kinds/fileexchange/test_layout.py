@@ -300,31 +300,3 @@ def test_a_password_typed_with_a_bad_layout_is_asked_for_again_not_silently_drop
     assert "new-secret-9" not in response.content.decode()
     local_exchange.refresh_from_db()
     assert local_exchange.credentials.get("password", "") != "new-secret-9"
-
-
-def test_a_file_without_header_is_not_compared_with_what_the_other_side_read_back(
-    local_exchange: Integration, libfine: Any, tmp_path: Path
-) -> None:
-    """The financials sandbox cannot tell a header-less file's columns apart, so it holds
-    nothing of it: comparing would report every exported fee missing there."""
-    from apps.vendors.kinds.fileexchange import sandbox
-    from apps.vendors.models import Discrepancy
-
-    server = sandbox.make_server(0, None, root=str(tmp_path / "sandbox"))
-    sandbox.start(server)
-    try:
-        local_exchange.service_url = server.url
-        local_exchange.options = {
-            **local_exchange.options,
-            "layout": "district",
-            "columns": "reference,amount",
-            "header": False,
-        }
-        local_exchange.save()
-        _fee(libfine)
-        assert files.fees_export(integration=local_exchange)["rows"] == 1
-        outcome = files.exports_validate(integration=local_exchange)
-    finally:
-        server.shutdown()
-    assert "round_trip_checked" not in outcome or outcome["round_trip_checked"] == 0
-    assert not Discrepancy.objects.filter(integration=local_exchange).exists()

@@ -280,3 +280,120 @@ def test_nightly_validation_compares_the_export_with_what_the_financials_side_ho
     assert found[Discrepancy.Kind.FOREIGN_FEE].fee_ref == "FOREIGN-1"
     assert found[Discrepancy.Kind.MISSING_AT_VENDOR].fee_ref == lost.reference
     assert {same.reference, third.reference}.isdisjoint(d.fee_ref for d in found.values())
+
+
+# --- every layout, read back as a loader set up for it reads it ------------------------------
+
+LAYOUTS = {
+    "builtin": {"layout": "peoplesoft"},
+    "builtin-pipe-bom": {"layout": "peoplesoft", "delimiter": "|", "encoding": "utf-8-sig"},
+    "district-no-header": {
+        "layout": "district",
+        "columns": "amount,reference,student_id,effective_date,due_date",
+        "header": False,
+    },
+    "district-no-header-tab-us-dates-bom": {
+        "layout": "district",
+        "columns": "student_id,due_date,reference,amount_due,amount,effective_date,status",
+        "header": False,
+        "delimiter": "\t",
+        "date_format": "%m/%d/%Y",
+        "encoding": "utf-8-sig",
+    },
+    "district-header-other-delimiter-month-names": {
+        "layout": "district",
+        "columns": "reference,description,amount,effective_date,student_id",
+        "header": True,
+        "delimiter": "other",
+        "delimiter_other": "~",
+        "date_format": "%d-%b-%Y",
+    },
+}
+
+
+@pytest.mark.parametrize("options", LAYOUTS.values(), ids=LAYOUTS.keys())
+def test_the_nightly_round_trip_reads_every_layout_back(box, libfine, options):
+    """The financials side's loader is set up with the integration's layout (the columns in
+    its order, its header or none, its delimiter, date format and encoding): it holds every
+    exported fee at its amount and dates, the round trip compares them all, a line changed
+    there is found, and its result file comes back in the same delimiter and is applied."""
+    student = StudentFactory(student_number="800005")
+    first = make_fee(
+        student=student,
+        amount="12.50",
+        category=libfine,
+        description="Lost atlas, hardcover",
+        fee_date=dt.date(2026, 9, 15),
+        due_date=dt.date(2026, 10, 1),
+    )
+    second = make_fee(student=student, amount="4.00", category=libfine)
+    integration = wired(box, libfine)
+    integration.options = {**integration.options, **options}
+    integration.save()
+    control(box, "layout", **integration.options)
+
+    assert ok(integration, "export-fees").counts["rows"] == 2
+    seen = state(box)
+    assert seen["files_refused"] == {}
+    held = {f["fee_ref"]: f for f in seen["fees"]}
+    assert set(held) == {first.reference, second.reference}
+    assert (held[first.reference]["amount"], held[second.reference]["amount"]) == ("12.50", "4.00")
+    if "effective_date" in seen["layout"]["columns"]:
+        assert held[first.reference]["fee_date"] == "2026-09-15"
+    counts = ok(integration, "validate-exports").counts
+    assert (counts["round_trip_checked"], counts["round_trip_disagreements"]) == (2, 0)
+    assert not Discrepancy.objects.exists()
+
+    # The financials side pays the first fee: its result file is read in the same layout.
+    control(box, "pay", fee_ref=first.reference, amount="12.50")
+    counts = ok(integration, "import-payments").counts
+    assert (counts["files"], counts["recorded"], counts["quarantined"]) == (1, 1, 0)
+    first.refresh_from_db()
+    assert first.status == Fee.Status.PAID
+
+
+def test_a_loader_not_set_up_for_a_header_less_file_refuses_it_and_every_fee_is_missing(
+    box, libfine
+):
+    """Nothing is skipped for a header-less layout: if the financials side's loader reads
+    it wrongly, the round trip says what it does not hold."""
+    fee = make_fee(amount="6.00", category=libfine)
+    integration = wired(box, libfine)
+    integration.options = {
+        **integration.options,
+        "layout": "district",
+        "columns": "reference,amount",
+        "header": False,
+    }
+    integration.save()
+    run = ok(integration, "export-fees")
+
+    refused = state(box)["files_refused"]
+    assert list(refused) == [run.counts["file"]]
+    why = refused[run.counts["file"]]
+    assert "a file without a header line is read only once the loader" in why
+    counts = ok(integration, "validate-exports").counts
+    assert (counts["round_trip_checked"], counts["round_trip_disagreements"]) == (0, 1)
+    missing = Discrepancy.objects.get()
+    assert (missing.kind, missing.fee_ref) == (Discrepancy.Kind.MISSING_AT_VENDOR, fee.reference)
+
+
+def test_a_loader_set_up_for_another_layout_refuses_the_file_naming_why(box, libfine):
+    make_fee(amount="6.00", category=libfine)
+    integration = wired(box, libfine)
+    control(box, "layout", layout="district", columns="reference,amount", header=False)
+    run = ok(integration, "export-fees")  # the built-in layout: a header, twelve columns
+    assert state(box)["files_refused"] == {
+        run.counts["file"]: "Line 1 has 12 fields; the layout has 2 columns (reference, amount)."
+    }
+    assert state(box)["fees"] == []
+
+
+def test_the_layout_call_names_a_column_that_does_not_exist(box):
+    response = requests.post(
+        f"{box.url}/_sandbox/layout",
+        json={"layout": "district", "columns": "reference,amout"},
+        timeout=10,
+    )
+    assert response.status_code == 400
+    assert "Unknown column “amout”" in response.json()["error"]

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('vendors', '0011_integration_export_sequence'),
+        ('vendors', '0013_export_sequence_from_past_runs'),
     ]
 
     operations = [

@@ -798,7 +798,7 @@ def op_fx_duplicate_drop(world: World, p: Params, step: int) -> str:
 #: (`apps.vendors.files.fees_export`; tests/vendors/kinds/fileexchange/test_exchange.py).
 CONCURRENT_EXPORTS = True
 
-FAULT_MODES = ("down", "slow", "throttle", "error", "malformed", "drop", "fault")
+FAULT_MODES = ("down", "slow", "throttle", "error", "malformed", "drop", "fault", "drop_mid_answer")
 FILE_FAULTS = ("half_written", "malformed", "bad_amount")
 
 
@@ -817,6 +817,8 @@ def op_vendor_fault(world: World, p: Params, step: int) -> str:
         options["delay_ms"] = 200 + p["j"] % 1300
     if mode in ("down", "throttle"):
         options["retry_after"] = 1
+    if mode == "drop_mid_answer":  # the vendor did the work; the answer is cut off
+        options["cut_at"] = "headers" if p["j"] % 2 else "body"
     if p["a"] < 0.5:
         options["count"] = 1 + p["j"] % 6  # the next few requests only
     if p["b"] < 0.3:

@@ -40,8 +40,9 @@ from apps.fees.services import (
     payment_take,
 )
 from apps.students.models import StudentList
-from apps.vendors import engine, tasks
+from apps.vendors import engine, findings, tasks
 from apps.vendors.jobs import pull_for_students, task_run
+from apps.vendors.models import Discrepancy, HeldMovement
 from apps.vendors.sandboxes.client import SandboxControlError
 
 from .parts import FILE_KINDS
@@ -367,6 +368,71 @@ def op_credit_refund(world: World, p: Params, step: int) -> str:
     except ValidationError as exc:
         return _refused(exc)
     return f"${amount} of credit refunded to student {credit.student_id}"
+
+
+# --- staff decisions on findings (what a clerk answers on the integration's dashboard) -----
+
+
+def open_findings(world: World) -> list[HeldMovement | Discrepancy]:
+    """What waits for a clerk's decision, oldest first: movements held for staff, then
+    refunds made at a vendor (the fee owed again)."""
+    integrations = list(world.integrations.values())
+    held: list[HeldMovement | Discrepancy] = list(
+        HeldMovement.objects.filter(
+            integration__in=integrations, status=HeldMovement.Status.OPEN
+        ).order_by("pk")
+    )
+    refunds = Discrepancy.objects.filter(
+        integration__in=integrations,
+        kind=Discrepancy.Kind.REFUNDED_AT_VENDOR,
+        resolved_at__isnull=True,
+    ).order_by("pk")
+    return held + list(refunds)
+
+
+def staff_decide(world: World, finding: HeldMovement | Discrepancy, a: float) -> str:
+    """A clerk answers one finding through the services the staff site calls, the answer
+    chosen by `a` (from the seed): a held movement is applied to its fee, kept as the
+    student's credit (a payment only: `movement_credit`) or dismissed with a note; after a
+    refund at the vendor the fee is kept owed or the rest is waived. A refusal in words
+    (`IntegrationError`, e.g. more than is owed) is the outcome."""
+    user = world.staff
+    try:
+        if isinstance(finding, HeldMovement):
+            what = f"{finding.kind} {finding.vendor_ref} on {finding.fee_ref}"
+            payment = finding.kind == "payment"
+            if a < 0.4:
+                findings.held_movement_apply(held=finding, user=user)
+                decision = "apply"
+            elif a < 0.7 and payment:
+                findings.held_movement_credit(held=finding, user=user)
+                decision = "credit"
+            else:
+                findings.held_movement_dismiss(held=finding, user=user, note="simulated")
+                world.dismissed_refs.add(finding.fee_ref)
+                decision = "dismiss"
+        else:
+            what = f"refund {finding.vendor_ref} on {finding.fee_ref}"
+            if a < 0.5:
+                findings.refund_keep_owed(discrepancy=finding, user=user)
+                world.kept_owed.add(finding.fee_ref)
+                decision = "keep_owed"
+            else:
+                findings.refund_waive_rest(discrepancy=finding, user=user)
+                decision = "waive_rest"
+    except ValidationError as exc:
+        world.staff_decisions["refused"] += 1
+        return f"{what}: {_refused(exc)}"
+    world.staff_decisions[decision] += 1
+    return f"{what}: {decision}"
+
+
+@operation("staff_decide", weight=3, group="staff")
+def op_staff_decide(world: World, p: Params, step: int) -> str:
+    waiting = open_findings(world)
+    if not waiting:
+        return "skipped: nothing waits for staff"
+    return staff_decide(world, waiting[p["i"] % len(waiting)], p["a"])
 
 
 # --- vendor side (a parent or the vendor's staff, at the sandbox) ---------------------------

@@ -44,6 +44,7 @@ from apps.vendors import engine, findings, tasks
 from apps.vendors.jobs import pull_for_students, task_run
 from apps.vendors.models import Discrepancy, HeldMovement
 from apps.vendors.sandboxes.client import SandboxControlError
+from apps.vendors.scope import Scope
 
 from .parts import FILE_KINDS
 from .world import CENT, World
@@ -524,9 +525,34 @@ def op_vendor_void(world: World, p: Params, step: int) -> str:
 
 @operation("foreign_fee", vendor_kinds="api", weight=1, group="vendor")
 def op_foreign_fee(world: World, p: Params, step: int) -> str:
+    """A fee only the vendor has; now and then under the reference of one of FeeSync's fees
+    that is not the vendor's to settle (another vendor's, the office's, dated before the
+    import-after date: entered at the vendor by hand from an old list), paid there at once.
+    The payment is held for staff (`staff_decide`)."""
     vendor = _vendor(world, p)
     student = world.students[p["i"] % len(world.students)]
     amount = _money(5 + 45 * p["a"])
+    if p["k"] % 3 == 0:
+        in_scope = Scope.of(world.integrations[vendor]).fees().values_list("pk", flat=True)
+        held_refs = {f["fee_ref"] for f in world.sandboxes[vendor].state()["fees"]}
+        others = [
+            fee
+            for fee in Fee.objects.filter(pk__in=world.fee_ids)
+            .exclude(pk__in=in_scope)
+            .select_related("student")
+            .order_by("pk")
+            if fee.reference not in held_refs
+        ]
+        if others:
+            fee = others[p["j"] % len(others)]
+            box = world.sandboxes[vendor].control
+            box.foreign_fee(fee.student.student_number, amount, fee_ref=fee.reference)
+            paid = amount if p["b"] < 0.5 else _part(amount, p["b"])
+            box.pay(fee.reference, paid)  # and a parent pays it there at once
+            return (
+                f"a ${amount} fee only {vendor} has, as FeeSync's {fee.reference} (not its"
+                f" own); ${paid} paid on it"
+            )
     world.sandboxes[vendor].control.foreign_fee(student.student_number, amount)
     return f"a ${amount} fee only {vendor} has, for {student.student_number}"
 

@@ -94,3 +94,53 @@ def test_after_a_refund_at_the_vendor_staff_keep_it_owed_or_waive_the_rest(world
     assert kept.balance == D("20.00") and world.kept_owed == {kept.reference}
     assert waived.balance == D("0.00") and waived.status == Fee.Status.WAIVED
     assert open_findings(world) == []
+
+
+def test_a_payment_staff_dismissed_while_held_as_never_sent_stays_unposted_once_the_fee_is_sent():
+    """Held as "never sent" (the vendor took the fee, its acknowledgement not yet recorded),
+    dismissed by a clerk; the first pull after the acknowledgement used to post it all the
+    same, against staff's answer (the finding said dismissed, the ledger had the money)."""
+    from django.utils import timezone
+
+    from apps.fees.services import MovementKind
+    from apps.vendors.engine import PullReport, payments_record
+    from apps.vendors.findings import held_movement_dismiss
+    from apps.vendors.kinds.base import VendorPayment
+    from apps.vendors.models import OutboxItem, SyncedFee
+    from tests.factories import CategoryFactory
+
+    category = CategoryFactory()
+    fee = make_fee(amount="30.00", category=category)
+    integration = Integration.objects.create(
+        vendor_kind="communitypass",
+        slug="cp-dismissed",
+        name="CP",
+        enabled=True,
+        service_url="http://127.0.0.1:9/v1",
+        import_after="2026-01-01",
+    )
+    integration.categories.set([category])
+    OutboxItem.objects.all().delete()  # its delivery is not what this test is about
+    paid = VendorPayment(
+        payment_id="CP-20",
+        fee_ref=fee.reference,
+        student_id=fee.student.student_number,
+        amount=D("12.00"),
+        kind=MovementKind.PAYMENT,
+    )
+    payments_record(integration=integration, payments=[paid], report=PullReport())
+    held_movement_dismiss(
+        held=HeldMovement.objects.get(vendor_ref="CP-20"),
+        user=StaffFactory(),
+        note="refunded to the family by cheque",
+    )
+    SyncedFee.objects.create(
+        integration=integration, fee=fee, acknowledged_version=1, acknowledged_at=timezone.now()
+    )
+    again = PullReport()
+    payments_record(integration=integration, payments=[paid, paid], report=again)
+    assert (again.recorded, again.already_recorded, again.unmatched) == (0, 2, 0)
+    assert not LedgerEntry.objects.filter(external_id="CP-20").exists()
+    assert HeldMovement.objects.get(vendor_ref="CP-20").status == HeldMovement.Status.DISMISSED
+    fee.refresh_from_db()
+    assert fee.balance == D("30.00")

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db.models import Count, Sum
 
-from apps.fees.models import Fee, LedgerEntry, StudentCredit
+from apps.fees.models import Fee, LedgerEntry
 from apps.fees.selectors import ledger_report
 from apps.partner_api.models import ApiUser
 from apps.vendors.models import Discrepancy, HeldMovement, OutboxItem, SyncedFee
@@ -28,6 +28,7 @@ OUT_OF_SCOPE = "nothing out of scope is at a vendor"
 APPLIED_AND_HELD = "no payment is both applied and held as unmatched"
 NOTHING_PARKED = "no change is waiting or parked after the settlement"
 AGREE = "the sandbox's view and FeeSync's agree fee by fee"
+DECIDED = "every finding staff can answer is answered in the settlement"
 
 
 def check_ledger() -> None:
@@ -80,6 +81,12 @@ def check_vendor_movements(world: World, kind: str, state: dict[str, Any]) -> No
             integration=integration, status=HeldMovement.Status.OPEN
         ).values_list("vendor_ref", flat=True)
     )
+    # Dismissed by staff: never posted, for good (and never posted by a later pull).
+    dismissed = set(
+        HeldMovement.objects.filter(
+            integration=integration, status=HeldMovement.Status.DISMISSED
+        ).values_list("vendor_ref", flat=True)
+    )
     unmatched = set(
         Discrepancy.objects.filter(
             integration=integration,
@@ -97,13 +104,16 @@ def check_vendor_movements(world: World, kind: str, state: dict[str, Any]) -> No
             continue
         if n > 1:
             raise SimulationFailure(ONCE, f"{kind} movement {pid} is {n} ledger entries")
-        if n == 0 and pid not in held and pid not in unmatched:
+        if n == 0 and pid not in held and pid not in unmatched and pid not in dismissed:
             raise SimulationFailure(
-                ONCE, f"{kind} movement {pid} is neither recorded, held nor reported unmatched"
+                ONCE,
+                f"{kind} movement {pid} is neither recorded, held, dismissed by staff nor "
+                "reported unmatched",
             )
-        if n == 1 and (pid in held or pid in unmatched):
+        if n == 1 and (pid in held or pid in unmatched or pid in dismissed):
             raise SimulationFailure(
-                APPLIED_AND_HELD, f"{kind} movement {pid} is posted and also held for staff"
+                APPLIED_AND_HELD,
+                f"{kind} movement {pid} is posted and also held for staff (or dismissed)",
             )
     known = set(ids) | world.file_line_ids
     strays = [e for e in entries if e and e not in known]
@@ -121,23 +131,21 @@ def check_vendor_fees(world: World, kind: str, state: dict[str, Any]) -> None:
             "fee__reference", "acknowledged_version"
         )
     )
-    # Where FeeSync reported something for staff to decide, the two sides may differ until
-    # they do: a refund at the vendor of a payment that had closed the fee (the vendor keeps
-    # it settled, FeeSync owes the refunded part again: keep it owed, or waive the rest), or
-    # a movement the ledger refused (a waiver of more than is owed, made at the vendor on a
-    # figure FeeSync had already lowered). Counted in the summary as `awaiting_staff`.
+    # Before the settlement's last round staff answered every held movement and every
+    # refund made at the vendor, and applied every student's credit to their open fees
+    # (runner._staff_decide_all), so the two sides may differ only where:
+    # - a movement the ledger refused is still reported for staff (a waiver of more than is
+    #   owed, made at the vendor on a figure FeeSync had already lowered; a dispute of a fee
+    #   with nothing owed): no answer makes the two agree; counted as `awaiting_staff`;
+    # - staff kept the fee owed after a refund at the vendor, which holds it settled (only
+    #   the office can take the rest now), or staff dismissed a movement of the fee:
+    #   counted as `decided_by_staff`.
     awaiting_staff = set(
         Discrepancy.objects.filter(
             integration=integration,
-            kind__in=[Discrepancy.Kind.REFUNDED_AT_VENDOR, Discrepancy.Kind.UNMATCHED_PAYMENT],
+            kind=Discrepancy.Kind.UNMATCHED_PAYMENT,
             resolved_at__isnull=True,
         ).values_list("fee_ref", flat=True)
-    )
-    # Money the student has on account while a fee is owed is staff's to apply (auto-apply
-    # is off here): paid twice, at the office and at the vendor, then the office payment
-    # refunded, the vendor's view has the fee paid and FeeSync has it owed beside the credit.
-    with_credit = set(
-        StudentCredit.objects.filter(amount__gt=0).values_list("student__student_number", flat=True)
     )
     in_scope = set()
     for fee in Scope.of(integration).fees().order_by("pk"):
@@ -157,12 +165,15 @@ def check_vendor_fees(world: World, kind: str, state: dict[str, Any]) -> None:
         theirs = (Decimal(held["amount"]), Decimal(held["amount_due"]), bool(held["active"]))
         if kind in FILE_KINDS:  # a charge load line has no "active": amounts only
             ours, theirs = ours[:2] + (True,), theirs[:2] + (True,)
-        if ours != theirs and (
-            fee.reference in awaiting_staff
-            or (held["student_id"] in with_credit and ours[1] > theirs[1])
-        ):
+        if ours == theirs:
+            continue
+        if fee.reference in awaiting_staff:
             world.awaiting_staff.add(fee.reference)
-        elif ours != theirs:
+        elif (fee.reference in world.kept_owed and ours[1] > theirs[1]) or (
+            fee.reference in world.dismissed_refs
+        ):
+            world.decided_by_staff.add(fee.reference)
+        else:
             raise SimulationFailure(
                 AGREE,
                 f"{fee.reference}: FeeSync has amount/due/open {ours}, {kind} has {theirs}",
@@ -215,12 +226,36 @@ def check_delivered(world: World) -> None:
                 )
 
 
+def check_decided(world: World) -> None:
+    """Staff answered every held movement and every refund made at a vendor in the
+    settlement: none is left open (an answer the ledger refused was followed by one it
+    cannot refuse)."""
+    integrations = list(world.integrations.values())
+    held = list(
+        HeldMovement.objects.filter(
+            integration__in=integrations, status=HeldMovement.Status.OPEN
+        ).values_list("vendor_ref", flat=True)[:5]
+    )
+    refunds = list(
+        Discrepancy.objects.filter(
+            integration__in=integrations,
+            kind=Discrepancy.Kind.REFUNDED_AT_VENDOR,
+            resolved_at__isnull=True,
+        ).values_list("vendor_ref", flat=True)[:5]
+    )
+    if held or refunds:
+        raise SimulationFailure(
+            DECIDED, f"still open: held movements {held}, refunds at the vendor {refunds}"
+        )
+
+
 def check_settled(world: World) -> None:
     """The strong invariants, once faults are off and every queue is drained."""
     check_step(world)
     left = OutboxItem.objects.values("state").annotate(n=Count("pk"))
     if left:
         raise SimulationFailure(NOTHING_PARKED, f"outbox: {list(left)}")
+    check_decided(world)
     for kind, box in world.sandboxes.items():
         state = box.state()
         check_vendor_movements(world, kind, state)

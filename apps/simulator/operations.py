@@ -40,9 +40,11 @@ from apps.fees.services import (
     payment_take,
 )
 from apps.students.models import StudentList
-from apps.vendors import engine, tasks
+from apps.vendors import engine, findings, tasks
 from apps.vendors.jobs import pull_for_students, task_run
+from apps.vendors.models import Discrepancy, HeldMovement
 from apps.vendors.sandboxes.client import SandboxControlError
+from apps.vendors.scope import Scope
 
 from .parts import FILE_KINDS
 from .world import CENT, World
@@ -369,6 +371,71 @@ def op_credit_refund(world: World, p: Params, step: int) -> str:
     return f"${amount} of credit refunded to student {credit.student_id}"
 
 
+# --- staff decisions on findings (what a clerk answers on the integration's dashboard) -----
+
+
+def open_findings(world: World) -> list[HeldMovement | Discrepancy]:
+    """What waits for a clerk's decision, oldest first: movements held for staff, then
+    refunds made at a vendor (the fee owed again)."""
+    integrations = list(world.integrations.values())
+    held: list[HeldMovement | Discrepancy] = list(
+        HeldMovement.objects.filter(
+            integration__in=integrations, status=HeldMovement.Status.OPEN
+        ).order_by("pk")
+    )
+    refunds = Discrepancy.objects.filter(
+        integration__in=integrations,
+        kind=Discrepancy.Kind.REFUNDED_AT_VENDOR,
+        resolved_at__isnull=True,
+    ).order_by("pk")
+    return held + list(refunds)
+
+
+def staff_decide(world: World, finding: HeldMovement | Discrepancy, a: float) -> str:
+    """A clerk answers one finding through the services the staff site calls, the answer
+    chosen by `a` (from the seed): a held movement is applied to its fee, kept as the
+    student's credit (a payment only: `movement_credit`) or dismissed with a note; after a
+    refund at the vendor the fee is kept owed or the rest is waived. A refusal in words
+    (`IntegrationError`, e.g. more than is owed) is the outcome."""
+    user = world.staff
+    try:
+        if isinstance(finding, HeldMovement):
+            what = f"{finding.kind} {finding.vendor_ref} on {finding.fee_ref}"
+            payment = finding.kind == "payment"
+            if a < 0.4:
+                findings.held_movement_apply(held=finding, user=user)
+                decision = "apply"
+            elif a < 0.7 and payment:
+                findings.held_movement_credit(held=finding, user=user)
+                decision = "credit"
+            else:
+                findings.held_movement_dismiss(held=finding, user=user, note="simulated")
+                world.dismissed_refs.add(finding.fee_ref)
+                decision = "dismiss"
+        else:
+            what = f"refund {finding.vendor_ref} on {finding.fee_ref}"
+            if a < 0.5:
+                findings.refund_keep_owed(discrepancy=finding, user=user)
+                world.kept_owed.add(finding.fee_ref)
+                decision = "keep_owed"
+            else:
+                findings.refund_waive_rest(discrepancy=finding, user=user)
+                decision = "waive_rest"
+    except ValidationError as exc:
+        world.staff_decisions["refused"] += 1
+        return f"{what}: {_refused(exc)}"
+    world.staff_decisions[decision] += 1
+    return f"{what}: {decision}"
+
+
+@operation("staff_decide", weight=3, group="staff")
+def op_staff_decide(world: World, p: Params, step: int) -> str:
+    waiting = open_findings(world)
+    if not waiting:
+        return "skipped: nothing waits for staff"
+    return staff_decide(world, waiting[p["i"] % len(waiting)], p["a"])
+
+
 # --- vendor side (a parent or the vendor's staff, at the sandbox) ---------------------------
 
 
@@ -458,9 +525,34 @@ def op_vendor_void(world: World, p: Params, step: int) -> str:
 
 @operation("foreign_fee", vendor_kinds="api", weight=1, group="vendor")
 def op_foreign_fee(world: World, p: Params, step: int) -> str:
+    """A fee only the vendor has; now and then under the reference of one of FeeSync's fees
+    that is not the vendor's to settle (another vendor's, the office's, dated before the
+    import-after date: entered at the vendor by hand from an old list), paid there at once.
+    The payment is held for staff (`staff_decide`)."""
     vendor = _vendor(world, p)
     student = world.students[p["i"] % len(world.students)]
     amount = _money(5 + 45 * p["a"])
+    if p["k"] % 3 == 0:
+        in_scope = Scope.of(world.integrations[vendor]).fees().values_list("pk", flat=True)
+        held_refs = {f["fee_ref"] for f in world.sandboxes[vendor].state()["fees"]}
+        others = [
+            fee
+            for fee in Fee.objects.filter(pk__in=world.fee_ids)
+            .exclude(pk__in=in_scope)
+            .select_related("student")
+            .order_by("pk")
+            if fee.reference not in held_refs
+        ]
+        if others:
+            fee = others[p["j"] % len(others)]
+            box = world.sandboxes[vendor].control
+            box.foreign_fee(fee.student.student_number, amount, fee_ref=fee.reference)
+            paid = amount if p["b"] < 0.5 else _part(amount, p["b"])
+            box.pay(fee.reference, paid)  # and a parent pays it there at once
+            return (
+                f"a ${amount} fee only {vendor} has, as FeeSync's {fee.reference} (not its"
+                f" own); ${paid} paid on it"
+            )
     world.sandboxes[vendor].control.foreign_fee(student.student_number, amount)
     return f"a ${amount} fee only {vendor} has, for {student.student_number}"
 
@@ -798,7 +890,7 @@ def op_fx_duplicate_drop(world: World, p: Params, step: int) -> str:
 #: (`apps.vendors.files.fees_export`; tests/vendors/kinds/fileexchange/test_exchange.py).
 CONCURRENT_EXPORTS = True
 
-FAULT_MODES = ("down", "slow", "throttle", "error", "malformed", "drop", "fault")
+FAULT_MODES = ("down", "slow", "throttle", "error", "malformed", "drop", "fault", "drop_mid_answer")
 FILE_FAULTS = ("half_written", "malformed", "bad_amount")
 
 
@@ -817,6 +909,8 @@ def op_vendor_fault(world: World, p: Params, step: int) -> str:
         options["delay_ms"] = 200 + p["j"] % 1300
     if mode in ("down", "throttle"):
         options["retry_after"] = 1
+    if mode == "drop_mid_answer":  # the vendor did the work; the answer is cut off
+        options["cut_at"] = "headers" if p["j"] % 2 else "body"
     if p["a"] < 0.5:
         options["count"] = 1 + p["j"] % 6  # the next few requests only
     if p["b"] < 0.3:

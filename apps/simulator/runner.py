@@ -15,10 +15,12 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 
+from apps.fees.models import Fee, StudentCredit
+from apps.fees.services import Origin, credit_apply
 from apps.vendors.jobs import task_run
-from apps.vendors.models import OutboxItem
+from apps.vendors.models import HeldMovement, OutboxItem
 
-from . import checks
+from . import checks, operations
 from .clock import SimClock
 from .operations import REGISTRY, SimulationFailure
 from .parts import FILE_KINDS, VENDORS, Sandbox, WorkerLike, wait_for
@@ -63,6 +65,8 @@ class Result:
     refused: int = 0
     skipped: int = 0
     awaiting_staff: int = 0
+    decided_by_staff: int = 0
+    staff_decisions: Counter[str] = field(default_factory=Counter)
     elapsed: float = 0.0
     settle_seconds: float = 0.0
 
@@ -82,6 +86,8 @@ class Result:
             "refused": self.refused,
             "skipped": self.skipped,
             "awaiting_staff": self.awaiting_staff,
+            "decided_by_staff": self.decided_by_staff,
+            "staff_decisions": dict(sorted(self.staff_decisions.items())),
             "elapsed_seconds": round(self.elapsed, 1),
             "settle_seconds": round(self.settle_seconds, 1),
             "last_steps": [r.line().strip() for r in self.log[-LAST_STEPS:]],
@@ -143,9 +149,35 @@ def _due_repairs(world: World, step: int) -> None:
         world.worker_down_until = None
 
 
+def _staff_decide_all(world: World) -> None:
+    """Staff answer every finding still waiting for them, each answer drawn from the run's
+    seed (in the findings' order). An answer the ledger refuses (a waiver of more than is
+    owed) is followed by the one that cannot be refused: dismissed, or kept owed. Then
+    they apply every student's credit to that student's open fees."""
+    rng = random.Random(f"settle-{world.seed}")
+    for finding in operations.open_findings(world):
+        outcome = operations.staff_decide(world, finding, rng.random())
+        if "refused" in outcome:
+            operations.staff_decide(
+                world, finding, 0.99 if isinstance(finding, HeldMovement) else 0.0
+            )
+    # Money on a student's account while a fee of theirs is owed: staff apply it, oldest
+    # fee first (auto-apply is off here), until the credit or the open fees run out.
+    for account in StudentCredit.objects.filter(amount__gt=0).order_by("student_id"):
+        for fee in Fee.objects.filter(
+            student_id=account.student_id, status=Fee.Status.OPEN, balance__gt=0
+        ).order_by("pk"):
+            try:
+                credit_apply(student=account.student, fee=fee, origin=Origin(user=world.staff))
+            except ValidationError:
+                continue  # the ledger says why not (a disputed fee, the credit used up)
+            world.staff_decisions["credit_apply"] += 1
+
+
 def _settle(world: World) -> None:
     """Faults off, the worker up, every queue drained, the nightly tasks run (pull,
-    validate) until nothing changes."""
+    validate) until nothing changes; before the last round staff answer every finding left
+    for them, and that round sends what their answers changed."""
     for box in world.sandboxes.values():
         box.control.faults("ok")
     world.fault_until.clear()
@@ -156,6 +188,8 @@ def _settle(world: World) -> None:
         world.worker_down_until = None
     # A vendor is backed off (in real time) after the faults; deliveries resume by themselves.
     for _round in range(3):
+        if _round == 2:
+            _staff_decide_all(world)
         for kind, integration in world.integrations.items():
             if kind in FILE_KINDS:
                 # Results first: what they change goes back in the export after them.
@@ -262,6 +296,8 @@ def run(
                 result.detail = str(exc)
             result.faults = world.faults
             result.awaiting_staff = len(world.awaiting_staff)
+            result.decided_by_staff = len(world.decided_by_staff)
+            result.staff_decisions = world.staff_decisions
     finally:
         for box in sandboxes.values():
             box.stop()

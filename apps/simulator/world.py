@@ -61,6 +61,14 @@ class World:
     file_line_ids: set[str] = field(default_factory=set)
     #: Fees that differ at the vendor where FeeSync left a finding for staff to decide.
     awaiting_staff: set[str] = field(default_factory=set)
+    #: Staff's answers to findings (`operations.staff_decide`), by decision.
+    staff_decisions: Counter[str] = field(default_factory=Counter)
+    #: Fees staff kept owed after a refund at the vendor, and fees with a movement staff
+    #: dismissed: the two sides may differ there by staff's decision (checks.check_vendor_fees).
+    kept_owed: set[str] = field(default_factory=set)
+    dismissed_refs: set[str] = field(default_factory=set)
+    #: Fees that differ at the vendor after the settlement by one of those decisions.
+    decided_by_staff: set[str] = field(default_factory=set)
     #: vendor -> the step at which its injected fault ends
     fault_until: dict[str, int] = field(default_factory=dict)
     worker_down_until: int | None = None

@@ -681,6 +681,19 @@ def _held_record(integration: Integration, held: list[tuple[VendorPayment, int, 
     )
 
 
+def _dismissed(integration: Integration, vendor_refs: Sequence[str]) -> set[str]:
+    """Which of these vendor ids staff dismissed as held movements (one indexed query)."""
+    if not vendor_refs:
+        return set()
+    return set(
+        HeldMovement.objects.filter(
+            integration=integration,
+            status=HeldMovement.Status.DISMISSED,
+            vendor_ref__in=list(vendor_refs),
+        ).values_list("vendor_ref", flat=True)
+    )
+
+
 def _held_posted(integration: Integration, vendor_refs: Sequence[str]) -> None:
     """A movement held because its fee had not been sent yet (the vendor took the fee, but
     the worker died before recording the acknowledgement) is posted by a later pull once the
@@ -753,7 +766,15 @@ def payments_record(
     vendor = integration.vendor_name
     movements: list[Movement] = []
     unknown: dict[int, MovementOutcome] = {}  # index in `payments` -> refused here
+    # A held movement staff dismissed stays unposted however often the vendor reports it,
+    # also once its fee has been sent (a movement held as "never sent" is otherwise posted
+    # by the first pull after the acknowledgement).
+    dismissed = _dismissed(integration, [p.payment_id for p in payments])
+    decided: set[int] = set()  # index in `payments` -> dismissed by staff: left alone
     for i, p in enumerate(payments):
+        if p.payment_id in dismissed:
+            decided.add(i)
+            continue
         try:
             kind = MovementKind(p.kind)
         except ValueError:
@@ -789,6 +810,9 @@ def payments_record(
     refused: list[RefusedMovement] = []
     held: list[tuple[VendorPayment, int, str]] = []
     for i, p in enumerate(payments):
+        if i in decided:
+            report.already_recorded += 1  # answered by staff: nothing to record
+            continue
         outcome = unknown[i] if i in unknown else next(recorded)
         if outcome.status == OutcomeStatus.RECORDED:
             report.recorded += 1

@@ -121,6 +121,46 @@ def test_an_outage_loses_nothing_and_the_backlog_drains_by_itself(
     assert all(held[f.reference]["amount"] == "12.00" for f in existing)
 
 
+@pytest.mark.parametrize("cut_at", ["body", "headers"])
+def test_an_answer_cut_off_mid_call_is_retried_and_nothing_is_lost_or_doubled(
+    live_worker, sandbox, make_integration, cut_at
+):
+    """The vendor applies the push (or reads the page of payments) and the connection
+    breaks while it answers: FeeSync has heard nothing it can count on, so the change stays
+    queued and goes again, the cursor stays, and the retries land once at the vendor."""
+    integration = make_integration()
+    fee = make_fee(amount="40.00", fee_date=IN_SCOPE)
+    at_vendor(sandbox, fee, version=1)
+    wait_for(lambda: not OutboxItem.objects.exists(), what="the first delivery")
+
+    sandbox.faults("drop_mid_answer", cut_at=cut_at)
+    fee_change(fee=fee, amount="45.00", origin=Origin())
+    at_vendor(sandbox, fee, amount="45.00", version=2)  # the vendor has it...
+    wait_for(
+        lambda: Integration.objects.get().consecutive_failures > 0,
+        what="the cut-off answer to be recorded as a failure",
+    )
+    # ... and FeeSync does not take it for delivered.
+    assert OutboxItem.objects.filter(fee=fee).exists()
+    assert SyncedFee.objects.get(fee=fee).acknowledged_version == 1
+    assert "dropped while" in Integration.objects.get().last_error
+
+    sandbox.control("pay", fee_ref=fee.reference, amount="20.00")
+    failed = task_run(integration=integration, task="get-payments")
+    assert failed is not None and failed.outcome == "failed" and "dropped while" in failed.error
+    assert not vendor_payments(integration, fee).exists()
+
+    sandbox.faults("ok")
+    wait_for(lambda: not OutboxItem.objects.exists(), timeout=60, what="the change to go again")
+    assert SyncedFee.objects.get(fee=fee).acknowledged_version == 2
+    assert len(sandbox.fees()) == 1 and sandbox.fees()[fee.reference]["amount"] == "45.00"
+    assert task_run(integration=integration, task="get-payments").outcome == "ok"
+    assert task_run(integration=integration, task="get-payments").outcome == "ok"
+    assert list(vendor_payments(integration, fee).values_list("amount", flat=True)) == [D("20.00")]
+    fee.refresh_from_db()
+    assert fee.balance == D("25.00")
+
+
 def test_a_partial_payment_is_recorded_once_by_each_trigger(
     live_worker, sandbox, make_integration, clerk
 ):

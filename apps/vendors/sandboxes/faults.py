@@ -17,6 +17,11 @@ FAULT_MODES: dict[str, str] = {
     "ok": "answer normally",
     "down": "every vendor endpoint (service description included) answers 503 with Retry-After",
     "drop": "every vendor endpoint closes the connection without answering",
+    "drop_mid_answer": (
+        "operations do their work (a push is stored, a page of payments is read) and the"
+        " connection is closed part-way through the answer (see cut_at); the description"
+        " is served"
+    ),
     "throttle": "every vendor endpoint answers 429 Too Many Requests with Retry-After",
     "slow": "every vendor endpoint waits delay_ms before answering (and then does the work)",
     "error": "operations answer HTTP 500 with an HTML error page; the description is served",
@@ -34,7 +39,14 @@ FAULT_OPTIONS: dict[str, str] = {
     "every": "only every Nth vendor request gets the fault (N >= 2); the others are answered",
     "status": "fault: the HTTP status of the protocol-level error (400-599; vendor default)",
     "throttle_count": "shorthand for a 429 storm: mode throttle, count N, retry_after 1",
+    "cut_at": (
+        "drop_mid_answer: where the answer stops, 'body' (status line, headers and half the"
+        " body; default) or 'headers' (status line and headers, no body)"
+    ),
 }
+
+#: Where a "drop_mid_answer" answer is cut off.
+CUT_POINTS = ("body", "headers")
 
 
 @dataclass
@@ -44,7 +56,8 @@ class FaultConfig:
     `count` > 0 limits the fault to the next `count` vendor requests (the server counts
     down and returns to "ok"), so a test can say "the next 3 requests get 429, then it
     recovers". `every` >= 2 faults only every Nth vendor request. `status` is the HTTP
-    status of a "fault"-mode error (0: the vendor's usual one).
+    status of a "fault"-mode error (0: the vendor's usual one). `cut_at` is where a
+    "drop_mid_answer" answer stops (CUT_POINTS).
     """
 
     mode: str = "ok"
@@ -54,6 +67,7 @@ class FaultConfig:
     count: int = 0
     every: int = 0
     status: int = 0
+    cut_at: str = "body"
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FaultConfig:
@@ -88,6 +102,9 @@ class FaultConfig:
             numbers["every"] = 0  # every request: the same as no `every`
         if numbers["status"] and not 400 <= numbers["status"] <= 599:
             raise ControlError("status must be an HTTP error status (400-599).")
+        cut_at = str(data.get("cut_at", "body"))
+        if cut_at not in CUT_POINTS:
+            raise ControlError(f"cut_at must be one of {', '.join(CUT_POINTS)}.")
         return cls(
             mode,
             numbers["delay_ms"],
@@ -96,4 +113,5 @@ class FaultConfig:
             numbers["count"],
             numbers["every"],
             numbers["status"],
+            cut_at,
         )

@@ -33,8 +33,8 @@ from apps.vendors.sandboxes.state import Page, PaymentRow, SandboxState
 class VendorProtocol(ABC):
     """What a vendor module supplies: its endpoints, and how its protocol breaks.
 
-    The server applies the generic fault modes (down, drop, throttle, slow, error,
-    no_wsdl) itself and asks the protocol only for the vendor-shaped ones.
+    The server applies the generic fault modes (down, drop, drop_mid_answer, throttle,
+    slow, error, no_wsdl) itself and asks the protocol only for the vendor-shaped ones.
     """
 
     #: The vendor's name as staff read it, e.g. "PaySchools".
@@ -77,6 +77,16 @@ class _DropConnection(Exception):
     """Raised to close the connection without an answer (fault mode "drop")."""
 
 
+class _CutConnection(Exception):
+    """Raised with the answer the vendor computed (its work is done) to send only part of
+    it and close the connection (fault mode "drop_mid_answer")."""
+
+    def __init__(self, response: Response, cut_at: str) -> None:
+        super().__init__(cut_at)
+        self.response = response
+        self.cut_at = cut_at
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: a benchmark must not pay a TCP setup per call
     disable_nagle_algorithm = True  # headers and body go out together; no 40 ms ACK stalls
@@ -107,6 +117,9 @@ class _Handler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
+        except _CutConnection as cut:
+            self._send_cut(cut.response, cut.cut_at)
+            return
         except Exception:  # a bug in a sandbox must answer 500, not kill the connection
             if self.server.closed:
                 # A "slow" request still asleep when the sandbox was shut down finds its
@@ -117,7 +130,7 @@ class _Handler(BaseHTTPRequestHandler):
             response = Response.text("Internal Server Error (sandbox bug)\n", 500)
         self._send(response)
 
-    def _send(self, response: Response) -> None:
+    def _head(self, response: Response) -> bytes:
         try:
             reason = HTTPStatus(response.status).phrase
         except ValueError:
@@ -129,8 +142,24 @@ class _Handler(BaseHTTPRequestHandler):
         head.extend(f"{k}: {v}" for k, v in response.headers.items())
         if self.close_connection:
             head.append("Connection: close")
+        return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+
+    def _send_cut(self, response: Response, cut_at: str) -> None:
+        """The answer's status line and headers (its full Content-Length announced), then
+        half its body or none, then the connection closed: the client heard that the
+        vendor answered but never the whole answer."""
+        payload = self._head(response)
+        if cut_at == "body":
+            payload += response.body[: len(response.body) // 2]
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.wfile.write(payload)
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _send(self, response: Response) -> None:
         # One write for head and body: fewer syscalls and no Nagle/delayed-ACK stall.
-        payload = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        payload = self._head(response)
         if self.command != "HEAD":
             payload += response.body
         try:
@@ -268,6 +297,11 @@ class SandboxServer(ThreadingHTTPServer):
             return Response(500, page.encode(), "text/html; charset=utf-8")
         if mode == "malformed":
             return self.protocol.malformed_response(request)
+        if mode == "drop_mid_answer":
+            # The vendor does the work (stores the push, reads the page) and the answer is
+            # lost on the way back: FeeSync must not take it for a failure it can forget,
+            # nor for a success.
+            raise _CutConnection(self.protocol.handle(request), faults.cut_at)
         if mode == "fault":
             return self.protocol.protocol_fault_response(request)
         return self.protocol.handle(request)

@@ -290,6 +290,21 @@ class CommunityPassAdapter(VendorAdapter):
                 ),
                 retryable=False,
             ) from exc
+        except (
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+        ) as exc:
+            # Community Pass began to answer and the connection broke: like a read timeout,
+            # the request may have taken effect, so it is not repeated inside this call; the
+            # engine asks again (a push is upserted by reference and version, a pull resumes
+            # from the stored cursor).
+            raise _Failure(
+                VendorError(
+                    "The connection was dropped while Community Pass was answering (the"
+                    " request may have reached it); FeeSync will ask again."
+                ),
+                retryable=False,
+            ) from exc
         except requests.ConnectionError as exc:
             raise _Failure(self._unreachable(self._why(exc)), retryable=True) from exc
         except requests.RequestException as exc:

@@ -267,6 +267,16 @@ class PaySchoolsAdapter(VendorAdapter):
             )
         if isinstance(exc, requests.Timeout):
             return VendorError(f"PaySchools did not answer within {self._timeout_words()}.")
+        if isinstance(
+            exc, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError
+        ):
+            # PaySchools began to answer and the connection broke: the request may have
+            # taken effect. Not permanent: a push is upserted by reference and version and
+            # a pull resumes from the stored cursor, so asking again is harmless.
+            return VendorError(
+                "The connection was dropped while PaySchools was answering (the request may"
+                " have reached it); FeeSync will ask again."
+            )
         if isinstance(exc, requests.ConnectionError):
             text = str(exc)
             if "refused" in text.lower():

@@ -703,3 +703,44 @@ def test_plain_amounts_from_the_wire_are_read_as_sent() -> None:
     assert _money_in("-4.00", "balance") == Decimal("-4.00")  # a balance in credit
     with pytest.raises(_BadReply, match="not as a decimal string"):
         _money_in(Decimal("12.50"), "amount")  # a JSON number breaks the contract
+
+
+# --- a connection dropped mid-answer (the vendor did the work; FeeSync never heard) ---------
+
+
+@pytest.mark.parametrize("cut_at", ["body", "headers"])
+def test_push_answered_then_cut_off_is_a_retryable_error_and_the_retry_is_harmless(
+    communitypass_adapter: CommunityPassAdapter,
+    communitypass_control: SandboxControl,
+    fee_record: MakeFee,
+    cut_at: str,
+) -> None:
+    communitypass_control.faults("drop_mid_answer", cut_at=cut_at, count=1)
+    with pytest.raises(VendorError) as info:
+        communitypass_adapter.push_fees([fee_record("F1", amount=Decimal("25.50"))])
+    assert info.value.permanent is False
+    assert "dropped while Community Pass was answering" in info.value.message
+    # Not retried inside the call (the request arrived; the engine's outbox sends it again).
+    assert communitypass_adapter.last_attempts == 1
+    assert fees_by_ref(communitypass_control)["F1"]["version"] == 1  # stored all the same
+    again = communitypass_adapter.push_fees([fee_record("F1", amount=Decimal("25.50"))])
+    assert again.acknowledged == {"F1": 1}
+    assert [f["fee_ref"] for f in communitypass_control.state()["fees"]] == ["F1"]
+
+
+@pytest.mark.parametrize("cut_at", ["body", "headers"])
+def test_pull_answered_then_cut_off_is_a_retryable_error_and_the_page_comes_again(
+    communitypass_adapter: CommunityPassAdapter,
+    communitypass_control: SandboxControl,
+    fee_record: MakeFee,
+    cut_at: str,
+) -> None:
+    communitypass_adapter.push_fees([fee_record("F1")])
+    communitypass_control.pay("F1", "10.00")
+    communitypass_control.faults("drop_mid_answer", cut_at=cut_at, count=1)
+    with pytest.raises(VendorError) as info:
+        communitypass_adapter.pull_payments()
+    assert info.value.permanent is False
+    assert "dropped while Community Pass was answering" in info.value.message
+    page = communitypass_adapter.pull_payments()
+    assert [(p.fee_ref, p.amount) for p in page.payments] == [("F1", Decimal("10.00"))]

@@ -17,7 +17,7 @@ import requests
 
 from apps.vendors.kinds.communitypass import sandbox as cp
 from apps.vendors.registry import load_sandbox, sandboxes
-from apps.vendors.sandboxes.client import SandboxControl
+from apps.vendors.sandboxes.client import SandboxControl, SandboxControlError
 from apps.vendors.sandboxes.server import SandboxServer
 
 KEY = {"X-Api-Key": cp.DEFAULT_API_KEY}
@@ -546,3 +546,49 @@ def test_request_counters_skip_the_control_api_and_clear(
     assert communitypass_control.requests() == {"total": 0, "faulted": 0, "by_endpoint": {}}
     index = communitypass_control.call("")
     assert "GET /_sandbox/requests" in index["endpoints"] and "count" in index["fault_options"]
+
+
+def _raw_get(server: SandboxServer, path: str) -> bytes:
+    """Everything the sandbox writes for one request, until it closes the connection."""
+    with socket.create_connection((server.host, server.port), timeout=5) as conn:
+        conn.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: x\r\nX-Api-Key: {KEY['X-Api-Key']}\r\n\r\n".encode()
+        )
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize("cut_at", ["body", "headers"])
+def test_drop_mid_answer_does_the_work_then_cuts_the_answer(
+    communitypass: SandboxServer, communitypass_control: SandboxControl, cut_at: str
+) -> None:
+    communitypass_control.faults("drop_mid_answer", cut_at=cut_at)
+    assert communitypass_control.call("faults")["mode"] == "drop_mid_answer"
+    # The push is stored although the client never hears the whole answer.
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        api(communitypass, "POST", "/fees/batch", json={"fees": [fee("F1")]})
+    communitypass_control.faults("ok")
+    assert [f["fee_ref"] for f in communitypass_control.state()["fees"]] == ["F1"]
+
+    communitypass_control.faults("drop_mid_answer", cut_at=cut_at)
+    raw = _raw_get(communitypass, "/v1/payments")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    length = int(
+        next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length:")).split(
+            b":"
+        )[1]
+    )
+    assert length > 0 and len(body) == (length // 2 if cut_at == "body" else 0)
+    # The description is still served whole.
+    assert requests.get(f"{communitypass.url}/v1", timeout=5).status_code == 200
+
+
+def test_drop_mid_answer_takes_only_a_known_cut_point(
+    communitypass_control: SandboxControl,
+) -> None:
+    with pytest.raises(SandboxControlError) as info:
+        communitypass_control.faults("drop_mid_answer", cut_at="trailer")
+    assert info.value.status == 400 and "cut_at" in info.value.message

@@ -453,3 +453,45 @@ def test_plain_amounts_from_the_wire_are_read_as_sent() -> None:
     assert _money_in(Decimal("12.50"), "amount") == Decimal("12.50")
     assert _money_in(Decimal("0"), "balance") == Decimal("0.00")
     assert _money_in(Decimal("-4.00"), "balance") == Decimal("-4.00")  # a balance in credit
+
+
+# --- a connection dropped mid-answer (the vendor did the work; FeeSync never heard) ---------
+
+
+@pytest.mark.parametrize("cut_at", ["body", "headers"])
+def test_push_answered_then_cut_off_is_a_retryable_error_and_the_retry_is_harmless(
+    payschools_adapter: PaySchoolsAdapter,
+    payschools_control: SandboxControl,
+    fee_record: MakeFee,
+    cut_at: str,
+) -> None:
+    assert payschools_adapter.test_push().ok  # the WSDL is loaded: the next call is the push
+    payschools_control.faults("drop_mid_answer", cut_at=cut_at, count=1)
+    with pytest.raises(VendorError) as info:
+        payschools_adapter.push_fees([fee_record("F1", amount=Decimal("25.50"))])
+    assert info.value.permanent is False
+    assert "dropped while PaySchools was answering" in info.value.message
+    # PaySchools stored it all the same: the nasty case.
+    assert fees_by_ref(payschools_control)["F1"]["version"] == 1
+    again = payschools_adapter.push_fees([fee_record("F1", amount=Decimal("25.50"))])
+    assert again.acknowledged == {"F1": 1}
+    assert [f["fee_ref"] for f in payschools_control.state()["fees"]] == ["F1"]
+    assert payschools_control.requests()["faulted"] == 1
+
+
+@pytest.mark.parametrize("cut_at", ["body", "headers"])
+def test_pull_answered_then_cut_off_is_a_retryable_error_and_the_page_comes_again(
+    payschools_adapter: PaySchoolsAdapter,
+    payschools_control: SandboxControl,
+    fee_record: MakeFee,
+    cut_at: str,
+) -> None:
+    payschools_adapter.push_fees([fee_record("F1")])
+    payschools_control.pay("F1", "10.00")
+    payschools_control.faults("drop_mid_answer", cut_at=cut_at, count=1)
+    with pytest.raises(VendorError) as info:
+        payschools_adapter.pull_payments()
+    assert info.value.permanent is False
+    assert "dropped while PaySchools was answering" in info.value.message
+    page = payschools_adapter.pull_payments()
+    assert [(p.fee_ref, p.amount) for p in page.payments] == [("F1", Decimal("10.00"))]

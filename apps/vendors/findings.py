@@ -48,9 +48,20 @@ class HeldAlreadyResolved(IntegrationError):
         self.held = held
 
 
+def _fee_first(fee_id: int | None) -> None:
+    """Lock the finding's fee before the finding itself. Everything else that touches both
+    takes the fee first (the ledger's services, a pull recording a movement, a delivery's
+    acknowledgement), then the rows about it; a staff answer that locked the finding first
+    and then its fee (to post or waive) deadlocked with a pull of the same fee (simulate
+    --seed 1, a refund's "waive the rest")."""
+    if fee_id is not None:
+        list(Fee.objects.select_for_update().filter(pk=fee_id).values_list("pk", flat=True))
+
+
 def _open_held(held: HeldMovement) -> HeldMovement:
-    """The held movement, locked: of two clicks at the same moment the second waits for the
-    first to commit, then finds it resolved."""
+    """The held movement, locked (after its fee): of two clicks at the same moment the
+    second waits for the first to commit, then finds it resolved."""
+    _fee_first(HeldMovement.objects.filter(pk=held.pk).values_list("fee_id", flat=True).first())
     locked = (
         HeldMovement.objects.select_for_update()
         .select_related("integration", "fee")
@@ -180,6 +191,9 @@ def held_movement_dismiss(
 
 
 def _open_refund(discrepancy: Discrepancy) -> Discrepancy:
+    _fee_first(
+        Discrepancy.objects.filter(pk=discrepancy.pk).values_list("fee_id", flat=True).first()
+    )
     locked = (
         Discrepancy.objects.select_for_update().select_related("integration").get(pk=discrepancy.pk)
     )

@@ -466,3 +466,81 @@ def test_seed_1_a_file_fee_taken_as_held_before_the_fix_goes_out_in_the_next_exp
     assert held["fileexchange"].acknowledged_version == held["fileexchange"].fee.version - 1
     assert held["fileexchange"].vendor_caused_version is None
     assert held["communitypass"].acknowledged_version == held["communitypass"].fee.version
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("answer", ["waive_rest", "keep_owed", "held_apply"])
+def test_seed_1_a_staff_answer_locks_the_fee_before_the_finding(answer):
+    """simulate --seed 1 (step 250, after staff's answers became steps): "waive the rest"
+    after a refund at the vendor locked the finding, then its fee; a pull of the same fee
+    held the fee and wanted the finding: deadlock. Every answer now waits for the fee first,
+    with the finding still free, as the ledger's services and the pulls take them."""
+    import threading
+    import time as clock
+
+    from django.db import connection, connections, transaction
+
+    from apps.fees.models import Fee
+    from apps.vendors import findings
+    from apps.vendors.models import Discrepancy, HeldMovement, Integration
+    from tests.factories import StaffFactory, make_fee
+
+    assert connection.vendor == "postgresql"
+    integration = Integration.objects.create(
+        vendor_kind="payschools", slug="ps-lock", name="PS", service_url="http://127.0.0.1:9/"
+    )
+    fee = make_fee(amount="30.00")
+    user = StaffFactory()
+    if answer == "held_apply":
+        row: object = HeldMovement.objects.create(
+            integration=integration,
+            fee=fee,
+            fee_ref=fee.reference,
+            vendor_ref="H-LOCK",
+            kind="payment",
+            amount="10.00",
+            student_number=fee.student.student_number,
+            reason=HeldMovement.Reason.NEVER_SENT,
+            detail="never sent",
+        )
+        table, run = HeldMovement, lambda: findings.held_movement_apply(held=row, user=user)
+    else:
+        row = Discrepancy.objects.create(
+            integration=integration,
+            kind=Discrepancy.Kind.REFUNDED_AT_VENDOR,
+            fee=fee,
+            fee_ref=fee.reference,
+            vendor_ref="R-LOCK",
+            detail="refunded",
+        )
+        service = getattr(findings, f"refund_{answer}")
+        table, run = Discrepancy, lambda: service(discrepancy=row, user=user)
+    done: list[object] = []
+
+    def staff() -> None:
+        try:
+            done.append(run())
+        finally:
+            connections.close_all()
+
+    with transaction.atomic():  # the pull: holds the fee
+        list(Fee.objects.select_for_update().filter(pk=fee.pk))
+        answering = threading.Thread(target=staff)
+        answering.start()
+        waiting = 0
+        for _ in range(1200):
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_stat_clear_snapshot()")
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()"
+                )
+                waiting = cursor.fetchone()[0]
+            if waiting:
+                break
+            clock.sleep(0.1)
+        assert waiting, "the staff answer never waited for the fee"
+        # ... and the finding is free meanwhile: the pull could take it without a deadlock.
+        assert table.objects.select_for_update(nowait=True).filter(pk=row.pk).exists()
+    answering.join(timeout=300)
+    assert done, "the staff answer did not finish"

@@ -14,6 +14,40 @@ from tests.factories import StaffFactory
 # The real Celery worker's fixtures, for every directory (one worker per broker per session).
 from tests.workers import celery_worker_process, live_worker, second_worker  # noqa: F401
 
+
+def _flush_retrying_deadlocks() -> None:
+    """A transactional test's teardown empties the database with one TRUNCATE of every
+    table. The real worker shares that database and never stops: its outbox sweeper runs
+    every second, and a task the test started may still be writing (live_worker waits for
+    those, within a bound). When a task's row locks and the TRUNCATE's table locks cross,
+    PostgreSQL kills one of the two; when it picked the TRUNCATE, the test errored at
+    teardown and the next one found its rows. The flush is rolled back whole then, so it
+    is simply run again once the task has gone."""
+    import time
+
+    from django.core.management.base import CommandError
+    from django.db import OperationalError
+    from django.test import TransactionTestCase
+
+    flush = TransactionTestCase._fixture_teardown
+
+    def retrying(self: TransactionTestCase) -> None:
+        for attempt in range(10):
+            try:
+                return flush(self)
+            except CommandError as exc:
+                deadlocked = isinstance(exc.__cause__, OperationalError) and (
+                    "deadlock detected" in str(exc.__cause__)
+                )
+                if not deadlocked or attempt == 9:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
+    TransactionTestCase._fixture_teardown = retrying  # type: ignore[method-assign]
+
+
+_flush_retrying_deadlocks()
+
 #: Fixtures that give a test the database (directly or through another fixture).
 _DB_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "live_server"}
 

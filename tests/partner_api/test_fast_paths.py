@@ -20,6 +20,7 @@ from apps.fees.services.credit import credit_refund
 from apps.fees.services.ledger import Origin
 from apps.partner_api.models import ApiCall
 from apps.partner_api.services import api_key_issue, api_user_create
+from tests.db_helpers import wait_until_a_session_waits_for_a_lock
 from tests.factories import StaffFactory
 
 from .conftest import BOTH, PAYMENTS, payment
@@ -183,8 +184,6 @@ def test_a_payment_refused_after_it_wrote_leaves_nothing_and_its_retry_replays_t
     """The payment's transaction has no savepoint: a refusal that comes after the door wrote
     the entry and the credit (here its cash drawer session closes while it waits for the
     session's lock) rolls back the whole transaction, and the key then keeps the refusal."""
-    import time
-
     from django.db import transaction
 
     from apps.accounting.models import CashDrawer
@@ -216,19 +215,8 @@ def test_a_payment_refused_after_it_wrote_leaves_nothing_and_its_retry_replays_t
         session_lock(session.pk)  # the payment will wait here, after writing its entry
         poster = threading.Thread(target=post)
         poster.start()
-        waiting = 0
-        for _ in range(1200):  # until the payment waits on the session's row lock
-            with connection.cursor() as cursor:
-                # Inside a transaction the statistics views are a snapshot: clear it first.
-                cursor.execute("SELECT pg_stat_clear_snapshot()")
-                cursor.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND datname = current_database()"
-                )
-                waiting = cursor.fetchone()[0]
-            if waiting:
-                break
-            time.sleep(0.1)
+        # Until the payment waits on the session's row lock.
+        waiting = wait_until_a_session_waits_for_a_lock()
         assert waiting, answers[0].json() if answers else "the payment never waited for the lock"
         session_close(session=session, counted={"R": "0.00"}, user=cashier)
     poster.join(timeout=300)

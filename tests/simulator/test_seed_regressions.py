@@ -476,13 +476,13 @@ def test_seed_1_a_staff_answer_locks_the_fee_before_the_finding(answer):
     held the fee and wanted the finding: deadlock. Every answer now waits for the fee first,
     with the finding still free, as the ledger's services and the pulls take them."""
     import threading
-    import time as clock
 
     from django.db import connection, connections, transaction
 
     from apps.fees.models import Fee
     from apps.vendors import findings
     from apps.vendors.models import Discrepancy, HeldMovement, Integration
+    from tests.db_helpers import wait_until_a_session_waits_for_a_lock
     from tests.factories import StaffFactory, make_fee
 
     assert connection.vendor == "postgresql"
@@ -527,18 +527,7 @@ def test_seed_1_a_staff_answer_locks_the_fee_before_the_finding(answer):
         list(Fee.objects.select_for_update().filter(pk=fee.pk))
         answering = threading.Thread(target=staff)
         answering.start()
-        waiting = 0
-        for _ in range(1200):
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_stat_clear_snapshot()")
-                cursor.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND datname = current_database()"
-                )
-                waiting = cursor.fetchone()[0]
-            if waiting:
-                break
-            clock.sleep(0.1)
+        waiting = wait_until_a_session_waits_for_a_lock()
         assert waiting, "the staff answer never waited for the fee"
         # ... and the finding is free meanwhile: the pull could take it without a deadlock.
         assert table.objects.select_for_update(nowait=True).filter(pk=row.pk).exists()

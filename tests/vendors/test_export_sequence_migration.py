@@ -4,24 +4,17 @@ next file after it carries on the numbering (the export no longer scans the runs
 from __future__ import annotations
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
+
+from tests.db_helpers import migrate_to, migrate_to_latest
 
 BEFORE = [("vendors", "0012_file_exports_send_back_own_changes")]
 AFTER = [("vendors", "0013_export_sequence_from_past_runs")]
 
 
-def _migrate(targets: list[tuple[str, str]]):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
-
-
 @pytest.mark.django_db(transaction=True)
 def test_the_sequence_carries_on_from_the_last_successful_export_run() -> None:
-    old = _migrate(BEFORE)
+    old = migrate_to(BEFORE)
     Integration = old.get_model("vendors", "Integration")
     TaskRun = old.get_model("vendors", "TaskRun")
     files = Integration.objects.create(
@@ -42,13 +35,11 @@ def test_the_sequence_carries_on_from_the_last_successful_export_run() -> None:
             integration=files, task=task, outcome=outcome, counts=counts, started=now
         )
     try:
-        new = _migrate(AFTER).get_model("vendors", "Integration")
+        new = migrate_to(AFTER).get_model("vendors", "Integration")
         assert new.objects.get(slug="fx").export_sequence == 9
         assert new.objects.get(slug="fx2").export_sequence == 0
     finally:
-        executor = MigrationExecutor(connection)
-        executor.loader.build_graph()
-        executor.migrate(executor.loader.graph.leaf_nodes())
+        migrate_to_latest()
         from apps.vendors.models import Integration as Current
 
         Current.objects.filter(pk__in=[files.pk, untouched.pk]).delete()

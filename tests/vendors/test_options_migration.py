@@ -6,23 +6,16 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
+
+from tests.db_helpers import migrate_to, migrate_to_latest
 
 BEFORE = [("vendors", "0001_initial")]
 AFTER = [("vendors", "0002_integration_options")]
 
 
-def _migrate(targets: list[tuple[str, str]]):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
-
-
 @pytest.mark.django_db(transaction=True)
 def test_moved_columns_keep_every_value_and_the_move_can_be_undone() -> None:
-    old = _migrate(BEFORE)
+    old = migrate_to(BEFORE)
     Integration = old.get_model("vendors", "Integration")
     Integration.objects.create(
         vendor_kind="payschools",
@@ -45,7 +38,7 @@ def test_moved_columns_keep_every_value_and_the_move_can_be_undone() -> None:
         balance_message="Settle at Community Pass.",
     )
     try:
-        new = _migrate(AFTER)
+        new = migrate_to(AFTER)
         moved = {i.slug: i.options for i in new.get_model("vendors", "Integration").objects.all()}
         assert moved["ps"]["lunch_balance_threshold"] == "7.25"  # money as its exact string
         assert moved["ps"]["lunch_payment_url"] == "https://lunch.example/add"
@@ -53,14 +46,12 @@ def test_moved_columns_keep_every_value_and_the_move_can_be_undone() -> None:
         assert moved["cp"]["lock_portal_on_balance"] is True
         assert moved["cp"]["balance_message"] == "Settle at Community Pass."
 
-        back = _migrate(BEFORE).get_model("vendors", "Integration")
+        back = migrate_to(BEFORE).get_model("vendors", "Integration")
         ps = back.objects.get(slug="ps")
         assert (ps.lunch_balance_threshold, ps.show_lunch_balance) == (Decimal("7.25"), True)
         assert back.objects.get(slug="cp").balance_message == "Settle at Community Pass."
     finally:
-        executor = MigrationExecutor(connection)
-        executor.loader.build_graph()
-        executor.migrate(executor.loader.graph.leaf_nodes())
+        migrate_to_latest()
         from apps.vendors.models import Integration as Current
 
         Current.objects.all().delete()

@@ -25,7 +25,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.dispatch import Signal
@@ -911,6 +911,11 @@ def _credit_add(student_id: int, delta: Decimal) -> None:
 
     now = timezone.now()
     table = StudentCredit._meta.db_table
+    if connection.vendor != "postgresql":
+        # SQLite (`make run`) has no xmax: read the row, then write it (one writer at a
+        # time there anyway).
+        _credit_add_portable(student_id, delta, now)
+        return
     with prepared_cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table} AS c (student_id, amount, since, updated_at) "  # noqa: S608 - our table, values bound
@@ -933,6 +938,26 @@ def _credit_add(student_id: int, delta: Decimal) -> None:
             student_id=student_id, amount=old, since=since if old > 0 else None, updated_at=now
         )
     _audit(after, before)
+
+
+def _credit_add_portable(student_id: int, delta: Decimal, now: Any) -> None:
+    """`_credit_add` without PostgreSQL's upsert, audited the same way."""
+    credit = StudentCredit.objects.filter(student_id=student_id).first()
+    if credit is None:
+        after = StudentCredit(student_id=student_id, amount=delta, since=now, updated_at=now)
+        insert(after)
+        _audit(after, None)
+        return
+    before = StudentCredit(
+        student_id=student_id, amount=credit.amount, since=credit.since, updated_at=now
+    )
+    credit.amount = (credit.amount + delta).quantize(CENT)
+    credit.since = credit.since if before.amount > 0 else now
+    credit.updated_at = now
+    StudentCredit.objects.filter(pk=credit.pk).update(
+        amount=credit.amount, since=credit.since, updated_at=now
+    )
+    _audit(credit, before)
 
 
 def _audit(instance: Any, before: Any | None) -> None:

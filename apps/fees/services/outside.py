@@ -280,17 +280,23 @@ def _recorded(
     # Not a prepared statement (`prepared_cursor`): after a few runs PostgreSQL plans one
     # generically, without the arrays' values, and that plan scanned the whole ledger for
     # every page of a file import (100,000 lines re-imported: 3 s became 110 s).
+    # One array on PostgreSQL; SQLite (`make run`) has no ANY: a list of placeholders there.
+    values: list[Any]
+    if connection.vendor == "postgresql":
+        among, values = "= ANY(%s)", [ids]
+    else:
+        among, values = f"IN ({', '.join(['%s'] * len(ids))})", ids
     with connection.cursor() as cursor:
         cursor.execute(
             # The unique index `external_transaction_once` is partial on `external_id <> ''`:
             # said here, the planner may use it for both columns.
             f"SELECT 0, external_id, id, fee_id FROM {entries} "  # noqa: S608 - our tables; values bound
-            "WHERE external_source = %s AND external_id = ANY(%s) AND NOT (external_id = '') "
+            f"WHERE external_source = %s AND external_id {among} AND NOT (external_id = '') "
             f"UNION ALL SELECT 1, external_id, NULL, fee_id FROM {disputes} "
-            "WHERE external_source = %s AND external_id = ANY(%s) "
+            f"WHERE external_source = %s AND external_id {among} "
             f"UNION ALL SELECT 1, ended_external_id, NULL, fee_id FROM {disputes} "
-            "WHERE external_source = %s AND ended_external_id = ANY(%s)",
-            [source.external_source, ids] * 3,
+            f"WHERE external_source = %s AND ended_external_id {among}",
+            [source.external_source, *values] * 3,
         )
         rows = sorted(cursor.fetchall(), key=lambda r: r[0])  # entries first
     found: dict[str, tuple[int | None, int | None]] = {}
